@@ -1,0 +1,88 @@
+"""Shared fixtures: a real redis-server per test session on a free port, never a fake."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from store.embedded import find_redis_server
+
+SHARED_DATA = Path(
+    os.environ.get("OFFERWISE_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+).resolve()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server for the whole session; yields its URL."""
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """A clean database on the session server, wired into the process settings."""
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    monkeypatch.setenv("REDIS_URL", redis_server)
+    monkeypatch.setenv("OFFERWISE_DATA_DIR", str(tmp_path / "var"))
+    from store.redis_client import reset_clients
+
+    reset_clients()
+    yield redis_server
+    reset_clients()
+
+
+@pytest.fixture
+def r(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "zcta_demographics.csv").exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}; set OFFERWISE_SHARED_DATA")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def geo_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A writable copy of the GeoNames files (pgeocode writes index files beside them)."""
+    target = tmp_path_factory.mktemp("geonames")
+    for f in (shared_data / "geonames").glob("*.txt"):
+        shutil.copy(f, target / f.name)
+    return target
