@@ -1,0 +1,85 @@
+"""Tenant admin API (admin key): tenant settings, catalog, event counters."""
+
+from __future__ import annotations
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
+
+from app.auth import admin_tenant
+from app.services import services
+from clickstream import catalog
+from clickstream.stats import daily_counts
+
+blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Tenant administration (admin key)")
+
+
+class CatalogReportSchema(Schema):
+    version = fields.Integer(allow_none=True)
+    rows_read = fields.Integer()
+    rows_imported = fields.Integer()
+    rows_rejected = fields.Integer()
+    errors = fields.List(fields.Dict(), metadata={"description": "Up to 100 of {row, column, reason}."})
+
+
+class CatalogPageArgs(Schema):
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class StatsArgs(Schema):
+    days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=90))
+
+
+@blp.route("/tenant")
+@blp.doc(summary="This tenant's settings")
+def tenant_info():
+    return admin_tenant().public()
+
+
+@blp.route("/catalog")
+class Catalog(MethodView):
+    @blp.doc(
+        summary="Replace the product catalog",
+        description=(
+            f"CSV (header: {','.join(catalog.COLUMNS)}; margin, url, image_url and active optional) "
+            f"or JSON (a list of products or {{\"products\": [...]}}). At most {catalog.MAX_PRODUCTS} "
+            f"products and {catalog.MAX_UPLOAD_BYTES} bytes. Bad rows are reported (row, column, "
+            "reason) and the good rows replace the whole catalog atomically; an upload with no good "
+            "row changes nothing (422)."
+        ),
+        requestBody={
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            },
+        },
+    )
+    @blp.response(200, CatalogReportSchema)
+    @blp.alt_response(422, description="Nothing usable in the upload; the catalog is unchanged")
+    def put(self):
+        tenant = admin_tenant()
+        try:
+            report = catalog.parse_upload(request.get_data(cache=False), request.content_type)
+            version = catalog.replace_catalog(services().redis, tenant.name, report.products)
+        except catalog.CatalogError as err:
+            abort(422, message=f"catalog: {err}")
+        return report.as_dict(version)
+
+    @blp.doc(summary="Read the catalog, a page at a time")
+    @blp.arguments(CatalogPageArgs, location="query", as_kwargs=True)
+    def get(self, offset: int, limit: int):
+        tenant = admin_tenant()
+        version, products = catalog.load_catalog(services().redis, tenant.name)
+        ordered = [products[k] for k in sorted(products)]
+        return {"version": version, "total": len(ordered), "products": ordered[offset : offset + limit]}
+
+
+@blp.route("/stats")
+@blp.doc(summary="Events collected per UTC day and type")
+@blp.arguments(StatsArgs, location="query", as_kwargs=True)
+def stats(days: int):
+    tenant = admin_tenant()
+    return {"tenant": tenant.name, "days": daily_counts(services().redis, tenant.name, days)}

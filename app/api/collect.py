@@ -1,0 +1,102 @@
+"""POST /v1/collect: clickstream beacons from the snippet (site key)."""
+
+from __future__ import annotations
+
+import orjson
+from flask import request
+from flask_smorest import Blueprint, abort
+from marshmallow import ValidationError
+
+from app.auth import site_tenant, tracking_allowed
+from app.enrich import zip_block
+from app.observability import EVENTS
+from app.services import services
+from clickstream.schemas import (
+    MAX_BODY_BYTES,
+    MAX_EVENTS_PER_BATCH,
+    CollectBatchSchema,
+    CollectResultSchema,
+    flatten_errors,
+    load_batch,
+    load_events,
+)
+from store.ratelimit import Refused
+
+blp = Blueprint("collect", __name__, url_prefix="/v1", description="Clickstream collection")
+
+ACCEPTED_TYPES = ("application/json", "text/plain", "")
+
+
+@blp.route("/collect", methods=["POST"])
+@blp.doc(
+    summary="Collect a batch of events for one visitor",
+    description=(
+        f"Limits: body at most {MAX_BODY_BYTES} bytes (413), 1 to {MAX_EVENTS_PER_BATCH} events "
+        "per batch, string lengths as in the Event schema, and the tenant's rate limit per site "
+        "key (429 with Retry-After). Accepts `application/json` and `text/plain` (what "
+        "`navigator.sendBeacon` sends, so no CORS preflight). Each event is validated on its own: "
+        "good events are stored even when others are rejected, and each rejected event is listed "
+        "with its index, field and reason. A 200 means every accepted event is durably in the "
+        "tenant's event stream; retries with the same event id are counted as duplicates, not "
+        "stored twice. With `DNT: 1` or `Sec-GPC: 1` no visitor profile is built and no event is "
+        "kept; only aggregate counters move. No cookie is ever set and the IP is not stored."
+    ),
+    requestBody={
+        "required": True,
+        "content": {
+            "application/json": {"schema": CollectBatchSchema},
+            "text/plain": {"schema": CollectBatchSchema},
+        },
+    },
+    parameters=[{"in": "query", "name": "site", "schema": {"type": "string", "maxLength": 128}, "required": False}],
+)
+@blp.alt_response(200, schema=CollectResultSchema, description="Events stored (some may be rejected)")
+@blp.alt_response(401, description="Missing or unknown site key")
+@blp.alt_response(403, description="Origin not allowed for this site key")
+@blp.alt_response(413, description="Body too large")
+@blp.alt_response(415, description="Unsupported content type")
+@blp.alt_response(422, description="Batch envelope invalid, or every event rejected")
+@blp.alt_response(429, description="Rate limit exceeded")
+def collect():
+    kind = (request.mimetype or "").lower()
+    if kind not in ACCEPTED_TYPES:
+        abort(415, message=f"Content-Type: {kind} is not accepted; send application/json or text/plain")
+    body = request.get_data(cache=False)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        abort(400, message=f"body: malformed JSON ({err})")
+    try:
+        batch = load_batch(payload)
+    except ValidationError as err:
+        field, reason = flatten_errors(err.messages)[0]
+        abort(422, message=f"{field}: {reason}", errors={"json": err.messages})
+    tenant = site_tenant(batch.get("site"))
+    good, bad = load_events(batch["events"])
+    if not good:
+        EVENTS.labels(tenant.name, "rejected").inc(len(bad))
+        first = bad[0]
+        abort(
+            422,
+            message=f"events.{first['index']}.{first['field']}: {first['reason']} (no event accepted)",
+            errors={"json": {"events": bad}},
+        )
+    track = tracking_allowed()
+    try:
+        result = services().ingestor.ingest(
+            tenant, batch["visitor"], [event for _, event in good], track=track, on_zip=zip_block
+        )
+    except Refused as refused:
+        abort(refused.status, message=refused.reason, headers={"Retry-After": str(refused.retry_after)})
+    EVENTS.labels(tenant.name, "accepted").inc(len(result.accepted))
+    if bad:
+        EVENTS.labels(tenant.name, "rejected").inc(len(bad))
+    if result.duplicates:
+        EVENTS.labels(tenant.name, "duplicate").inc(result.duplicates)
+    return {
+        "accepted": len(result.accepted),
+        "duplicates": result.duplicates,
+        "rejected": bad,
+        "profile": track,
+    }
+

@@ -1,0 +1,34 @@
+"""Operations: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+import redis
+from flask_smorest import Blueprint
+
+from app.observability import metrics_response
+from app.services import services
+
+blp = Blueprint("ops", __name__, description="Health and metrics")
+
+
+@blp.route("/healthz")
+@blp.doc(summary="Liveness: the process answers")
+def healthz():
+    return {"status": "ok"}
+
+
+@blp.route("/readyz")
+@blp.doc(summary="Readiness: the store is reachable")
+@blp.alt_response(503, description="Store unreachable")
+def readyz():
+    try:
+        services().redis.ping()
+    except (redis.RedisError, OSError) as err:
+        return {"status": "unavailable", "store": f"unreachable: {type(err).__name__}"}, 503
+    return {"status": "ok", "store": "ok"}
+
+
+@blp.route("/metrics")
+@blp.doc(summary="Prometheus metrics")
+def metrics():
+    return metrics_response()

@@ -1,0 +1,55 @@
+"""GET/POST /v1/recommend: ranked real-time offers for one visitor (site key)."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from app.auth import site_tenant, tracking_allowed
+from app.observability import OFFERS
+from app.services import services
+from models.popularity import MAX_OFFERS
+from models.schemas import RecommendArgsSchema, RecommendResultSchema
+from store.ratelimit import Refused
+
+blp = Blueprint("recommend", __name__, url_prefix="/v1", description="Real-time offers")
+
+LIMITS = (
+    f"Limits: n from 1 to {MAX_OFFERS}; at most 50 excluded ids; the tenant's rate limit per site "
+    "key (429 with Retry-After), shared with /v1/collect; a POST body at most 16 KiB. "
+    "Never offers what the visitor has in the cart or bought in the last 30 days."
+)
+
+
+def _recommend(args: dict) -> dict:
+    tenant = site_tenant(args.get("site"))
+    track = tracking_allowed()
+    try:
+        offers = services().popularity.recommend(
+            services().redis, tenant, args["visitor"], args["n"], exclude=frozenset(args["exclude"]), track=track
+        )
+    except Refused as refused:
+        abort(refused.status, message=refused.reason, headers={"Retry-After": str(refused.retry_after)})
+    OFFERS.labels(tenant.name, "popularity").inc(len(offers))
+    return {"offers": [o.as_dict() for o in offers], "source": "popularity", "profile": track}
+
+
+@blp.route("/recommend")
+class Recommend(MethodView):
+    @blp.doc(summary="Offers for a visitor", description=LIMITS)
+    @blp.arguments(RecommendArgsSchema, location="query", as_kwargs=False)
+    @blp.response(200, RecommendResultSchema)
+    @blp.alt_response(401, description="Missing or unknown site key")
+    @blp.alt_response(403, description="Origin not allowed")
+    @blp.alt_response(429, description="Rate limit exceeded")
+    def get(self, args: dict):
+        return _recommend(args)
+
+    @blp.doc(summary="Offers for a visitor (JSON body)", description=LIMITS)
+    @blp.arguments(RecommendArgsSchema, location="json", as_kwargs=False)
+    @blp.response(200, RecommendResultSchema)
+    @blp.alt_response(401, description="Missing or unknown site key")
+    @blp.alt_response(403, description="Origin not allowed")
+    @blp.alt_response(429, description="Rate limit exceeded")
+    def post(self, args: dict):
+        return _recommend(args)

@@ -1,0 +1,83 @@
+"""Provider staff API (OFFERWISE_STAFF_TOKEN): tenants and their keys."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
+
+from app.auth import require_staff
+from app.services import services
+from store import tenants
+
+blp = Blueprint("staff", __name__, url_prefix="/v1/staff", description="Provider staff (staff token)")
+
+
+class NewTenantSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=2, max=48))
+    origins = fields.List(fields.String(validate=validate.Length(max=256)), load_default=list, validate=validate.Length(max=50))
+    rate_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1_000_000))
+
+
+class TenantPatchSchema(Schema):
+    origins = fields.List(fields.String(validate=validate.Length(max=256)), validate=validate.Length(max=50))
+    rate_limit = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
+
+
+class TenantKeysSchema(Schema):
+    tenant = fields.String()
+    site_key = fields.String()
+    admin_key = fields.String()
+
+
+def _refuse(err: tenants.TenantError, status: int = 422):
+    abort(status, message=str(err))
+
+
+@blp.route("/tenants")
+class Tenants(MethodView):
+    @blp.doc(summary="List tenants")
+    def get(self):
+        require_staff()
+        return {"tenants": [t.public() for t in tenants.list_tenants(services().redis)]}
+
+    @blp.doc(summary="Create a tenant; the keys are shown only in this response")
+    @blp.arguments(NewTenantSchema)
+    @blp.response(201, TenantKeysSchema)
+    @blp.alt_response(409, description="A tenant with this name exists")
+    def post(self, body: dict):
+        require_staff()
+        r = services().redis
+        if tenants.get_tenant(r, body["name"]) is not None:
+            abort(409, message=f"name: tenant {body['name']!r} already exists")
+        try:
+            return tenants.create_tenant(r, body["name"], body["origins"], body["rate_limit"])
+        except tenants.TenantError as err:
+            _refuse(err)
+
+
+@blp.route("/tenants/<string:name>")
+class TenantOne(MethodView):
+    @blp.doc(summary="Change a tenant's origins or rate limit")
+    @blp.arguments(TenantPatchSchema)
+    def patch(self, body: dict, name: str):
+        require_staff()
+        try:
+            tenant = tenants.update_tenant(services().redis, name, body.get("origins"), body.get("rate_limit"))
+        except tenants.TenantError as err:
+            _refuse(err, 404 if "no tenant" in str(err) else 422)
+        services().keys.clear()
+        return tenant.public()
+
+
+@blp.route("/tenants/<string:name>/rotate-keys", methods=["POST"])
+@blp.doc(summary="Issue new keys; the old ones stop working")
+@blp.response(200, TenantKeysSchema)
+def rotate(name: str):
+    require_staff()
+    try:
+        keys = tenants.rotate_keys(services().redis, name)
+    except tenants.TenantError as err:
+        _refuse(err, 404)
+    services().keys.clear()
+    return keys

@@ -1,0 +1,108 @@
+"""Structured JSON logs with request ids, and Prometheus metrics.
+
+Under gunicorn every worker is a separate process, so metrics use prometheus-client's
+multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (``offerwise serve`` sets it);
+``/metrics`` then aggregates all workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import uuid
+
+import orjson
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_mp
+
+REQUESTS = Counter("offerwise_http_requests_total", "HTTP requests", ["endpoint", "method", "status"])
+LATENCY = Histogram(
+    "offerwise_http_request_seconds",
+    "Request latency",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENTS = Counter("offerwise_events_total", "Collected events by outcome", ["tenant", "outcome"])
+OFFERS = Counter("offerwise_offers_served_total", "Offers served", ["tenant", "source"])
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("request_id", "method", "path", "status", "ms", "tenant"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str = "INFO") -> None:
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+_access = logging.getLogger("offerwise.access")
+# Successful requests are logged only on request: at thousands of requests per second the log
+# line costs more than the request itself. Errors are always logged.
+ACCESS_LOG = os.environ.get("OFFERWISE_ACCESS_LOG", "0") == "1"
+
+
+def instrument(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.t0 = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("t0", time.perf_counter())
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        LATENCY.labels(endpoint).observe(elapsed)
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        if response.status_code >= 400 or ACCESS_LOG:
+            _access.log(
+                logging.WARNING if response.status_code >= 500 else logging.INFO,
+                "request",
+                extra={
+                    "request_id": g.get("request_id"),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "ms": round(elapsed * 1000, 2),
+                    "tenant": g.get("tenant_name"),
+                },
+            )
+        return response
+
+
+def metrics_response() -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        prom_mp.MultiProcessCollector(registry)
+        data = generate_latest(registry)
+    else:
+        data = generate_latest()
+    return Response(data, mimetype=CONTENT_TYPE_LATEST)

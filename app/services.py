@@ -1,0 +1,52 @@
+"""The per-process objects the routes use, created lazily after gunicorn forks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from flask import current_app
+
+from clickstream.catalog import CatalogCache
+from clickstream.ingest import Ingestor
+from models.popularity import PopularityRecommender
+from store.config import Settings
+from store.redis_client import get_redis
+from store.tenants import KeyResolver
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pid: int
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return get_redis(settings=self.settings)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(self.redis)
+
+    @cached_property
+    def keys(self) -> KeyResolver:
+        return KeyResolver()
+
+    @cached_property
+    def catalogs(self) -> CatalogCache:
+        return CatalogCache()
+
+    @cached_property
+    def popularity(self) -> PopularityRecommender:
+        return PopularityRecommender(self.catalogs)
+
+
+def services() -> Services:
+    """This process's services; rebuilt after a fork so no connection is shared across workers."""
+    current: Services | None = current_app.extensions.get("offerwise")
+    if current is None or current.pid != os.getpid():
+        current = Services(current_app.config["OFFERWISE_SETTINGS"], os.getpid())
+        current_app.extensions["offerwise"] = current
+    return current

@@ -1,0 +1,98 @@
+"""The live visitor profile: what the service knows of one visitor, kept in Redis.
+
+Keys (all under the tenant's hash tag, all expiring after ``PROFILE_TTL_S`` of inactivity):
+``v:<id>:profile`` hash (counters ``n_<type>``, first/last seen, zip block, customer hash),
+``v:<id>:recent`` list of recently viewed products (newest first),
+``v:<id>:cart`` set, ``v:<id>:bought`` sorted set product -> purchase time (s),
+``v:<id>:aff`` sorted set category -> decayed affinity.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from clickstream.decay import decayed
+from store import keys
+
+PROFILE_TTL_S = 90 * 24 * 3600
+RECENT_ITEMS = 20
+RECENTLY_BOUGHT_S = 30 * 24 * 3600
+PROFILE_PARTS = ("profile", "recent", "cart", "bought", "aff")
+
+
+def visitor_keys(tenant: str, visitor: str) -> dict[str, str]:
+    return {part: keys.visitor_key(tenant, visitor, part) for part in PROFILE_PARTS}
+
+
+def customer_visitors_key(tenant: str, customer_hash: str) -> str:
+    """Visitors linked to one CRM customer by ``identify`` (erasure and cross-device merge)."""
+    return keys.tenant_key(tenant, "cv", customer_hash)
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+@dataclass
+class VisitorProfile:
+    visitor: str
+    counters: dict[str, int] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+    recent: list[str] = field(default_factory=list)
+    cart: set[str] = field(default_factory=set)
+    recently_bought: set[str] = field(default_factory=set)
+    affinities: dict[str, float] = field(default_factory=dict)  # category -> share in [0, 1]
+
+    @property
+    def known(self) -> bool:
+        return bool(self.counters or self.attributes)
+
+    @property
+    def customer(self) -> str | None:
+        return self.attributes.get("customer")
+
+
+def queue_profile_reads(pipe: redis.client.Pipeline, tenant: str, visitor: str) -> None:
+    """Add the reads of one profile to a pipeline (5 replies, parsed by ``parse_profile``)."""
+    k = visitor_keys(tenant, visitor)
+    pipe.hgetall(k["profile"])
+    pipe.lrange(k["recent"], 0, RECENT_ITEMS - 1)
+    pipe.smembers(k["cart"])
+    pipe.zrangebyscore(k["bought"], time.time() - RECENTLY_BOUGHT_S, "+inf")
+    pipe.zrevrange(k["aff"], 0, 9, withscores=True)
+
+
+def parse_profile(visitor: str, replies: list) -> VisitorProfile:
+    raw_hash, recent, cart, bought, aff = replies
+    counters: dict[str, int] = {}
+    attributes: dict[str, str] = {}
+    for k, v in raw_hash.items():
+        name, value = _text(k), _text(v)
+        if name.startswith("n_"):
+            counters[name[2:]] = int(value)
+        else:
+            attributes[name] = value
+    total = sum(decayed(s) for _, s in aff) or 1.0
+    return VisitorProfile(
+        visitor=visitor,
+        counters=counters,
+        attributes=attributes,
+        recent=[_text(p) for p in recent],
+        cart={_text(p) for p in cart},
+        recently_bought={_text(p) for p in bought},
+        affinities={_text(c): decayed(s) / total for c, s in aff},
+    )
+
+
+def read_profile(r: redis.Redis, tenant: str, visitor: str) -> VisitorProfile:
+    pipe = r.pipeline(transaction=False)
+    queue_profile_reads(pipe, tenant, visitor)
+    return parse_profile(visitor, pipe.execute())
+
+
+def erase_visitor(r: redis.Redis, tenant: str, visitor: str) -> int:
+    """Remove every live key of one visitor; returns how many existed."""
+    return int(r.delete(*visitor_keys(tenant, visitor).values()))

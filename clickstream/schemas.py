@@ -1,0 +1,172 @@
+"""Wire schemas of the collect endpoint (marshmallow).
+
+Each event is validated on its own so that one bad event in a batch does not cost the good ones;
+the batch envelope (site, visitor, events list) is validated as a whole.
+"""
+
+from __future__ import annotations
+
+import time
+
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
+
+EVENT_TYPES = (
+    "page_view",
+    "product_view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "identify",
+    "zip",
+    "offer_impression",
+    "offer_click",
+)
+# The field each event type cannot do without.
+REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "product_view": ("product_id",),
+    "add_to_cart": ("product_id",),
+    "remove_from_cart": ("product_id",),
+    "purchase": ("product_id",),
+    "search": ("query",),
+    "identify": ("customer_id",),
+    "zip": ("zip",),
+    "offer_impression": ("product_id",),
+    "offer_click": ("product_id",),
+}
+
+MAX_EVENTS_PER_BATCH = 100
+MAX_BODY_BYTES = 64 * 1024
+ID_PATTERN = r"^[A-Za-z0-9._:\-]+$"
+MIN_TS_MS = 946_684_800_000  # 2000-01-01: anything older is a unit mistake (seconds, not ms)
+MAX_CLOCK_SKEW_MS = 24 * 3600 * 1000
+
+_id = validate.And(
+    validate.Length(min=1, max=64),
+    validate.Regexp(ID_PATTERN, error="must contain only letters, digits and . _ : -"),
+)
+
+
+class EventSchema(Schema):
+    """One clickstream event. Unknown fields are ignored so that newer snippets stay compatible."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.String(required=True, validate=_id, metadata={"description": "Client event id; retries with the same id are deduplicated."})
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+    ts = fields.Integer(required=True, strict=True, metadata={"description": "Client time, epoch milliseconds."})
+    product_id = fields.String(validate=_id)
+    category = fields.String(validate=validate.Length(min=1, max=64))
+    query = fields.String(validate=validate.Length(min=1, max=256))
+    quantity = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
+    price = fields.Float(validate=validate.Range(min=0, max=10_000_000), allow_nan=False)
+    value = fields.Float(validate=validate.Range(min=0, max=100_000_000), allow_nan=False)
+    zip = fields.String(validate=validate.Length(min=2, max=16))
+    country = fields.String(validate=validate.Regexp(r"^[A-Za-z]{2}$", error="must be an ISO 3166 alpha-2 code"))
+    customer_id = fields.String(validate=validate.Length(min=1, max=128), metadata={"description": "Raw CRM id; hashed with the tenant's key before storage."})
+    token = fields.String(validate=validate.Length(min=1, max=512))
+    url = fields.String(validate=validate.Length(max=2048), metadata={"description": "Page URL; query string and fragment are dropped before storage."})
+    referrer = fields.String(validate=validate.Length(max=2048))
+    page_type = fields.String(validate=validate.Length(min=1, max=32))
+    placement = fields.String(validate=validate.Length(min=1, max=64))
+
+    @validates_schema
+    def _check(self, data: dict, **_: object) -> None:
+        for name in REQUIRED_BY_TYPE.get(data.get("type", ""), ()):
+            if not data.get(name):
+                raise ValidationError(f"required for {data['type']} events", field_name=name)
+        ts = data.get("ts")
+        if ts is not None:
+            if ts < MIN_TS_MS:
+                raise ValidationError("must be epoch milliseconds after 2000-01-01", field_name="ts")
+            if ts > time.time() * 1000 + MAX_CLOCK_SKEW_MS:
+                raise ValidationError("is more than 24 hours in the future", field_name="ts")
+
+    @post_load
+    def _strip_urls(self, data: dict, **_: object) -> dict:
+        # Query strings and fragments often carry emails or tokens: keep scheme, host and path only.
+        for name in ("url", "referrer"):
+            if name in data:
+                data[name] = data[name].split("#", 1)[0].split("?", 1)[0]
+        if "country" in data:
+            data["country"] = data["country"].upper()
+        return data
+
+
+class CollectBatchSchema(Schema):
+    """The envelope: one visitor, a batch of events."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    site = fields.String(validate=validate.Length(min=1, max=128), metadata={"description": "Site key (may also be given as ?site= or X-Site-Key)."})
+    visitor = fields.String(required=True, validate=_id, metadata={"description": "Random first-party visitor id chosen by the snippet (no cookie)."})
+    events = fields.List(
+        fields.Dict(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_EVENTS_PER_BATCH),
+        metadata={"description": f"1 to {MAX_EVENTS_PER_BATCH} events (see Event)."},
+    )
+
+
+class RejectedEventSchema(Schema):
+    index = fields.Integer()
+    id = fields.String(allow_none=True)
+    field = fields.String()
+    reason = fields.String()
+
+
+class CollectResultSchema(Schema):
+    accepted = fields.Integer(metadata={"description": "New events stored durably."})
+    duplicates = fields.Integer(metadata={"description": "Events already stored earlier (retries)."})
+    rejected = fields.List(fields.Nested(RejectedEventSchema))
+    profile = fields.Boolean(metadata={"description": "False when DNT/GPC asked for no profile."})
+
+
+_event_schema = EventSchema()
+_batch_schema = CollectBatchSchema()
+
+
+def flatten_errors(messages: dict | list, prefix: str = "") -> list[tuple[str, str]]:
+    """marshmallow's nested error dict as (dotted field, reason) pairs."""
+    out: list[tuple[str, str]] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            out.extend(flatten_errors(value, name))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        out.extend((prefix or "_schema", m) for m in messages)
+    else:
+        for m in messages:
+            out.extend(flatten_errors(m, prefix))
+    return out
+
+
+def load_batch(payload: object) -> dict:
+    """Validate the envelope; raises ValidationError for the whole batch."""
+    if not isinstance(payload, dict):
+        raise ValidationError("the body must be a JSON object", field_name="_body")
+    return _batch_schema.load(payload)
+
+
+def load_events(raw_events: list[dict]) -> tuple[list[tuple[int, dict]], list[dict]]:
+    """Validate events one by one: (index, event) for the good, a report entry for the bad."""
+    good: list[tuple[int, dict]] = []
+    bad: list[dict] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            good.append((index, _event_schema.load(raw)))
+        except ValidationError as err:
+            field, reason = flatten_errors(err.messages)[0]
+            event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+            bad.append({"index": index, "id": event_id, "field": field, "reason": reason})
+    return good, bad

@@ -1,0 +1,48 @@
+"""Offer tracking tokens: what was offered, to whom, why; signed so clicks can be trusted.
+
+The token travels with the offer to the page and comes back in ``offer_impression`` and
+``offer_click`` events, which lets reports attribute responses to a model version or campaign
+without storing any per-offer state at serving time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+import orjson
+
+from store.tenants import Tenant
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _key(tenant: Tenant) -> bytes:
+    return hmac.new(tenant.id_secret, b"offer-token", hashlib.sha256).digest()
+
+
+def issue(tenant: Tenant, visitor: str, product_id: str, rank: int, source: str, now: float | None = None) -> str:
+    body = _b64(orjson.dumps([product_id, visitor, rank, source, int(now or time.time())]))
+    sig = hmac.new(_key(tenant), body.encode(), hashlib.sha256).digest()[:12]
+    return f"{body}.{_b64(sig)}"
+
+
+def verify(tenant: Tenant, token: str) -> dict | None:
+    """The token's content, or None when it was not issued for this tenant or was altered."""
+    body, _, sig = token.partition(".")
+    try:
+        expected = hmac.new(_key(tenant), body.encode(), hashlib.sha256).digest()[:12]
+        if not hmac.compare_digest(expected, _unb64(sig)):
+            return None
+        product_id, visitor, rank, source, issued = orjson.loads(_unb64(body))
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        return None
+    return {"product_id": product_id, "visitor": visitor, "rank": rank, "source": source, "issued": issued}
