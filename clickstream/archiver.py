@@ -1,0 +1,452 @@
+"""Moves each tenant's event stream into the Parquet archive: nothing lost, nothing twice.
+
+State in Redis, under the tenant's hash tag: ``archive:state`` (hash: ``cursor`` = last archived
+stream id, ``batch`` = name of the last committed batch, ``archived`` = running total) and
+``archive:lock`` (one archiver per tenant, with expiry, renewed after every batch).
+
+One batch, in this order:
+
+1. read up to ``batch_size`` entries after the cursor (``XRANGE`` with an exclusive start);
+2. *stage*: write one Parquet file per UTC date of ``server_ts`` (plus a JSON-lines file for
+   entries that cannot become rows) under ``_staging/<batch>/``; fsync files and directories;
+3. *commit*: one Lua call sets ``cursor`` and ``batch``, but only while this archiver still holds
+   the lock and the cursor is still the one it read from (compare-and-set). This is the single
+   point at which the batch becomes archived;
+4. *promote*: rename the staged files into their ``date=`` partitions, fsync, drop the staging dir;
+5. *trim*: ``XTRIM MINID`` just past the cursor.
+
+Recovery, at the start of every run under both locks, makes any crash harmless: a staging dir
+named in the commit record is promoted (the commit happened: roll forward), any other staging dir
+is deleted (no commit: the entries are still in the stream after the cursor and are read again),
+temp files and files made redundant by an interrupted compaction are deleted, and the stream is
+trimmed up to the cursor. If Redis lost the commit record (restart from an older snapshot), the
+last stream id recorded in the archive's file names is the cursor, so nothing is archived twice.
+An archiver whose lock expired while it was stalled cannot commit (compare-and-set fails); it
+deletes its staged files and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
+import redis
+
+from clickstream.archive_files import (
+    QUARANTINE,
+    STAGING,
+    ArchiveBusy,
+    StreamId,
+    clean_leftovers,
+    compact_locked,
+    compact_tenant,
+    erase_from_archive,
+    erase_locked,
+    fsync_dir,
+    range_name,
+    read_archive,
+    tenant_dir,
+    tenant_lock,
+    watermark,
+    write_parquet,
+)
+from clickstream.event_table import entries_to_tables
+from store import keys
+from store.tenants import list_tenants, validate_name
+
+__all__ = [
+    "ArchiveBusy",
+    "ArchiveLockLost",
+    "Archiver",
+    "TenantResult",
+    "compact_tenant",
+    "erase_events",
+    "erase_from_archive",
+    "read_archive",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 20_000
+DEFAULT_LOCK_TTL_MS = 60_000
+# Writers wait at most this long for readers (training) to finish with the archive.
+FS_LOCK_TIMEOUT_S = 120.0
+
+
+class ArchiveLockLost(RuntimeError):
+    """The archiver's lock expired and another archiver took over; this one stops."""
+
+
+def state_key(tenant: str) -> str:
+    return keys.tenant_key(tenant, "archive", "state")
+
+
+def lock_key(tenant: str) -> str:
+    return keys.tenant_key(tenant, "archive", "lock")
+
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS: lock, state. ARGV: token, expected cursor ('' = none), new cursor, batch, events, now, ttl
+_COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local cur = redis.call('HGET', KEYS[2], 'cursor') or ''
+if cur ~= ARGV[2] then return -1 end
+redis.call('HSET', KEYS[2], 'cursor', ARGV[3], 'batch', ARGV[4], 'committed_at', ARGV[6])
+redis.call('HINCRBY', KEYS[2], 'archived', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+return 1
+"""
+
+
+def _text(v: bytes | str | None) -> str | None:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+@dataclass
+class TenantResult:
+    """What one archive run did for one tenant (JSON-ready via ``to_dict``)."""
+
+    tenant: str
+    events: int = 0  # entries archived (rows + quarantined)
+    quarantined: int = 0
+    batches: int = 0
+    files: list[str] = field(default_factory=list)  # written, relative to the events dir
+    cursor: str | None = None
+    pending: int = 0  # entries left in the stream after the run
+    skipped: str | None = None  # why nothing was done (another archiver holds the lock)
+    recovered: dict = field(default_factory=dict)
+    compacted: int = 0  # small files merged away
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Lock:
+    """The tenant's archiver lock: a Redis key with expiry holding this archiver's token."""
+
+    def __init__(self, archiver: Archiver, tenant: str) -> None:
+        self.r = archiver.r
+        self.key = lock_key(tenant)
+        self.ttl_ms = archiver.lock_ttl_ms
+        self.token = secrets.token_hex(8)
+        self._renew = archiver._renew
+        self._release = archiver._release
+
+    def acquire(self, wait_s: float) -> bool:
+        deadline = time.monotonic() + wait_s
+        while not self.r.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def renew(self) -> None:
+        if not self._renew(keys=[self.key], args=[self.token, self.ttl_ms]):
+            raise ArchiveLockLost(f"archiver lock {self.key} expired and was taken over")
+
+    def release(self) -> None:
+        self._release(keys=[self.key], args=[self.token])
+
+
+class Archiver:
+    """Archives tenants' event streams into ``events_dir``; see the module doc for the protocol.
+
+    ``hook(step)`` is called after each protocol step ("staged", "committed", "moved",
+    "trimmed", "compacted"); the crash-safety tests make it raise or kill the process there.
+    """
+
+    def __init__(
+        self,
+        r: redis.Redis,
+        events_dir: Path | str,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        lock_ttl_ms: int = DEFAULT_LOCK_TTL_MS,
+        fs_lock_timeout: float = FS_LOCK_TIMEOUT_S,
+        hook: Callable[[str], None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.r = r
+        self.events_dir = Path(events_dir)
+        self.batch_size = batch_size
+        self.lock_ttl_ms = lock_ttl_ms
+        self.fs_lock_timeout = fs_lock_timeout
+        self.hook = hook or (lambda step: None)
+        self._renew = r.register_script(_RENEW)
+        self._release = r.register_script(_RELEASE)
+        self._commit_script = r.register_script(_COMMIT)
+
+    # -- state -----------------------------------------------------------------------------
+    def cursor(self, tenant: str) -> StreamId | None:
+        raw = _text(self.r.hget(state_key(tenant), "cursor"))
+        return StreamId.parse(raw) if raw else None
+
+    def _committed_batch(self, tenant: str) -> str:
+        return _text(self.r.hget(state_key(tenant), "batch")) or ""
+
+    def pending(self, tenant: str) -> tuple[int, float | None]:
+        """(entries waiting after the cursor, age in seconds of the oldest one or None)."""
+        cursor = self.cursor(tenant)
+        stream = keys.event_stream(tenant)
+        head = self.r.xrange(stream, min=f"({cursor}" if cursor else "-", max="+", count=1)
+        if not head:
+            return 0, None
+        first = StreamId.parse(head[0][0])
+        # Entries at or below the cursor are trimmed right after each batch, so XLEN is the
+        # backlog except within a crash window.
+        return int(self.r.xlen(stream)), max(0.0, time.time() - first.ms / 1000)
+
+    def is_due(self, tenant: str, min_events: int, max_delay_s: float) -> bool:
+        """Worth archiving now: a full-enough batch waits, or the oldest entry waited long enough.
+
+        Waiting for enough events keeps files few and large; the delay bound keeps the
+        archive fresh and the stream short for quiet tenants.
+        """
+        n, age = self.pending(tenant)
+        return n > 0 and (n >= min_events or (age is not None and age >= max_delay_s))
+
+    def _commit(
+        self, lock: _Lock, tenant: str, expected: StreamId | None, new: StreamId, batch: str, n: int
+    ) -> None:
+        ok = self._commit_script(
+            keys=[lock.key, state_key(tenant)],
+            args=[lock.token, str(expected) if expected else "", str(new), batch, n,
+                  repr(time.time()), self.lock_ttl_ms],
+        )  # fmt: skip
+        if ok != 1:
+            raise ArchiveLockLost(
+                f"cannot commit archive batch {batch} of {tenant!r}: "
+                + ("lock lost" if ok == 0 else "cursor moved under us")
+            )
+
+    def _trim(self, tenant: str, cursor: StreamId) -> None:
+        self.r.xtrim(keys.event_stream(tenant), minid=str(cursor.next()), approximate=False)
+
+    # -- protocol steps --------------------------------------------------------------------
+    def _promote(self, tdir: Path, sdir: Path) -> list[Path]:
+        """Rename a committed batch's staged files into place; idempotent after a crash."""
+        moved, parents = [], set()
+        for src in sorted(p for p in sdir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            dst = tdir / src.relative_to(sdir)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            moved.append(dst)
+            parents.add(dst.parent)
+        for d in parents:
+            fsync_dir(d)
+        fsync_dir(tdir)
+        shutil.rmtree(sdir, ignore_errors=True)
+        fsync_dir(sdir.parent)
+        return moved
+
+    def _recover(self, tenant: str, tdir: Path, lock: _Lock) -> dict:
+        """Finish or undo what a crashed run left behind; caller holds both locks."""
+        out: dict = {}
+        batch = self._committed_batch(tenant)
+        staging = tdir / STAGING
+        if staging.is_dir():
+            for d in sorted(staging.iterdir()):
+                if batch and d.name == batch:
+                    self._promote(tdir, d)
+                    out["rolled_forward"] = out.get("rolled_forward", 0) + 1
+                else:
+                    if d.is_dir():
+                        shutil.rmtree(d)
+                    else:
+                        d.unlink()
+                    out["discarded_batches"] = out.get("discarded_batches", 0) + 1
+            fsync_dir(staging)
+        out.update({k: v for k, v in clean_leftovers(tdir).items() if v})
+        cursor = self.cursor(tenant)
+        mark = watermark(tdir)
+        if mark is not None and (cursor is None or mark > cursor):
+            log.warning(
+                "archive of %s reaches %s but the cursor says %s: restoring it from the files",
+                tenant, mark, cursor,
+            )  # fmt: skip
+            self._commit(lock, tenant, cursor, mark, "", 0)
+            out["cursor_restored"] = str(mark)
+            cursor = mark
+        if cursor is not None:
+            self._trim(tenant, cursor)
+        return out
+
+    def _fs_lock(self, tdir: Path, lock: _Lock):
+        return tenant_lock(tdir, exclusive=True, timeout=self.fs_lock_timeout, on_wait=lock.renew)
+
+    def _archive_batch(
+        self, tenant: str, tdir: Path, lock: _Lock, cursor: StreamId | None, end: str
+    ) -> tuple[StreamId, int, int, list[Path]] | None:
+        stream = keys.event_stream(tenant)
+        start = f"({cursor}" if cursor else "-"
+        entries = self.r.xrange(stream, min=start, max=end, count=self.batch_size)
+        if not entries:
+            return None
+        first, last = StreamId.parse(entries[0][0]), StreamId.parse(entries[-1][0])
+        tables, bad = entries_to_tables(entries)
+        batch = f"{first}_{last}.{lock.token}"
+        with self._fs_lock(tdir, lock):
+            sdir = tdir / STAGING / batch
+            sdir.mkdir(parents=True, exist_ok=True)
+            for date, table in sorted(tables.items()):
+                pdir = sdir / f"date={date}"
+                pdir.mkdir(exist_ok=True)
+                write_parquet(table, pdir / range_name(first, last))
+                fsync_dir(pdir)
+            if bad:
+                qdir = sdir / QUARANTINE
+                qdir.mkdir(exist_ok=True)
+                qfile = qdir / range_name(first, last, "jsonl")
+                qfile.write_bytes(b"".join(q.to_json() + b"\n" for q in bad))
+                with open(qfile, "rb") as fh:
+                    os.fsync(fh.fileno())
+                fsync_dir(qdir)
+                log.warning("%s: %d stream entries quarantined in %s", tenant, len(bad), qfile.name)
+            fsync_dir(sdir)
+            fsync_dir(sdir.parent)
+            self.hook("staged")
+            try:
+                self._commit(lock, tenant, cursor, last, batch, len(entries))
+            except ArchiveLockLost:
+                shutil.rmtree(sdir, ignore_errors=True)
+                raise
+            self.hook("committed")
+            moved = self._promote(tdir, sdir)
+            self.hook("moved")
+        self._trim(tenant, last)
+        self.hook("trimmed")
+        return last, len(entries), len(bad), moved
+
+    # -- runs ------------------------------------------------------------------------------
+    def archive_tenant(
+        self,
+        tenant: str,
+        max_batches: int | None = None,
+        lock_wait_s: float = 0.0,
+        compact: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> TenantResult:
+        """Archive what the tenant's stream holds now (entries added meanwhile wait for next run).
+
+        Returns with ``skipped="locked"`` when another archiver holds the tenant's lock for
+        longer than ``lock_wait_s``.
+        """
+        validate_name(tenant)
+        result = TenantResult(tenant)
+        lock = _Lock(self, tenant)
+        if not lock.acquire(lock_wait_s):
+            result.skipped = "locked"
+            return result
+        tdir = tenant_dir(self.events_dir, tenant)
+        touched: set[str] = set()
+        try:
+            with self._fs_lock(tdir, lock):
+                result.recovered = self._recover(tenant, tdir, lock)
+            last_entry = self.r.xrevrange(keys.event_stream(tenant), count=1)
+            end = _text(last_entry[0][0]) if last_entry else None
+            cursor = self.cursor(tenant)
+            while end and (max_batches is None or result.batches < max_batches):
+                done = self._archive_batch(tenant, tdir, lock, cursor, end)
+                if done is None:
+                    break
+                cursor, n, n_bad, moved = done
+                result.batches += 1
+                result.events += n
+                result.quarantined += n_bad
+                for p in moved:
+                    result.files.append(str(p.relative_to(self.events_dir)))
+                    if p.parent.name.startswith("date="):
+                        touched.add(p.parent.name[5:])
+                if progress:
+                    progress(n)
+                lock.renew()
+            if compact:
+                yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+                with self._fs_lock(tdir, lock):
+                    result.compacted = compact_locked(tdir, touched | {yesterday}, hook=self.hook)
+            result.cursor = str(cursor) if cursor else None
+            result.pending = int(self.r.xlen(keys.event_stream(tenant)))
+        finally:
+            lock.release()
+        if result.events or result.recovered:
+            log.info("archived %s", orjson.dumps(result.to_dict()).decode())
+        return result
+
+    def archive_all(
+        self, tenants: Iterable[str] | None = None, **kwargs: object
+    ) -> dict[str, TenantResult]:
+        """``archive_tenant`` for each given (default: every registered) tenant."""
+        names = list(tenants) if tenants is not None else [t.name for t in list_tenants(self.r)]
+        return {name: self.archive_tenant(name, **kwargs) for name in names}  # type: ignore[arg-type]
+
+
+def _scan_stream(r: redis.Redis, stream: str, chunk: int = 10_000):
+    """(entry id, visitor, customer) of every parsable entry, read in chunks."""
+    start = "-"
+    while True:
+        entries = r.xrange(stream, min=start, max="+", count=chunk)
+        for sid, fields_ in entries:
+            with contextlib.suppress(orjson.JSONDecodeError, TypeError):
+                e = orjson.loads(fields_.get(b"e", fields_.get("e")))
+                if isinstance(e, dict):
+                    yield sid, e.get("visitor"), e.get("customer")
+        if len(entries) < chunk:
+            return
+        start = f"({_text(entries[-1][0])}"
+
+
+def erase_events(
+    r: redis.Redis,
+    events_dir: Path | str,
+    tenant: str,
+    visitor_ids: Iterable[str] = (),
+    customer_ids: Iterable[str] = (),
+    linked_visitors: bool = True,
+    lock_wait_s: float = 60.0,
+) -> dict:
+    """Erase a visitor's or (hashed) customer's events from the archive *and* the live stream.
+
+    Holds the tenant's archiver lock so that no batch is between stream and files meanwhile.
+    Returns ``{"archive_rows": n, "stream_entries": m}``.
+    """
+    visitors = {str(v) for v in visitor_ids}
+    customers = {str(c) for c in customer_ids}
+    archiver = Archiver(r, events_dir)
+    lock = _Lock(archiver, tenant)
+    if not lock.acquire(lock_wait_s):
+        raise ArchiveBusy(f"the archiver of {tenant!r} is busy; retry the erasure later")
+    try:
+        stream = keys.event_stream(tenant)
+        parsed = list(_scan_stream(r, stream)) if (visitors or customers) else []
+        if linked_visitors:
+            visitors.update(v for _, v, c in parsed if c in customers and isinstance(v, str))
+        tdir = tenant_dir(events_dir, tenant)
+        rows = 0
+        if tdir.is_dir() and (visitors or customers):
+            with archiver._fs_lock(tdir, lock):
+                archiver._recover(tenant, tdir, lock)
+                rows = erase_locked(tdir, visitors, customers, linked_visitors)
+        doomed = [
+            sid for sid, v, c in parsed if v in visitors or (c is not None and c in customers)
+        ]
+        for i in range(0, len(doomed), 1000):
+            r.xdel(stream, *doomed[i : i + 1000])
+        return {"archive_rows": rows, "stream_entries": len(doomed)}
+    finally:
+        lock.release()
