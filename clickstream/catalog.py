@@ -80,8 +80,9 @@ def version_key(tenant: str) -> str:
     return keys.tenant_key(tenant, "catalog", "version")
 
 
-def _blank_to_none(row: dict) -> dict:
-    return {k: (None if v == "" and k not in ("product_id", "name", "category", "price") else v) for k, v in row.items()}
+def _drop_blank_optionals(row: dict) -> dict:
+    """An empty CSV cell in an optional column means 'not given', so the default applies."""
+    return {k: v for k, v in row.items() if not (v == "" and k not in ("product_id", "name", "category", "price"))}
 
 
 def validate_rows(rows: Iterable[dict], first_row_number: int = 1) -> CatalogReport:
@@ -99,7 +100,7 @@ def validate_rows(rows: Iterable[dict], first_row_number: int = 1) -> CatalogRep
             problems = [("_row", "must be an object")]
         else:
             try:
-                product = _product_schema.load(_blank_to_none(raw))
+                product = _product_schema.load(_drop_blank_optionals(raw))
                 if product["product_id"] in products:
                     problems = [("product_id", f"duplicate of an earlier row ({product['product_id']})")]
                 else:

@@ -86,3 +86,40 @@ def geo_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     for f in (shared_data / "geonames").glob("*.txt"):
         shutil.copy(f, target / f.name)
     return target
+
+
+@pytest.fixture
+def app(redis_url: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OFFERWISE_STAFF_TOKEN", "staff-secret-token")
+    from app import create_app
+
+    application = create_app()
+    application.testing = True
+    return application
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def acme(r: redis.Redis) -> dict:
+    """A tenant with one allowed origin and a generous rate limit."""
+    from store.tenants import create_tenant
+
+    return create_tenant(r, "acme", ["https://shop.example"], rate_limit=10_000)
+
+
+@pytest.fixture
+def acme_catalog(r: redis.Redis, acme: dict) -> list[dict]:
+    from clickstream import catalog
+
+    products = [
+        {"product_id": f"p{i}", "name": f"Product {i}", "category": ["shoes", "bags", "hats"][i % 3],
+         "price": 10.0 + i, "margin": 2.0 + i % 5, "url": f"https://shop.example/p{i}", "image_url": None,
+         "active": i != 11}
+        for i in range(12)
+    ]  # fmt: skip
+    catalog.replace_catalog(r, "acme", products)
+    return products

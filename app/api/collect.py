@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 from flask import request
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
@@ -19,6 +18,7 @@ from clickstream.schemas import (
     flatten_errors,
     load_batch,
     load_events,
+    parse_json,
 )
 from store.ratelimit import Refused
 
@@ -63,8 +63,8 @@ def collect():
         abort(415, message=f"Content-Type: {kind} is not accepted; send application/json or text/plain")
     body = request.get_data(cache=False)
     try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
+        payload = parse_json(body)
+    except (ValueError, RecursionError) as err:
         abort(400, message=f"body: malformed JSON ({err})")
     try:
         batch = load_batch(payload)

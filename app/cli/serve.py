@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from app.server import default_workers, serve as run_server
+from app.server import default_workers
+from app.server import serve as run_server
 from store.config import load_settings
 
 
