@@ -1,65 +1,21 @@
-"""Offerwise web application: the Flask app factory."""
+"""Offerwise web application.
+
+This module stays import-light on purpose: ``offerwise serve`` imports CLI modules in the
+gunicorn master before it sets ``PROMETHEUS_MULTIPROC_DIR``, and prometheus-client fixes its
+storage mode when first imported, so the metrics stack must load only inside the workers.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, request
+from typing import TYPE_CHECKING
 
-from app import cors
-from app.api import blueprints
-from app.errors import OfferwiseApi, register_fallback
-from app.observability import configure_logging, instrument
-from app.pages import pages
-from clickstream.schemas import MAX_BODY_BYTES, EventSchema
-from store.config import Settings, load_settings
+if TYPE_CHECKING:
+    from flask import Flask
 
-# Bodies larger than this are refused with 413 before any parsing; endpoints that take uploads
-# raise their own limit, the small JSON endpoints lower it.
-DEFAULT_MAX_BODY = 16 * 1024
-BODY_LIMITS = {"/v1/admin/catalog": 20 * 1024 * 1024, "/v1/collect": MAX_BODY_BYTES}
+    from store.config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or load_settings()
-    configure_logging(settings.log_level)
-    app = Flask(__name__)
-    app.config.update(
-        OFFERWISE_SETTINGS=settings,
-        API_TITLE="Offerwise",
-        API_VERSION="1",
-        OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/v1",
-        OPENAPI_JSON_PATH="openapi.json",
-        MAX_CONTENT_LENGTH=max(BODY_LIMITS.values()),
-        JSON_SORT_KEYS=False,
-    )
-    api = OfferwiseApi(
-        app,
-        spec_kwargs={
-            "info": {
-                "description": (
-                    "Hosted web personalization. Site keys (public, origin-bound) collect events "
-                    "and fetch offers; admin keys manage one tenant; the staff token manages "
-                    "tenants. Every error is JSON with a message naming the field and reason."
-                )
-            },
-            "components": {
-                "securitySchemes": {
-                    "adminKey": {"type": "http", "scheme": "bearer"},
-                    "staffToken": {"type": "http", "scheme": "bearer"},
-                }
-            },
-        },
-    )
-    api.spec.components.schema("Event", schema=EventSchema)
-    for blp in blueprints():
-        api.register_blueprint(blp)
-    app.register_blueprint(pages)
+    from app.factory import create_app as build
 
-    @app.before_request
-    def _body_limit() -> None:
-        request.max_content_length = BODY_LIMITS.get(request.path, DEFAULT_MAX_BODY)
-
-    instrument(app)
-    cors.install(app)
-    register_fallback(app)
-    return app
+    return build(settings)

@@ -60,4 +60,9 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int =
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # prometheus-client picks its value store when first imported, and libraries the CLI loads
+    # (rq) import it before this point: re-pick now so the workers forked below share files.
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
     _Gunicorn(gunicorn_options(host, port, workers, threads)).run()

@@ -18,7 +18,7 @@ import orjson
 import redis
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from clickstream.schemas import ID_PATTERN, flatten_errors
+from clickstream.schemas import ID_VALIDATORS, flatten_errors
 from store import keys
 
 MAX_PRODUCTS = 100_000
@@ -37,14 +37,25 @@ class ProductSchema(Schema):
 
     product_id = fields.String(
         required=True,
-        validate=[validate.Length(min=1, max=64), validate.Regexp(ID_PATTERN, error="must contain only letters, digits and . _ : -")],
+        validate=ID_VALIDATORS,
     )
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     category = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    price = fields.Float(required=True, validate=validate.Range(min=0, max=10_000_000), allow_nan=False)
-    margin = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=10_000_000), allow_nan=False)
-    url = fields.Url(load_default=None, allow_none=True, require_tld=False, validate=validate.Length(max=2048))
-    image_url = fields.Url(load_default=None, allow_none=True, require_tld=False, validate=validate.Length(max=2048))
+    price = fields.Float(
+        required=True, validate=validate.Range(min=0, max=10_000_000), allow_nan=False
+    )
+    margin = fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=10_000_000),
+        allow_nan=False,
+    )
+    url = fields.Url(
+        load_default=None, allow_none=True, require_tld=False, validate=validate.Length(max=2048)
+    )
+    image_url = fields.Url(
+        load_default=None, allow_none=True, require_tld=False, validate=validate.Length(max=2048)
+    )
     active = fields.Boolean(load_default=True)
 
 
@@ -82,7 +93,11 @@ def version_key(tenant: str) -> str:
 
 def _drop_blank_optionals(row: dict) -> dict:
     """An empty CSV cell in an optional column means 'not given', so the default applies."""
-    return {k: v for k, v in row.items() if not (v == "" and k not in ("product_id", "name", "category", "price"))}
+    return {
+        k: v
+        for k, v in row.items()
+        if not (v == "" and k not in ("product_id", "name", "category", "price"))
+    }
 
 
 def validate_rows(rows: Iterable[dict], first_row_number: int = 1) -> CatalogReport:
@@ -102,7 +117,9 @@ def validate_rows(rows: Iterable[dict], first_row_number: int = 1) -> CatalogRep
             try:
                 product = _product_schema.load(_drop_blank_optionals(raw))
                 if product["product_id"] in products:
-                    problems = [("product_id", f"duplicate of an earlier row ({product['product_id']})")]
+                    problems = [
+                        ("product_id", f"duplicate of an earlier row ({product['product_id']})")
+                    ]
                 else:
                     products[product["product_id"]] = product
             except ValidationError as err:

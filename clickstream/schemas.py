@@ -51,10 +51,12 @@ ID_PATTERN = r"^[A-Za-z0-9._:\-]+$"
 MIN_TS_MS = 946_684_800_000  # 2000-01-01: anything older is a unit mistake (seconds, not ms)
 MAX_CLOCK_SKEW_MS = 24 * 3600 * 1000
 
-_id = validate.And(
+# A list (not validate.And) so that apispec publishes maxLength and pattern in the OpenAPI document.
+ID_VALIDATORS = [
     validate.Length(min=1, max=64),
     validate.Regexp(ID_PATTERN, error="must contain only letters, digits and . _ : -"),
-)
+]
+_id = ID_VALIDATORS
 
 
 class EventSchema(Schema):
@@ -63,9 +65,15 @@ class EventSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.String(required=True, validate=_id, metadata={"description": "Client event id; retries with the same id are deduplicated."})
+    id = fields.String(
+        required=True,
+        validate=_id,
+        metadata={"description": "Client event id; retries with the same id are deduplicated."},
+    )
     type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
-    ts = fields.Integer(required=True, strict=True, metadata={"description": "Client time, epoch milliseconds."})
+    ts = fields.Integer(
+        required=True, strict=True, metadata={"description": "Client time, epoch milliseconds."}
+    )
     product_id = fields.String(validate=_id)
     category = fields.String(validate=validate.Length(min=1, max=64))
     query = fields.String(validate=validate.Length(min=1, max=256))
@@ -73,10 +81,18 @@ class EventSchema(Schema):
     price = fields.Float(validate=validate.Range(min=0, max=10_000_000), allow_nan=False)
     value = fields.Float(validate=validate.Range(min=0, max=100_000_000), allow_nan=False)
     zip = fields.String(validate=validate.Length(min=2, max=16))
-    country = fields.String(validate=validate.Regexp(r"^[A-Za-z]{2}$", error="must be an ISO 3166 alpha-2 code"))
-    customer_id = fields.String(validate=validate.Length(min=1, max=128), metadata={"description": "Raw CRM id; hashed with the tenant's key before storage."})
+    country = fields.String(
+        validate=validate.Regexp(r"^[A-Za-z]{2}$", error="must be an ISO 3166 alpha-2 code")
+    )
+    customer_id = fields.String(
+        validate=validate.Length(min=1, max=128),
+        metadata={"description": "Raw CRM id; hashed with the tenant's key before storage."},
+    )
     token = fields.String(validate=validate.Length(min=1, max=512))
-    url = fields.String(validate=validate.Length(max=2048), metadata={"description": "Page URL; query string and fragment are dropped before storage."})
+    url = fields.String(
+        validate=validate.Length(max=2048),
+        metadata={"description": "Page URL; query string and fragment are dropped before storage."},
+    )
     referrer = fields.String(validate=validate.Length(max=2048))
     page_type = fields.String(validate=validate.Length(min=1, max=32))
     placement = fields.String(validate=validate.Length(min=1, max=64))
@@ -89,7 +105,9 @@ class EventSchema(Schema):
         ts = data.get("ts")
         if ts is not None:
             if ts < MIN_TS_MS:
-                raise ValidationError("must be epoch milliseconds after 2000-01-01", field_name="ts")
+                raise ValidationError(
+                    "must be epoch milliseconds after 2000-01-01", field_name="ts"
+                )
             if ts > time.time() * 1000 + MAX_CLOCK_SKEW_MS:
                 raise ValidationError("is more than 24 hours in the future", field_name="ts")
 
@@ -110,8 +128,17 @@ class CollectBatchSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    site = fields.String(validate=validate.Length(min=1, max=128), metadata={"description": "Site key (may also be given as ?site= or X-Site-Key)."})
-    visitor = fields.String(required=True, validate=_id, metadata={"description": "Random first-party visitor id chosen by the snippet (no cookie)."})
+    site = fields.String(
+        validate=validate.Length(min=1, max=128),
+        metadata={"description": "Site key (may also be given as ?site= or X-Site-Key)."},
+    )
+    visitor = fields.String(
+        required=True,
+        validate=_id,
+        metadata={
+            "description": "Random first-party visitor id chosen by the snippet (no cookie)."
+        },
+    )
     events = fields.List(
         fields.Dict(),
         required=True,
@@ -129,7 +156,9 @@ class RejectedEventSchema(Schema):
 
 class CollectResultSchema(Schema):
     accepted = fields.Integer(metadata={"description": "New events stored durably."})
-    duplicates = fields.Integer(metadata={"description": "Events already stored earlier (retries)."})
+    duplicates = fields.Integer(
+        metadata={"description": "Events already stored earlier (retries)."}
+    )
     rejected = fields.List(fields.Nested(RejectedEventSchema))
     profile = fields.Boolean(metadata={"description": "False when DNT/GPC asked for no profile."})
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
-from clickstream.schemas import ID_PATTERN
+from clickstream.schemas import ID_VALIDATORS
 from models.popularity import MAX_OFFERS
 
 MAX_EXCLUDE = 50
-_id = validate.And(validate.Length(min=1, max=64), validate.Regexp(ID_PATTERN, error="must contain only letters, digits and . _ : -"))
+_id = ID_VALIDATORS
 
 
 class RecommendArgsSchema(Schema):

@@ -1,0 +1,92 @@
+"""The embedded Redis: a real server per data dir, shared by processes, never left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from store.embedded import EmbeddedRedis
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["OFFERWISE_DATA_DIR"] = str(data_dir)
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, check=check, timeout=60)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "var"
+    yield d
+    EmbeddedRedis(d / "redis").release()  # never leave a server behind, whatever the test did
+
+
+def test_cli_starts_persists_and_stops_the_server(data_dir):
+    out = cli(data_dir, "tenant", "create", "shop1", "--origin", "https://a.example")
+    assert '"site_key"' in out.stdout
+    embedded = EmbeddedRedis(data_dir / "redis")
+    assert not embedded.is_running(), "a one-off command must stop the server it started"
+    # The next command finds the data the previous one wrote (append-only file in the data dir).
+    listed = cli(data_dir, "tenant", "list")
+    assert '"shop1"' in listed.stdout
+    assert not embedded.is_running()
+    dup = cli(data_dir, "tenant", "create", "shop1", check=False)
+    assert dup.returncode == 2 and "already exists" in dup.stderr and "Traceback" not in dup.stderr
+
+
+def test_long_running_user_keeps_the_server_for_others(data_dir):
+    holder = EmbeddedRedis(data_dir / "redis")
+    holder.acquire("serve")  # as `offerwise serve` does
+    try:
+        cli(data_dir, "tenant", "create", "shop2")
+        assert holder.is_running(), "a CLI command must not stop a server that serve uses"
+        assert holder.client().sismember("offerwise:tenants", "shop2")
+    finally:
+        assert holder.release() is True
+    assert not holder.is_running()
+
+
+def test_dead_process_lease_does_not_pin_the_server(data_dir):
+    embedded = EmbeddedRedis(data_dir / "redis")
+    embedded.acquire("cli")
+    (embedded.leases_dir / "999999.serve").touch()  # a crashed process's leftover
+    assert embedded.release() is True
+    assert not embedded.is_running()
+
+
+def test_serve_with_gunicorn_uses_embedded_redis(data_dir, tmp_path):
+    import socket
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["OFFERWISE_DATA_DIR"] = str(data_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"], cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        cli(data_dir, "tenant", "create", "shop3")
+        assert EmbeddedRedis(data_dir / "redis").is_running()
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "offerwise_http_requests_total" in metrics
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert not EmbeddedRedis(data_dir / "redis").is_running(), "serve stops the server it kept alive"
