@@ -194,7 +194,10 @@ class Ingestor:
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(
             profile_key,
-            mapping={k: v if isinstance(v, str | bytes | int | float) else orjson.dumps(v) for k, v in updates.items()},
+            mapping={
+                k: v if isinstance(v, str | bytes | int | float) else orjson.dumps(v)
+                for k, v in updates.items()
+            },
         )
         pipe.expire(profile_key, PROFILE_TTL_S)
         for customer in customers:

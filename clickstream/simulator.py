@@ -12,7 +12,11 @@ from collections.abc import Iterator
 
 
 def simulate(
-    products: list[dict], visitors: int, seed: int = 7, now_ms: int | None = None, events_per_visitor: int = 8
+    products: list[dict],
+    visitors: int,
+    seed: int = 7,
+    now_ms: int | None = None,
+    events_per_visitor: int = 8,
 ) -> Iterator[tuple[str, list[dict]]]:
     """Yields (visitor id, events) per visitor."""
     rng = random.Random(seed)
@@ -31,9 +35,32 @@ def simulate(
             pool = by_category[favourite] if rng.random() < 0.7 else products
             product = rng.choices(pool, weights=[weights[p["product_id"]] for p in pool])[0]
             ts = now_ms - rng.randint(0, 3 * 86400 * 1000)
-            events.append({"id": f"{visitor}-{i}-v", "type": "product_view", "ts": ts, "product_id": product["product_id"]})
+            events.append(
+                {
+                    "id": f"{visitor}-{i}-v",
+                    "type": "product_view",
+                    "ts": ts,
+                    "product_id": product["product_id"],
+                }
+            )
             if rng.random() < 0.15:
-                events.append({"id": f"{visitor}-{i}-c", "type": "add_to_cart", "ts": ts + 1, "product_id": product["product_id"]})
+                events.append(
+                    {
+                        "id": f"{visitor}-{i}-c",
+                        "type": "add_to_cart",
+                        "ts": ts + 1,
+                        "product_id": product["product_id"],
+                    }
+                )
                 if rng.random() < 0.4:
-                    events.append({"id": f"{visitor}-{i}-p", "type": "purchase", "ts": ts + 2, "product_id": product["product_id"], "quantity": 1, "price": float(product.get("price", 0) or 0)})
+                    events.append(
+                        {
+                            "id": f"{visitor}-{i}-p",
+                            "type": "purchase",
+                            "ts": ts + 2,
+                            "product_id": product["product_id"],
+                            "quantity": 1,
+                            "price": float(product.get("price", 0) or 0),
+                        }
+                    )
         yield visitor, events

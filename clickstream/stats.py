@@ -9,7 +9,9 @@ import redis
 from clickstream.ingest import stats_key
 
 
-def daily_counts(r: redis.Redis, tenant: str, days: int = 7, now: float | None = None) -> list[dict]:
+def daily_counts(
+    r: redis.Redis, tenant: str, days: int = 7, now: float | None = None
+) -> list[dict]:
     now = time.time() if now is None else now
     dates = [time.strftime("%Y-%m-%d", time.gmtime(now - d * 86400)) for d in range(days)]
     pipe = r.pipeline(transaction=False)
