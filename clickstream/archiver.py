@@ -191,6 +191,10 @@ class Archiver:
         self._renew = r.register_script(_RENEW)
         self._release = r.register_script(_RELEASE)
         self._commit_script = r.register_script(_COMMIT)
+        # Same pool, but XRANGE replies stay raw lists: redis-py's per-entry dicts cost more than
+        # the rest of reading a batch.
+        self._raw = redis.Redis(connection_pool=r.connection_pool)
+        self._raw.set_response_callback("XRANGE", lambda response, **_: response)
 
     # -- state -----------------------------------------------------------------------------
     def cursor(self, tenant: str) -> StreamId | None:
@@ -295,7 +299,7 @@ class Archiver:
     ) -> tuple[StreamId, int, int, list[Path]] | None:
         stream = keys.event_stream(tenant)
         start = f"({cursor}" if cursor else "-"
-        entries = self.r.xrange(stream, min=start, max=end, count=self.batch_size)
+        entries = self._raw.xrange(stream, min=start, max=end, count=self.batch_size)
         if not entries:
             return None
         first, last = StreamId.parse(entries[0][0]), StreamId.parse(entries[-1][0])

@@ -120,10 +120,23 @@ def _as_string(v: object) -> str | None:
     return None
 
 
+def _payload(entry_fields: dict | list) -> bytes | str | None:
+    if isinstance(entry_fields, dict):
+        return entry_fields.get(b"e", entry_fields.get("e"))
+    # Raw XRANGE reply: a flat [field, value, ...] list (skips redis-py's per-entry dict).
+    for i in range(0, len(entry_fields) - 1, 2):
+        if entry_fields[i] in (b"e", "e"):
+            return entry_fields[i + 1]
+    return None
+
+
 def entries_to_tables(
-    entries: Iterable[tuple[bytes | str, dict]],
+    entries: Iterable[tuple[bytes | str, dict | list]],
 ) -> tuple[dict[str, pa.Table], list[Quarantined]]:
-    """Stream entries (``(id, {b"e": payload})``) -> one table per UTC date, plus quarantined ones.
+    """Stream entries -> one table per UTC date, plus the quarantined ones.
+
+    An entry is ``(id, {b"e": payload})`` as redis-py returns it, or ``(id, [b"e", payload])``
+    as the raw reply has it.
 
     Row order within a date follows stream order, so ``stream_id`` is ascending in each table.
     """
@@ -131,7 +144,7 @@ def entries_to_tables(
     bad: list[Quarantined] = []
     for raw_id, entry_fields in entries:
         sid = _text(raw_id)
-        payload = entry_fields.get(b"e", entry_fields.get("e"))
+        payload = _payload(entry_fields)
         if payload is None:
             bad.append(Quarantined(sid, "entry has no 'e' field", _text(repr(entry_fields))))
             continue
