@@ -23,7 +23,7 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from clickstream.archiver import DEFAULT_BATCH_SIZE, Archiver
+from clickstream.archiver import DEFAULT_BATCH_SIZE, ArchiveBusy, ArchiveLockLost, Archiver
 from store.config import Settings, load_settings
 from store.redis_client import get_redis, redis_url
 from store.tenants import list_tenants
@@ -144,7 +144,12 @@ class ArchiverLoop(threading.Thread):
                 break
             if not self.archiver.is_due(name, self.min_events, self.max_delay_s):
                 continue
-            result = self.archiver.archive_tenant(name, max_batches=BATCHES_PER_ROUND)
+            try:
+                result = self.archiver.archive_tenant(name, max_batches=BATCHES_PER_ROUND)
+            except (ArchiveBusy, ArchiveLockLost) as err:
+                # Another archiver or a long reader has this tenant: the next round retries.
+                log.warning("archiving %s skipped this round: %s", name, err)
+                continue
             self.archived += result.events
             behind = behind or result.batches >= BATCHES_PER_ROUND
         self.rounds += 1
