@@ -139,6 +139,10 @@ class CollectBatchSchema(Schema):
             "description": "Random first-party visitor id chosen by the snippet (no cookie)."
         },
     )
+    dnt = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Set by the snippet when the browser signals Do-Not-Track or Global Privacy Control."},
+    )
     events = fields.List(
         fields.Dict(),
         required=True,

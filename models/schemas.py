@@ -18,6 +18,7 @@ class RecommendArgsSchema(Schema):
     site = fields.String(validate=validate.Length(min=1, max=128), metadata={"description": "Site key (or X-Site-Key header)."})
     visitor = fields.String(required=True, validate=_id)
     n = fields.Integer(load_default=3, validate=validate.Range(min=1, max=MAX_OFFERS))
+    dnt = fields.Boolean(load_default=False, metadata={"description": "Visitor signals DNT/GPC: contextual offers, no profile."})
     exclude = fields.List(
         fields.String(validate=_id),
         load_default=list,

@@ -188,3 +188,10 @@ def test_arbitrary_events_never_cause_5xx(client, r, acme, events):
     res = client.post("/v1/collect", json={"site": acme["site_key"], "visitor": "fuzz", "events": events})
     assert res.status_code in (200, 422), res.json
     assert res.json["message" if res.status_code == 422 else "accepted"] is not None
+
+
+def test_snippet_dnt_flag_in_body_builds_no_profile(client, r, acme):
+    res = client.post("/v1/collect", json={**batch(acme["site_key"], "gpc-visitor", [event()]), "dnt": True})
+    assert res.status_code == 200 and res.json["profile"] is False
+    assert not read_profile(r, "acme", "gpc-visitor").known
+    assert r.xlen(keys.event_stream("acme")) == 0

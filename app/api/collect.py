@@ -81,7 +81,7 @@ def collect():
             message=f"events.{first['index']}.{first['field']}: {first['reason']} (no event accepted)",
             errors={"json": {"events": bad}},
         )
-    track = tracking_allowed()
+    track = tracking_allowed() and not batch["dnt"]
     try:
         result = services().ingestor.ingest(
             tenant, batch["visitor"], [event for _, event in good], track=track, on_zip=zip_block

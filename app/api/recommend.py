@@ -23,7 +23,7 @@ LIMITS = (
 
 def _recommend(args: dict) -> dict:
     tenant = site_tenant(args.get("site"))
-    track = tracking_allowed()
+    track = tracking_allowed() and not args["dnt"]
     try:
         offers = services().popularity.recommend(
             services().redis, tenant, args["visitor"], args["n"], exclude=frozenset(args["exclude"]), track=track

@@ -36,7 +36,7 @@
     if (timer) { clearTimeout(timer); timer = null; }
     while (queue.length) {
       var batch = queue.splice(0, MAX_BATCH);
-      var body = JSON.stringify({ site: site, visitor: visitor, events: batch });
+      var body = JSON.stringify({ site: site, visitor: visitor, dnt: optedOut, events: batch });
       var url = endpoint + "/v1/collect";
       // text/plain keeps the request "simple": no CORS preflight, and sendBeacon survives unload.
       var sent = navigator.sendBeacon && navigator.sendBeacon(url, new Blob([body], { type: "text/plain" }));
@@ -54,7 +54,7 @@
   }
   function recommend(n, opts) {
     opts = opts || {};
-    var q = "?site=" + encodeURIComponent(site) + "&visitor=" + encodeURIComponent(visitor) + "&n=" + (n || 3);
+    var q = "?site=" + encodeURIComponent(site) + "&visitor=" + encodeURIComponent(visitor) + "&n=" + (n || 3) + (optedOut ? "&dnt=true" : "");
     if (opts.exclude) { q += "&exclude=" + encodeURIComponent(opts.exclude.join(",")); }
     return w.fetch(endpoint + "/v1/recommend" + q, { credentials: "omit" }).then(function (r) { return r.json(); });
   }
