@@ -96,3 +96,53 @@ def read_profile(r: redis.Redis, tenant: str, visitor: str) -> VisitorProfile:
 def erase_visitor(r: redis.Redis, tenant: str, visitor: str) -> int:
     """Remove every live key of one visitor; returns how many existed."""
     return int(r.delete(*visitor_keys(tenant, visitor).values()))
+
+
+MAX_LINKED_VISITORS = 10
+
+
+def merge_profiles(primary: VisitorProfile, others: list[VisitorProfile]) -> VisitorProfile:
+    """One person's behaviour across devices: the current visitor first, then the linked ones."""
+    if not others:
+        return primary
+    merged = VisitorProfile(
+        visitor=primary.visitor,
+        counters=dict(primary.counters),
+        attributes=dict(primary.attributes),
+        recent=list(primary.recent),
+        cart=set(primary.cart),
+        recently_bought=set(primary.recently_bought),
+    )
+    affinity: dict[str, float] = dict(primary.affinities)
+    for other in others:
+        for name, n in other.counters.items():
+            merged.counters[name] = merged.counters.get(name, 0) + n
+        merged.recent += [p for p in other.recent if p not in merged.recent]
+        merged.cart |= other.cart
+        merged.recently_bought |= other.recently_bought
+        for category, share in other.affinities.items():
+            affinity[category] = affinity.get(category, 0.0) + share
+    merged.recent = merged.recent[:RECENT_ITEMS]
+    total = sum(affinity.values()) or 1.0
+    merged.affinities = {c: s / total for c, s in affinity.items()}
+    return merged
+
+
+def with_identity(r: redis.Redis, tenant: str, profile: VisitorProfile) -> VisitorProfile:
+    """An identified visitor's profile merged with the other visitors linked to the customer.
+
+    Costs one more round trip, and only for identified visitors; the links are written by
+    ``identify`` events, so behaviour carries over between devices without copying it.
+    """
+    if not profile.customer:
+        return profile
+    linked = r.srandmember(customer_visitors_key(tenant, profile.customer), MAX_LINKED_VISITORS + 1)
+    others = [_text(v) for v in linked or [] if _text(v) != profile.visitor][:MAX_LINKED_VISITORS]
+    if not others:
+        return profile
+    pipe = r.pipeline(transaction=False)
+    for visitor in others:
+        queue_profile_reads(pipe, tenant, visitor)
+    replies = pipe.execute()
+    parsed = [parse_profile(v, replies[i * 5 : i * 5 + 5]) for i, v in enumerate(others)]
+    return merge_profiles(profile, parsed)

@@ -14,7 +14,7 @@ import redis
 
 from clickstream.catalog import CatalogCache, version_key
 from clickstream.ingest import popularity_key
-from clickstream.profiles import VisitorProfile, parse_profile, queue_profile_reads
+from clickstream.profiles import VisitorProfile, parse_profile, queue_profile_reads, with_identity
 from models import tokens
 from store.ratelimit import Refused, queue_rate_count
 from store.tenants import Tenant
@@ -74,7 +74,7 @@ class PopularityRecommender:
         if replies[0] > tenant.rate_limit:
             raise Refused("rate limit exceeded", retry_after=1)
         catalog = self.catalogs.get(r, tenant.name, int(replies[2] or 0))
-        profile = parse_profile(visitor, replies[4:]) if track else VisitorProfile(visitor)
+        profile = with_identity(r, tenant.name, parse_profile(visitor, replies[4:])) if track else VisitorProfile(visitor)
         blocked = exclude | profile.cart | profile.recently_bought
         offers = self._rank(catalog.products, replies[3], profile, blocked, n)
         if len(offers) < n:
