@@ -415,6 +415,35 @@ def _scan_stream(r: redis.Redis, stream: str, chunk: int = 10_000):
         start = f"({_text(entries[-1][0])}"
 
 
+# XDEL only flags an entry: its bytes stay in the stream's listpack until the whole node goes.
+# Erasure must remove them, so the surviving entries are copied (same ids) into a fresh stream
+# that replaces the old one, keeping the last generated id so new ids stay monotonic. The stream
+# holds at most what the archiver has not yet moved, so the script's pause is short.
+_PURGE = """
+local last = redis.call('XINFO', 'STREAM', KEYS[1])
+local last_id
+for i = 1, #last, 2 do if last[i] == 'last-generated-id' then last_id = last[i + 1] end end
+local entries = redis.call('XRANGE', KEYS[1], '-', '+')
+if #entries == 0 then
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', 0)
+  return 0
+end
+redis.call('DEL', KEYS[2])
+for _, e in ipairs(entries) do redis.call('XADD', KEYS[2], e[1], unpack(e[2])) end
+redis.call('XSETID', KEYS[2], last_id)
+redis.call('RENAME', KEYS[2], KEYS[1])
+return #entries
+"""
+
+
+def _purge_deleted(r: redis.Redis, stream: str) -> None:
+    r.eval(_PURGE, 2, stream, stream + ":purge")
+    # The append-only file still holds the original XADDs: rewrite it (best effort; a managed
+    # Redis may refuse, and then its own rewrite schedule applies).
+    with contextlib.suppress(redis.RedisError):
+        r.bgrewriteaof()
+
+
 def erase_events(
     r: redis.Redis,
     events_dir: Path | str,
@@ -451,6 +480,8 @@ def erase_events(
         ]
         for i in range(0, len(doomed), 1000):
             r.xdel(stream, *doomed[i : i + 1000])
+        if doomed:
+            _purge_deleted(r, stream)
         return {"archive_rows": rows, "stream_entries": len(doomed)}
     finally:
         lock.release()

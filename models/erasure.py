@@ -1,0 +1,115 @@
+"""Erasure of one person everywhere: live profiles, CRM versions, event stream and archive.
+
+It sits in ``models/`` because it is the lowest package that can see all the places a person
+lives (``clickstream`` and ``enrichment`` are siblings) and because it must know which model
+versions were trained while the person was in the data, so that staff can retrain them.
+The receipt keeps only hashed identifiers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import orjson
+import redis
+
+from clickstream.archiver import erase_events
+from clickstream.profiles import customer_visitors_key, erase_visitor
+from enrichment.crm import erase_customer
+from store import keys
+from store.config import Settings
+from store.tenants import Tenant
+
+RECEIPTS_KEPT = 10_000
+
+
+class ErasureError(ValueError):
+    pass
+
+
+def receipts_key(tenant: str) -> str:
+    return keys.tenant_key(tenant, "erasures")
+
+
+def trained_versions_key(tenant: str) -> str:
+    """Set of model versions trained on this tenant's data; written by the training registry."""
+    return keys.tenant_key(tenant, "models", "trained")
+
+
+def _erase_dedupe_keys(r: redis.Redis, tenant: str, visitor: str) -> int:
+    # Dedupe keys carry the visitor id in their name; they expire in 48 h but erasure is now.
+    removed = 0
+    batch: list[bytes] = []
+    for key in r.scan_iter(match=keys.tenant_key(tenant, "dd", visitor, "*"), count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            removed += r.unlink(*batch)
+            batch.clear()
+    if batch:
+        removed += r.unlink(*batch)
+    return removed
+
+
+def erase_person(
+    r: redis.Redis,
+    settings: Settings,
+    tenant: Tenant,
+    customer_id: str | None = None,
+    visitor_id: str | None = None,
+) -> dict:
+    """Remove a CRM customer (raw id, hashed here) and/or a visitor; returns the receipt."""
+    if not customer_id and not visitor_id:
+        raise ErasureError("give customer_id, visitor_id or both")
+    customer_hash = tenant.hash_customer_id(customer_id) if customer_id else None
+    visitors: set[str] = {visitor_id} if visitor_id else set()
+    if customer_hash:
+        linked = r.smembers(customer_visitors_key(tenant.name, customer_hash))
+        visitors |= {v.decode() if isinstance(v, bytes) else v for v in linked}
+
+    live_keys = dedupe_keys = 0
+    for visitor in sorted(visitors):
+        live_keys += erase_visitor(r, tenant.name, visitor)
+        dedupe_keys += _erase_dedupe_keys(r, tenant.name, visitor)
+    crm: dict = {}
+    if customer_hash:
+        live_keys += r.delete(customer_visitors_key(tenant.name, customer_hash))
+        crm = erase_customer(r, settings, tenant.name, customer_hash)
+    events = erase_events(
+        r,
+        settings.events_dir,
+        tenant.name,
+        visitor_ids=sorted(visitors),
+        customer_ids=[customer_hash] if customer_hash else [],
+    )
+    trained = sorted(
+        v.decode() if isinstance(v, bytes) else v for v in r.smembers(trained_versions_key(tenant.name))
+    )
+    receipt = {
+        "receipt_id": uuid.uuid4().hex,
+        "tenant": tenant.name,
+        "erased_at": time.time(),
+        "customer_hash": customer_hash,
+        "visitors_erased": len(visitors),
+        "removed": {
+            "live_profile_keys": live_keys,
+            "dedupe_keys": dedupe_keys,
+            "stream_events": events.get("stream_entries", 0),
+            "archived_events": events.get("archive_rows", 0),
+            "crm_serving_profiles": crm.get("serving_profiles_removed", 0),
+            "crm_rows": crm.get("customer_rows_removed", 0),
+            "crm_holding_rows": crm.get("holding_rows_removed", 0),
+            "crm_versions_rewritten": crm.get("versions_rewritten", []),
+        },
+        # Every model version trained so far may have seen this person: staff retrain them.
+        "model_versions_to_retrain": trained,
+    }
+    pipe = r.pipeline(transaction=False)
+    pipe.lpush(receipts_key(tenant.name), orjson.dumps(receipt))
+    pipe.ltrim(receipts_key(tenant.name), 0, RECEIPTS_KEPT - 1)
+    pipe.execute()
+    return receipt
+
+
+def list_receipts(r: redis.Redis, tenant: str, limit: int = 100) -> list[dict]:
+    return [orjson.loads(x) for x in r.lrange(receipts_key(tenant), 0, limit - 1)]
