@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from app.services import services
-
-log = logging.getLogger("offerwise.enrich")
+from enrichment.zip_profile import zip_profile
 
 
 def zip_block(zip_code: str, country: str) -> dict:
-    """The profile block for a volunteered ZIP: geo, demographics, segment (flat, scalar values)."""
-    try:
-        from enrichment.zip_profile import zip_profile
-    except ImportError:  # enrichment not built yet in this checkout
-        return {}
+    """The profile block for a volunteered ZIP: geo, demographics, segment (scalar values)."""
     block = zip_profile(zip_code, country, services().settings)
     return {k: v for k, v in block.items() if isinstance(v, str | int | float | bool)}

@@ -15,7 +15,11 @@ from store.config import Settings, load_settings
 # Bodies larger than this are refused with 413 before any parsing; endpoints that take uploads
 # raise their own limit, the small JSON endpoints lower it.
 DEFAULT_MAX_BODY = 16 * 1024
-BODY_LIMITS = {"/v1/admin/catalog": 20 * 1024 * 1024, "/v1/collect": MAX_BODY_BYTES}
+BODY_LIMITS = {
+    "/v1/admin/catalog": 20 * 1024 * 1024,
+    "/v1/admin/crm": 2 * 1024**3,
+    "/v1/collect": MAX_BODY_BYTES,
+}
 
 
 def create_app(settings: Settings | None = None) -> Flask:

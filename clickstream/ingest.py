@@ -18,7 +18,13 @@ import redis
 
 from clickstream import catalog
 from clickstream.decay import growth
-from clickstream.profiles import PROFILE_TTL_S, RECENT_ITEMS, customer_visitors_key, visitor_keys
+from clickstream.profiles import (
+    PROFILE_TTL_S,
+    RECENT_ITEMS,
+    ZIP_PREFIX,
+    customer_visitors_key,
+    visitor_keys,
+)
 from store import keys
 from store.ratelimit import Refused, rate_key
 from store.tenants import Tenant
@@ -187,7 +193,7 @@ class Ingestor:
                 country = record.get("country", "US")
                 block = on_zip(record["zip"], country) if on_zip else {}
                 updates.update({"zip": record["zip"], "country": country})
-                updates.update({f"zip_{k}": v for k, v in block.items() if v is not None})
+                updates.update({f"{ZIP_PREFIX}{k}": v for k, v in block.items() if v is not None})
         if not updates:
             return
         profile_key = visitor_keys(tenant, visitor)["profile"]

@@ -21,6 +21,7 @@ PROFILE_TTL_S = 90 * 24 * 3600
 RECENT_ITEMS = 20
 RECENTLY_BOUGHT_S = 30 * 24 * 3600
 PROFILE_PARTS = ("profile", "recent", "cart", "bought", "aff")
+ZIP_PREFIX = "zip_"
 
 
 def visitor_keys(tenant: str, visitor: str) -> dict[str, str]:
@@ -53,6 +54,17 @@ class VisitorProfile:
     @property
     def customer(self) -> str | None:
         return self.attributes.get("customer")
+
+    def zip_block(self) -> dict[str, str] | None:
+        """The ZIP enrichment block as ``zip_profile`` returned it (values as stored, text).
+
+        Ingest stores the block on the profile hash with a ``zip_`` prefix; numbers come back
+        as text and must be parsed by the reader (the feature builder does).
+        """
+        block = {
+            k[len(ZIP_PREFIX) :]: v for k, v in self.attributes.items() if k.startswith(ZIP_PREFIX)
+        }
+        return block or None
 
 
 def queue_profile_reads(pipe: redis.client.Pipeline, tenant: str, visitor: str) -> None:

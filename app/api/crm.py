@@ -1,0 +1,183 @@
+"""CRM extracts (admin key): streamed upload, versions, rollback, background jobs."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+from flask import request
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from app.auth import admin_tenant
+from app.services import services
+from clickstream.worker import enqueue
+from enrichment.crm import (
+    CrmError,
+    CrmImportError,
+    ImportOptions,
+    import_crm,
+    rollback,
+    versions_info,
+)
+from store.redis_client import get_redis
+
+blp = Blueprint("crm", __name__, url_prefix="/v1/admin", description="CRM extracts (admin key)")
+
+MAX_UPLOAD_BYTES = 2 * 1024**3
+CHUNK = 1 << 20
+
+
+class CrmArgs(Schema):
+    id_column = fields.String(load_default="customer_id", validate=validate.Length(min=1, max=128))
+    zip_column = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
+    types = fields.String(
+        load_default=None,
+        validate=validate.Length(max=4096),
+        metadata={
+            "description": "Type overrides: col=type,col=type (numeric, categorical, date, boolean)."
+        },
+    )
+    derive = fields.List(
+        fields.String(validate=validate.Length(max=256)),
+        load_default=list,
+        validate=validate.Length(max=50),
+        metadata={"description": "Derived features, e.g. income_per_age=income/age (repeatable)."},
+    )
+    background = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Queue the import for the worker and return 202 with a job id."},
+    )
+
+
+def _options(args: dict) -> dict:
+    types = {}
+    for pair in filter(None, (args["types"] or "").split(",")):
+        name, sep, kind = pair.partition("=")
+        if not sep or not name.strip() or not kind.strip():
+            abort(422, message=f"types: {pair!r} must look like column=type")
+        types[name.strip()] = kind.strip()
+    return {
+        "id_column": args["id_column"],
+        "zip_column": args["zip_column"],
+        "types": types,
+        "derive": list(args["derive"]),
+    }
+
+
+def _spool(tenant: str) -> tuple:
+    """Stream the upload to the data dir without holding it in memory."""
+    folder = services().settings.crm_dir / tenant / "uploads" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    if request.mimetype == "multipart/form-data":
+        files = request.files
+        if "customers" not in files:
+            shutil.rmtree(folder)
+            abort(
+                422,
+                message="customers: a multipart part named 'customers' is required (and optionally 'holdings')",
+            )
+        for name in ("customers", "holdings"):
+            if name in files:
+                files[name].save(folder / name)
+    else:
+        with open(folder / "customers", "wb") as out:
+            while chunk := request.stream.read(CHUNK):
+                out.write(chunk)
+    return folder
+
+
+@blp.route("/crm", methods=["POST"])
+@blp.doc(
+    summary="Import a CRM extract (new version, live when complete)",
+    description=(
+        "Body: the customers file itself (CSV or Parquet, detected from the content), or "
+        "multipart/form-data with parts `customers` and optional `holdings` "
+        "(customer_id,product_id[,quantity][,date]). At most 2 GiB. Bad rows are reported "
+        "(row, column, reason) and the rest imported; the new version goes live atomically "
+        "and the previous one is kept for rollback; re-importing the same file changes nothing. "
+        "With `background=true` the import runs in the worker: 202 and a job id."
+    ),
+    requestBody={
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "customers": {"type": "string", "format": "binary"},
+                        "holdings": {"type": "string", "format": "binary"},
+                    },
+                }
+            },
+        },
+    },
+)
+@blp.arguments(CrmArgs, location="query", as_kwargs=False)
+@blp.alt_response(202, description="Queued: poll /v1/admin/jobs/{id}")
+@blp.alt_response(422, description="The file cannot be imported; the previous version stays live")
+def upload(args: dict):
+    tenant = admin_tenant()
+    options = _options(args)
+    folder = _spool(tenant.name)
+    if args["background"]:
+        from app.jobs import crm_import_job
+
+        job_id = enqueue(
+            crm_import_job, tenant.name, str(folder), options, meta={"tenant": tenant.name}
+        )
+        return {"job": job_id, "status": "queued"}, 202
+    try:
+        holdings = folder / "holdings"
+        return import_crm(
+            services().redis,
+            tenant.name,
+            folder / "customers",
+            holdings if holdings.exists() else None,
+            options=ImportOptions(**options),
+            settings=services().settings,
+        )
+    except CrmImportError as err:
+        abort(422, message=f"crm: {err}", errors={"report": err.report})
+    except CrmError as err:
+        abort(422, message=f"crm: {err}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@blp.route("/crm/versions")
+@blp.doc(summary="Kept CRM versions, newest first, and which is live")
+def versions():
+    tenant = admin_tenant()
+    return versions_info(services().redis, tenant.name, services().settings)
+
+
+@blp.route("/crm/rollback", methods=["POST"])
+@blp.doc(summary="Make the previous CRM version live again")
+def do_rollback():
+    tenant = admin_tenant()
+    try:
+        return rollback(services().redis, tenant.name, services().settings)
+    except CrmError as err:
+        abort(409, message=f"crm: {err}")
+
+
+@blp.route("/jobs/<string:job_id>")
+@blp.doc(summary="Status of a background job of this tenant")
+def job(job_id: str):
+    tenant = admin_tenant()
+    try:
+        found = Job.fetch(job_id, connection=get_redis(decode=False, settings=services().settings))
+    except NoSuchJobError:
+        found = None
+    if found is None or found.meta.get("tenant") != tenant.name:
+        abort(404, message=f"job: no job {job_id!r} for this tenant")
+    status = found.get_status()
+    return {
+        "id": job_id,
+        "status": str(getattr(status, "value", status)),
+        "result": found.return_value(),
+    }

@@ -1,0 +1,21 @@
+"""ZIP micro-segments (admin key, read-only): what each segment means to a marketer."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from app.auth import admin_tenant
+from app.services import services
+from enrichment.segments import list_segments, segmentation_info
+
+blp = Blueprint(
+    "segments", __name__, url_prefix="/v1/admin", description="Micro-segments (admin key)"
+)
+
+
+@blp.route("/segments")
+@blp.doc(summary="The live ZIP micro-segmentation: label, description, size, mean profile")
+def segments():
+    admin_tenant()
+    settings = services().settings
+    return {"segmentation": segmentation_info(settings), "segments": list_segments(settings)}
