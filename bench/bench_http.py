@@ -1,0 +1,844 @@
+"""HTTP benchmark: the real API under gunicorn, loaded with wrk, next to the framework floor.
+
+In one run it starts its own redis-server on a free port, creates a tenant (rate limit out of
+the way), loads a catalog and seeds popularity and visitor profiles with the traffic simulator;
+then it starts two gunicorn servers with the same configuration (``app.server.gunicorn_options``):
+the real app and a trivial Flask app (``bench/floor_app.py``), and loads each with wrk on
+127.0.0.1. Scenarios:
+
+- ``floor``: GET a route returning a small JSON object (what Flask + gunicorn cost by themselves);
+- ``collect``: POST /v1/collect, batches of 5 events, new event ids per request so dedupe never
+  short-circuits, half ``text/plain`` (sendBeacon) and half ``application/json``;
+- ``recommend``: GET /v1/recommend?n=3 for many visitors, half with live profiles.
+
+Each scenario runs twice: "max" (32 connections as fast as they go: the throughput) and
+"paced" (the target throughput, 50 % of the floor's requests/s, offered evenly over the same 32
+connections: the latency users would see at that load). With closed-loop connections the mean
+latency of a saturated run is connections / throughput (Little's law), so a saturated p99 says
+more about the queue than about the endpoint; the p99 target is judged on the paced run.
+
+It prints requests/s, p50/p99 latency, non-2xx responses, CPU time per request of the app workers
+and of Redis, and the ratio of each endpoint's requests/s to the floor's, with PASS/FAIL against
+the targets (>= 50 % of the floor, p99 < 25 ms at 32 connections). After each collect run it
+checks that the events really landed in the tenant's stream. Results also go to
+``bench/results/http.json`` and a Markdown table for the README.
+
+    .venv/bin/python bench/bench_http.py [--duration 15] [--warmup 3] [--rounds 1]
+
+Needs ``wrk`` (Debian package ``wrk``) and a redis-server (see store.embedded.find_redis_server).
+Exit status: 0 when the run was valid, 2 when it was not (errors, non-2xx, events missing),
+1 with ``--strict`` when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WRK_DIR = ROOT / "bench" / "wrk"
+DEFAULT_OUT = ROOT / "bench" / "results" / "http.json"
+TENANT = "bench"
+SIM_SEED = 7
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 25.0
+SCENARIOS = ("floor", "collect", "recommend")
+EVENTS_PER_BATCH = 5  # fixed by bench/wrk/collect.lua
+HOST = "127.0.0.1"
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run or its run is not valid; the message says why."""
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the benchmark dies, even by SIGKILL (Linux)."""
+    os.setsid()
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Processes:
+    """Every long-lived child of the benchmark, stopped (whole process group) on the way out."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(
+        self, name: str, args: list[str], env: dict | None = None, log: Path | None = None
+    ) -> subprocess.Popen:
+        out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - kept open for the child
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+        if log:
+            out.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.procs.clear()
+
+
+def _log_tail(path: Path, chars: int = 2000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def start_redis(procs: Processes, workdir: Path):
+    """A fresh redis-server configured as the embedded one (append-only file, fsync every second)."""
+    import redis
+
+    from store.embedded import find_redis_server
+
+    port = free_port()
+    log = workdir / "redis.log"
+    proc = procs.start(
+        "redis",
+        [find_redis_server(), "--bind", HOST, "--port", str(port), "--dir", str(workdir),
+         "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+        log=log,
+    )  # fmt: skip
+    client = redis.Redis(host=HOST, port=port)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            return f"redis://{HOST}:{port}/0", client, proc
+        except redis.ConnectionError as err:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"redis-server did not start: {err}\n{_log_tail(log)}") from err
+            time.sleep(0.05)
+
+
+def start_gunicorn(
+    procs: Processes, kind: str, workdir: Path, workers: int, threads: int, env: dict
+) -> tuple[str, subprocess.Popen]:
+    """gunicorn in its own process (it forks workers), via this script's hidden --serve mode."""
+    port = free_port()
+    metrics_dir = workdir / f"metrics-{kind}"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    child_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    log = workdir / f"gunicorn-{kind}.log"
+    proc = procs.start(
+        f"gunicorn-{kind}",
+        [sys.executable, str(Path(__file__).resolve()), "--serve", kind, "--port", str(port),
+         "--workers", str(workers), "--threads", str(threads)],
+        env=child_env,
+        log=log,
+    )  # fmt: skip
+    base = f"http://{HOST}:{port}"
+    probe = base + ("/readyz" if kind == "real" else "/floor")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(probe, timeout=2) as resp:
+                if resp.status == 200:
+                    return base, proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"gunicorn ({kind}) did not become ready at {probe}\n{_log_tail(log)}")
+        time.sleep(0.1)
+
+
+def serve(kind: str, port: int, workers: int, threads: int) -> None:
+    """The hidden --serve mode: one gunicorn with THE service configuration, app or floor."""
+    from gunicorn.app.base import BaseApplication
+
+    from app.server import gunicorn_options
+
+    class Server(BaseApplication):
+        def __init__(self, options: dict) -> None:
+            self.options = options
+            super().__init__()
+
+        def load_config(self) -> None:
+            for key, value in self.options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            if kind == "real":
+                from app import create_app
+
+                return create_app()
+            from bench.floor_app import create_app as create_floor
+
+            return create_floor()
+
+    Server(gunicorn_options(HOST, port, workers, threads)).run()
+
+
+def cpu_seconds(proc: subprocess.Popen | None) -> float:
+    """User + system CPU of a process and all its descendants (gunicorn master + workers)."""
+    import psutil
+
+    if proc is None or proc.poll() is not None:
+        return 0.0
+    total = 0.0
+    try:
+        parent = psutil.Process(proc.pid)
+        for p in [parent, *parent.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = p.cpu_times()
+                total += t.user + t.system
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
+def children_cpu_seconds() -> float:
+    """CPU of reaped children: around one wrk run this is wrk's own CPU."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def make_products(count: int) -> list[dict]:
+    from clickstream.catalog import validate_rows
+
+    categories = [f"cat-{c:02d}" for c in range(max(1, min(20, count // 10)))]
+    rows = [
+        {
+            "product_id": f"bp-{i:04d}",
+            "name": f"Bench product {i}",
+            "category": categories[i % len(categories)],
+            "price": f"{10 + (i * 37) % 490}.00",
+            "margin": f"{3 + (i * 11) % 90}.00",
+            "url": f"https://shop.example/p/bp-{i:04d}",
+            "active": "true",
+        }
+        for i in range(count)
+    ]
+    report = validate_rows(rows)
+    if report.errors:
+        raise BenchError(f"generated catalog is invalid: {report.errors[:3]}")
+    return report.products
+
+
+def seed(r, products: int, visitors: int) -> dict:
+    """Tenant, catalog, and simulated traffic through the real ingest path."""
+    from clickstream.catalog import replace_catalog
+    from clickstream.ingest import Ingestor
+    from clickstream.simulator import simulate
+    from store.tenants import create_tenant, get_tenant
+
+    t0 = time.perf_counter()
+    created = create_tenant(r, TENANT, rate_limit=1_000_000_000)
+    tenant = get_tenant(r, TENANT)
+    assert tenant is not None
+    catalog = make_products(products)
+    replace_catalog(r, TENANT, catalog)
+    ingestor = Ingestor(r)
+    events = 0
+    for visitor, batch in simulate(catalog, visitors, seed=SIM_SEED):
+        events += len(ingestor.ingest(tenant, visitor, batch).accepted)
+    return {
+        "site_key": created["site_key"],
+        "product_ids": [p["product_id"] for p in catalog],
+        "sim_prefix": f"sim-{SIM_SEED}-",
+        "sim_visitors": visitors,
+        "seeded_events": events,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def stream_length(r) -> int:
+    from store import keys
+
+    return int(r.xlen(keys.event_stream(TENANT)))
+
+
+def settled_stream_length(r, quiet_s: float = 0.3, limit_s: float = 5.0) -> int:
+    """The stream length once requests still in flight when wrk stopped have landed."""
+    deadline = time.monotonic() + limit_s
+    last = stream_length(r)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = stream_length(r)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+# -- wrk -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    connections: int
+    threads: int
+    timeout_s: int = 10
+
+
+@dataclass
+class Run:
+    scenario: str
+    mode: str  # "max": as fast as 32 connections go; "paced": a fixed offered rate
+    round: int
+    offered_rps: float | None
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    statuses: dict[str, int]
+    non_2xx: int
+    socket_errors: dict[str, int]
+    extra: dict[str, float]
+    app_cpu_us_per_req: float
+    redis_cpu_us_per_req: float
+    wrk_cpu_us_per_req: float
+    check: dict = field(default_factory=dict)
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if not found:
+        raise BenchError(
+            "wrk not found on PATH: install it (Debian/Ubuntu: `apt-get install -y wrk`, "
+            "macOS: `brew install wrk`); this script installs nothing itself"
+        )
+    return found
+
+
+def run_wrk(
+    base_url: str,
+    script: str,
+    script_args: list[str],
+    seconds: float,
+    load: Load,
+    rate: float | None = None,
+) -> tuple[dict, float]:
+    """One wrk run; returns the JSON its Lua done() printed and wrk's own CPU seconds.
+
+    ``rate`` (requests/s in total) paces the run through report.lua's delay(); None saturates.
+    """
+    args = [
+        wrk_binary(), f"-t{load.threads}", f"-c{load.connections}", f"-d{max(1, round(seconds))}s",
+        f"--timeout={load.timeout_s}s", "--latency", "-s", str(WRK_DIR / script), base_url, "--", *script_args,
+    ]  # fmt: skip
+    env = {**os.environ, "WRK_THREAD_RATE": f"{rate / load.threads:.3f}" if rate else "0"}
+    cpu0 = children_cpu_seconds()
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, env=env)
+    cpu = children_cpu_seconds() - cpu0
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise BenchError(
+            f"wrk failed (exit {proc.returncode}) for {script}:\n"
+            f"{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
+        )
+    return json.loads(line.removeprefix("WRK_JSON ")), cpu
+
+
+def to_run(
+    scenario: str,
+    mode: str,
+    rnd: int,
+    rate: float | None,
+    raw: dict,
+    cpu: tuple[float, float, float],
+) -> Run:
+    app_cpu, redis_cpu, wrk_cpu = cpu
+    seconds = raw["duration_us"] / 1e6
+    requests = int(raw["requests"])
+    statuses = {str(k): int(v) for k, v in sorted(raw["statuses"].items())}
+    lat = raw["latency_us"]
+    per_req = 1e6 / requests if requests else 0.0
+    return Run(
+        scenario=scenario,
+        mode=mode,
+        round=rnd,
+        offered_rps=round(rate, 1) if rate else None,
+        requests=requests,
+        seconds=round(seconds, 3),
+        rps=round(requests / seconds, 1) if seconds else 0.0,
+        p50_ms=round(lat["p50"] / 1000, 2),
+        p90_ms=round(lat["p90"] / 1000, 2),
+        p99_ms=round(lat["p99"] / 1000, 2),
+        max_ms=round(lat["max"] / 1000, 2),
+        statuses=statuses,
+        non_2xx=sum(n for s, n in statuses.items() if not s.startswith("2")),
+        socket_errors={k: int(v) for k, v in raw["errors"].items() if k != "status" and v},
+        extra=dict(raw.get("extra", {})),
+        app_cpu_us_per_req=round(app_cpu * per_req, 1),
+        redis_cpu_us_per_req=round(redis_cpu * per_req, 1),
+        wrk_cpu_us_per_req=round(wrk_cpu * per_req, 1),
+    )
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    url: str
+    server: subprocess.Popen
+    script: str
+    args: list[str]
+
+
+@dataclass
+class Context:
+    r: object  # redis.Redis of the benchmark's server
+    redis_proc: subprocess.Popen
+    load: Load
+    duration: float
+    warmup: float
+
+
+def measure(ctx: Context, scenario: str, target: Target, rnd: int, rate: float | None) -> Run:
+    """Warm up (saturated runs only), then one measured wrk run with CPU accounting."""
+    nonce = f"r{rnd}{'p' if rate else 'm'}{int(time.time() * 1000) % 10**8}"
+    if ctx.warmup > 0 and rate is None:
+        warm = [a.replace("{nonce}", "w" + nonce) for a in target.args]
+        run_wrk(target.url, target.script, warm, ctx.warmup, ctx.load)
+    args = [a.replace("{nonce}", nonce) for a in target.args]
+    before = settled_stream_length(ctx.r) if scenario == "collect" else 0
+    app0, redis0 = cpu_seconds(target.server), cpu_seconds(ctx.redis_proc)
+    raw, wrk_cpu = run_wrk(target.url, target.script, args, ctx.duration, ctx.load, rate)
+    cpu = (cpu_seconds(target.server) - app0, cpu_seconds(ctx.redis_proc) - redis0, wrk_cpu)
+    run = to_run(scenario, "paced" if rate else "max", rnd, rate, raw, cpu)
+    if scenario == "collect":
+        run.check = collect_check(run, settled_stream_length(ctx.r) - before, ctx.load)
+    elif scenario == "recommend":
+        short = int(run.extra.get("short", 0))
+        run.check = {"short_answers": short, "ok": short == 0}
+    return run
+
+
+def collect_check(run: Run, added: int, load: Load) -> dict:
+    """Did the events land? Stream growth vs 200 responses x 5 and vs the accepted counts."""
+    ok_responses = run.statuses.get("200", 0)
+    expected = ok_responses * EVENTS_PER_BATCH
+    accepted = int(run.extra.get("accepted", 0))
+    duplicates = int(run.extra.get("duplicates", 0))
+    # wrk stops with up to one request per connection in flight: the server may store those.
+    slack = load.connections * EVENTS_PER_BATCH
+    ok = added > 0 and accepted == expected and 0 <= added - expected <= slack and duplicates == 0
+    return {
+        "stream_added": added,
+        "expected_200x5": expected,
+        "accepted_reported": accepted,
+        "duplicates_reported": duplicates,
+        "difference": added - expected,
+        "ok": bool(ok),
+    }
+
+
+def _median(values) -> float:
+    return statistics.median(list(values))
+
+
+def aggregate(runs: list[Run]) -> dict[str, dict]:
+    """Rows keyed "scenario" (saturated) and "scenario@paced"; medians over rounds."""
+    out: dict[str, dict] = {}
+    for mode in ("max", "paced"):
+        for scenario in SCENARIOS:
+            mine = [r for r in runs if r.scenario == scenario and r.mode == mode]
+            if not mine:
+                continue
+            out[scenario if mode == "max" else f"{scenario}@paced"] = {
+                "scenario": scenario,
+                "mode": mode,
+                "offered_rps": _median(r.offered_rps for r in mine) if mode == "paced" else None,
+                "rps": round(_median(r.rps for r in mine), 1),
+                "p50_ms": round(_median(r.p50_ms for r in mine), 2),
+                "p90_ms": round(_median(r.p90_ms for r in mine), 2),
+                "p99_ms": round(_median(r.p99_ms for r in mine), 2),
+                "non_2xx": sum(r.non_2xx for r in mine),
+                "socket_errors": sum(sum(r.socket_errors.values()) for r in mine),
+                "requests": sum(r.requests for r in mine),
+                "app_cpu_us_per_req": round(_median(r.app_cpu_us_per_req for r in mine), 1),
+                "redis_cpu_us_per_req": round(_median(r.redis_cpu_us_per_req for r in mine), 1),
+                "wrk_cpu_us_per_req": round(_median(r.wrk_cpu_us_per_req for r in mine), 1),
+                "checks_ok": all(r.check.get("ok", True) for r in mine),
+            }
+    judge(out)
+    return out
+
+
+def judge(rows: dict[str, dict]) -> None:
+    """Adds ratio and verdict. Throughput: saturated req/s vs the floor's. Latency: the p99 of
+    the paced run (the target throughput offered over 32 connections) when there is one, else
+    of the saturated run."""
+    floor = rows.get("floor", {}).get("rps")
+    for key, row in rows.items():
+        row["ratio"] = round(row["rps"] / floor, 3) if floor else None
+        if row["scenario"] == "floor" or row["mode"] == "paced":
+            row["verdict"] = "-"
+            continue
+        misses = []
+        if row["ratio"] is None or row["ratio"] < TARGET_RATIO:
+            misses.append(f"req/s < {TARGET_RATIO:.0%} of floor")
+        paced = rows.get(f"{key}@paced")
+        latency_row = paced or row
+        if paced and paced["offered_rps"] and paced["rps"] < 0.95 * paced["offered_rps"]:
+            misses.append(f"cannot sustain {paced['offered_rps']:.0f} req/s")
+        if latency_row["p99_ms"] >= TARGET_P99_MS:
+            where = f" at {paced['offered_rps']:.0f} req/s" if paced else " saturated"
+            misses.append(f"p99 >= {TARGET_P99_MS:g} ms{where}")
+        row["p99_judged_ms"] = latency_row["p99_ms"]
+        row["misses"] = misses
+        row["verdict"] = "FAIL" if misses else "PASS"
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _label(key: str, row: dict) -> str:
+    return f"{row['scenario']} @{row['offered_rps']:.0f}/s" if row["mode"] == "paced" else key
+
+
+def text_table(rows: dict[str, dict]) -> str:
+    head = (
+        f"{'scenario':<18} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} {'/floor':>6} "
+        f"{'app us/req':>10} {'redis us/req':>12}  verdict"
+    )
+    lines = [head, "-" * len(head)]
+    for key, row in rows.items():
+        verdict = row["verdict"] + (f" ({'; '.join(row['misses'])})" if row.get("misses") else "")
+        ratio = _fmt_ratio(row["ratio"]) if row["mode"] == "max" else ""
+        lines.append(
+            f"{_label(key, row):<18} {row['rps']:>8.1f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
+            f"{row['non_2xx']:>7d} {ratio:>6} {row['app_cpu_us_per_req']:>10.0f} "
+            f"{row['redis_cpu_us_per_req']:>12.0f}  {verdict}"
+        )
+    return "\n".join(lines)
+
+
+NAMES = {
+    "floor": "floor (trivial Flask route)",
+    "collect": "`POST /v1/collect` (5 events)",
+    "recommend": "`GET /v1/recommend` (n=3)",
+}
+
+
+def markdown_table(rows: dict[str, dict], meta: dict) -> str:
+    rounds = f", median of {meta['rounds']} rounds" if meta["rounds"] > 1 else ""
+    lines = [
+        f"{meta['cpus']} CPUs; gunicorn {meta['workers']} workers x {meta['threads']} threads "
+        f"(gthread, the `offerwise serve` configuration); wrk {meta['connections']} connections, "
+        f"{meta['wrk_threads']} threads, {meta['duration_s']:g} s per run{rounds}. "
+        f'"max": as fast as the connections go; "paced": the target throughput '
+        f"({TARGET_RATIO:.0%} of the floor) offered evenly over the same connections.",
+        "",
+        "| scenario | load | req/s | p50 ms | p99 ms | non-2xx | vs floor | target |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows.values():
+        load = "max" if row["mode"] == "max" else f"paced {row['offered_rps']:.0f}/s"
+        verdict = row["verdict"] + (f" ({'; '.join(row['misses'])})" if row.get("misses") else "")
+        ratio = _fmt_ratio(row["ratio"]) if row["mode"] == "max" else ""
+        lines.append(
+            f"| {NAMES[row['scenario']]} | {load} | {row['rps']:.0f} | {row['p50_ms']:.1f} | "
+            f"{row['p99_ms']:.1f} | {row['non_2xx']} | {ratio} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def git_commit() -> str | None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    return None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from app.server import default_workers
+
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = p.add_argument
+    add("--duration", type=float, default=15, help="seconds per measured run (default 15)")
+    add(
+        "--warmup",
+        type=float,
+        default=3,
+        help="unmeasured seconds before each saturated run (default 3; 0: none)",
+    )
+    add("--rounds", type=int, default=1, help="repeat every run this many times, report medians")
+    add(
+        "--no-paced",
+        action="store_true",
+        help="skip the paced runs (latency at the target throughput)",
+    )
+    add("--connections", type=int, default=32)
+    add("--wrk-threads", type=int, default=2)
+    add(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="gunicorn workers (default: as `offerwise serve`)",
+    )
+    add(
+        "--threads",
+        type=int,
+        default=4,
+        help="threads per gunicorn worker (default: as `offerwise serve`)",
+    )
+    add("--products", type=int, default=200, help="catalog size (default 200)")
+    add(
+        "--visitors",
+        type=int,
+        default=3000,
+        help="simulated visitors seeding popularity and profiles",
+    )
+    add(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)}",
+    )
+    add(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="JSON results (default bench/results/http.json)",
+    )
+    add("--strict", action="store_true", help="exit 1 when a target is missed")
+    add("--keep-logs", action="store_true", help="keep the temporary dir with the server logs")
+    add("--serve", choices=("real", "floor"), help=argparse.SUPPRESS)
+    add("--port", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve:
+        return args
+    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown or not chosen:
+        p.error(
+            f"--scenarios: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(SCENARIOS)}"
+        )
+    args.scenarios = [s for s in SCENARIOS if s in chosen]
+    if "floor" not in args.scenarios:
+        print(
+            "note: without the floor scenario there is no ratio and no paced run", file=sys.stderr
+        )
+    for name in (
+        "duration",
+        "connections",
+        "wrk_threads",
+        "workers",
+        "threads",
+        "products",
+        "visitors",
+        "rounds",
+    ):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')}: must be at least 1")
+    if args.warmup < 0:
+        p.error("--warmup: must be 0 or more")
+    return args
+
+
+def start_targets(
+    procs: Processes, args: argparse.Namespace, workdir: Path, redis_url: str, data: dict
+) -> dict[str, Target]:
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "OFFERWISE_DATA_DIR": str(workdir / "var"),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    }
+    env.pop("OFFERWISE_ACCESS_LOG", None)  # the service default: no per-request access log
+    targets: dict[str, Target] = {}
+    if "floor" in args.scenarios:
+        url, proc = start_gunicorn(procs, "floor", workdir, args.workers, args.threads, env)
+        targets["floor"] = Target(url, proc, "floor.lua", ["/floor"])
+    if {"collect", "recommend"} & set(args.scenarios):
+        url, proc = start_gunicorn(procs, "real", workdir, args.workers, args.threads, env)
+        products = ",".join(data["product_ids"])
+        targets["collect"] = Target(
+            url, proc, "collect.lua", [data["site_key"], "{nonce}", products]
+        )
+        targets["recommend"] = Target(
+            url, proc, "recommend.lua",
+            [data["site_key"], "{nonce}", data["sim_prefix"], str(data["sim_visitors"]), "3"],
+        )  # fmt: skip
+    return targets
+
+
+def _progress(run: Run) -> None:
+    load = f"@{run.offered_rps:.0f}/s" if run.offered_rps else "max"
+    check = f" check={run.check}" if run.check else ""
+    print(
+        f"  round {run.round} {run.scenario:<9} {load:<9} {run.rps:>8.1f} req/s  p50 {run.p50_ms:.2f} ms"
+        f"  p99 {run.p99_ms:.2f} ms  statuses {run.statuses}{check}",
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    wrk_binary()  # fail before starting anything
+    load = Load(connections=args.connections, threads=args.wrk_threads)
+    procs = Processes()
+    workdir = Path(tempfile.mkdtemp(prefix="offerwise-bench-"))
+    runs: list[Run] = []
+    try:
+        (workdir / "redis").mkdir()
+        redis_url, r, redis_proc = start_redis(procs, workdir / "redis")
+        data = seed(r, args.products, args.visitors)
+        print(
+            f"seeded tenant {TENANT!r}: {args.products} products, {args.visitors} simulated visitors,"
+            f" {data['seeded_events']} events in {data['seconds']} s",
+            flush=True,
+        )
+        targets = start_targets(procs, args, workdir, redis_url, data)
+        ctx = Context(r, redis_proc, load, args.duration, args.warmup)
+        paced = not args.no_paced and "floor" in args.scenarios
+        print(
+            f"servers up; {len(args.scenarios)} scenario(s){' saturated and paced' if paced else ''}"
+            f" x {args.rounds} round(s), {args.duration:g} s each",
+            flush=True,
+        )
+        for rnd in range(1, args.rounds + 1):
+            for scenario in args.scenarios:
+                runs.append(measure(ctx, scenario, targets[scenario], rnd, None))
+                _progress(runs[-1])
+            if paced:
+                floor_rps = next(x.rps for x in runs if x.round == rnd and x.scenario == "floor")
+                for scenario in args.scenarios:
+                    runs.append(
+                        measure(ctx, scenario, targets[scenario], rnd, TARGET_RATIO * floor_rps)
+                    )
+                    _progress(runs[-1])
+    finally:
+        procs.stop_all()
+        if args.keep_logs:
+            print(f"logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return report(args, runs)
+
+
+def report(args: argparse.Namespace, runs: list[Run]) -> int:
+    rows = aggregate(runs)
+    meta = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": git_commit(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "workers": args.workers,
+        "threads": args.threads,
+        "connections": args.connections,
+        "wrk_threads": args.wrk_threads,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "rounds": args.rounds,
+        "products": args.products,
+        "visitors": args.visitors,
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "targets": {"ratio_to_floor": TARGET_RATIO, "p99_ms": TARGET_P99_MS},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    document = {"meta": meta, "summary": rows, "runs": [run.__dict__ for run in runs]}
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    print()
+    print(text_table(rows))
+    print()
+    print(markdown_table(rows, meta))
+    print()
+    for scenario in ("collect", "recommend"):
+        row = rows.get(scenario)
+        if row and row["ratio"] is not None:
+            print(
+                f"summary {scenario}: {row['rps']:.0f} req/s = {_fmt_ratio(row['ratio'])} of the floor "
+                f"(target >= {TARGET_RATIO:.0%}); p99 {row['p99_judged_ms']:.1f} ms "
+                f"(target < {TARGET_P99_MS:g} ms): {row['verdict']}"
+            )
+    print(f"results written to {args.out}")
+    problems = validity_problems(rows)
+    if problems:
+        print("INVALID RUN: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    if args.strict and any(row["verdict"] == "FAIL" for row in rows.values()):
+        return 1
+    return 0
+
+
+def validity_problems(rows: dict[str, dict]) -> list[str]:
+    problems = []
+    for key, row in rows.items():
+        if row["requests"] == 0:
+            problems.append(f"{key}: no request completed")
+        if row["non_2xx"]:
+            problems.append(f"{key}: {row['non_2xx']} non-2xx responses")
+        if row["socket_errors"]:
+            problems.append(f"{key}: {row['socket_errors']} socket errors/timeouts")
+        if not row["checks_ok"]:
+            problems.append(f"{key}: work check failed (see runs[].check in the JSON)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port, args.workers, args.threads)
+        return 0
+
+    def _terminate(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run(args)
+    except BenchError as err:
+        print(f"bench_http: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench_http: interrupted; servers stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
