@@ -86,6 +86,14 @@ def normalize_postal_code(code: object, country: str) -> str:
     shorter than 5 digits, so the padding cannot pick a different ZIP). GB/CA: GeoNames has
     outward codes only, so the inward part is dropped. NL: GeoNames has the 4 digits only.
     """
+    if (
+        country == "US"
+        and isinstance(code, str)
+        and len(code) == 5
+        and code.isascii()
+        and code.isdigit()
+    ):
+        return code  # the common case, without the regex
     if isinstance(code, int) and not isinstance(code, bool):
         code = str(code)
     if not isinstance(code, str):
@@ -136,7 +144,7 @@ def normalize_postal_code(code: object, country: str) -> str:
 # --- loading ---------------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_indexes: dict[tuple[str, str], dict[str, Place] | None] = {}
+_indexes: dict[tuple[Path, str], dict[str, Place] | None] = {}
 
 
 def country_file(geo_dir: Path, country: str) -> Path:
@@ -226,7 +234,7 @@ def country_index(country: str, settings: Settings | None = None) -> dict[str, P
     geo_dir = (settings or Settings()).geo_dir
     if geo_dir is None:
         raise GeoError(UNAVAILABLE, "no postal-code data folder configured (set OFFERWISE_GEO_DIR)")
-    key = (str(geo_dir), country)
+    key = (geo_dir, country)
     index = _indexes.get(key)
     if index is None and key not in _indexes:
         with _lock:

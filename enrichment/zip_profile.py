@@ -22,13 +22,25 @@ Keys:
 from __future__ import annotations
 
 from enrichment import geo
-from enrichment.demographics import demographics
+from enrichment.demographics import DemographicsTable, demographics
 from enrichment.segments import segmentation
 from store.config import Settings
 
 DEMO_PREFIX = "demo_"
 # Countries the demographics table is keyed for.
 DEMO_COUNTRIES = ("US",)
+
+
+_keys_cache: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
+def _profile_keys(table: DemographicsTable) -> tuple[tuple[str, str], ...]:
+    """(block key, figure name) pairs of a table version, built once."""
+    keys = _keys_cache.get(table.version)
+    if keys is None:
+        keys = tuple((DEMO_PREFIX + n, n) for n in (*table.figures, *table.categories))
+        _keys_cache[table.version] = keys
+    return keys
 
 
 def demographic_feature_names(settings: Settings | None = None) -> list[str]:
@@ -82,8 +94,8 @@ def zip_profile(
                 for key in ("fallback_from", "fallback_km", "fallback_reason"):
                     if key in found:
                         block[key] = found[key]
-                for key in (*table.figures, *table.categories):
-                    block[DEMO_PREFIX + key] = found[key]
+                for key, name in _profile_keys(table):
+                    block[key] = found[name]
 
     seg = segmentation(settings)
     if seg is None:
