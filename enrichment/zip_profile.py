@@ -15,7 +15,7 @@ Keys:
   not_found / not_covered (no table for this country).
 - ``demo_<figure>`` for every numeric figure of the table (see ``demographic_feature_names``)
   and ``demo_<category>`` for kept text categories (``demo_zip_type``); ``demo_version``.
-- ``segment_status`` (ok / not_built / not_found), ``segment_id``, ``segment_label``,
+- ``segment_status`` (ok / not_built / not_found / not_covered), ``segment_id``, ``segment_label``,
   ``segment_version``.
 """
 
@@ -72,7 +72,7 @@ def zip_profile(
         return block
     cc, code = block["country"], block["postal_code"]
     if cc not in DEMO_COUNTRIES:
-        block["demo_status"] = "not_covered"
+        block["demo_status"] = block["segment_status"] = "not_covered"
         return block
 
     table = demographics(settings)

@@ -146,6 +146,27 @@ def test_zip_missing_from_table_falls_back_using_geonames_position(
     assert out["fallback_km"] < 30
 
 
+def test_zip_known_to_the_table_but_not_to_geonames(
+    loaded: tuple[Settings, dict], rows: dict, geo_dir: Path
+) -> None:
+    s, _ = loaded
+    with (geo_dir / "US.txt").open(encoding="utf-8") as fh:
+        geonames = {r["postal_code"] for r in csv.DictReader(fh)}
+    z = next(z for z, r in sorted(rows.items()) if z not in geonames and _pop(r) >= 100)
+    out = zip_profile(z, "US", s)
+    assert (out["status"], out["geo_status"], out["demo_status"]) == ("ok", "not_found", "ok")
+    assert out["demo_population"] == float(rows[z]["population"])
+    assert "place" not in out and "reason" not in out
+
+
+def test_other_countries_get_geo_only(loaded: tuple[Settings, dict]) -> None:
+    s, _ = loaded
+    out = zip_profile("10115", "DE", s)
+    assert (out["status"], out["place"]) == ("ok", "Berlin")
+    assert out["demo_status"] == out["segment_status"] == "not_covered"
+    assert not any(k.startswith("demo_") and k != "demo_status" for k in out)
+
+
 def test_far_away_military_zip_gets_no_neighbour_figures(
     loaded: tuple[Settings, dict], rows: dict
 ) -> None:
