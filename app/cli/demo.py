@@ -11,6 +11,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import orjson
@@ -20,11 +21,43 @@ from app.server import default_workers, serve
 from clickstream import catalog
 from clickstream.ingest import Ingestor, popularity_key
 from clickstream.simulator import simulate
+from enrichment.demographics import DemographicsError, demographics, ensure_demographics
+from enrichment.segments import SegmentsError, build_segments, segmentation
 from store.config import load_settings
 from store.redis_client import get_redis, redis_url
 from store.tenants import create_tenant, get_tenant, rotate_keys, update_tenant
 
 DEMO_TENANT = "demo"
+
+
+def prepare_enrichment() -> dict:
+    """Point the demo at the public data (GeoNames, ZIP census table) and build segments once.
+
+    Uses OFFERWISE_GEO_DIR / OFFERWISE_DEMOGRAPHICS when set, else the files under
+    OFFERWISE_SHARED_DATA (see README "Data"). Without any data the demo still runs; ZIPs then
+    get geo-less answers.
+    """
+    shared = Path(os.environ.get("OFFERWISE_SHARED_DATA", "../shared/data")).expanduser().resolve()
+    if not os.environ.get("OFFERWISE_GEO_DIR") and (shared / "geonames").is_dir():
+        os.environ["OFFERWISE_GEO_DIR"] = str(shared / "geonames")
+    if not os.environ.get("OFFERWISE_DEMOGRAPHICS") and (shared / "zcta_demographics.csv").exists():
+        os.environ["OFFERWISE_DEMOGRAPHICS"] = str(shared / "zcta_demographics.csv")
+    settings = load_settings()
+    status = {"geo_dir": str(settings.geo_dir) if settings.geo_dir else None}
+    try:
+        status["demographics"] = (
+            "loaded now"
+            if ensure_demographics(settings)
+            else "ready"
+            if demographics(settings)
+            else "none"
+        )
+        if demographics(settings) is not None and segmentation(settings) is None:
+            build_segments(settings)
+        status["segments"] = "ready" if segmentation(settings) is not None else "none"
+    except (DemographicsError, SegmentsError) as err:
+        status["problem"] = str(err)
+    return status
 
 
 def prepare_demo(port: int, seed_visitors: int = 400) -> dict:
@@ -63,15 +96,19 @@ def prepare_demo(port: int, seed_visitors: int = 400) -> dict:
 @click.option("--no-worker", is_flag=True, help="Do not start the background worker (archiver).")
 def demo(host: str, port: int, workers: int | None, no_worker: bool) -> None:
     """Run the demo: API server, background worker and the demo shop on http://HOST:PORT/demo/."""
+    enrichment = prepare_enrichment()
     keys = prepare_demo(port)
     os.environ["OFFERWISE_DEMO"] = "1"
     worker = None
     if not no_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=os.environ.copy())
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"], env=os.environ.copy()
+        )
     base = f"http://{host}:{port}"
     click.echo(
         f"Offerwise demo is up:\n  shop      {base}/demo/\n  API docs  {base}/v1/docs\n"
         f"  metrics   {base}/metrics\n  site key  {keys['site_key']}\n  admin key {keys['admin_key']}\n"
+        f"  ZIP data  {enrichment}\n"
         "Press Ctrl+C to stop.",
         err=True,
     )
