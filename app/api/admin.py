@@ -11,8 +11,11 @@ from app.auth import admin_tenant
 from app.services import services
 from clickstream import catalog
 from clickstream.stats import daily_counts
+from models.rules import RulesSchema, load_rules, save_rules
 
-blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Tenant administration (admin key)")
+blp = Blueprint(
+    "admin", __name__, url_prefix="/v1/admin", description="Tenant administration (admin key)"
+)
 
 
 class CatalogReportSchema(Schema):
@@ -20,7 +23,9 @@ class CatalogReportSchema(Schema):
     rows_read = fields.Integer()
     rows_imported = fields.Integer()
     rows_rejected = fields.Integer()
-    errors = fields.List(fields.Dict(), metadata={"description": "Up to 100 of {row, column, reason}."})
+    errors = fields.List(
+        fields.Dict(), metadata={"description": "Up to 100 of {row, column, reason}."}
+    )
 
 
 class CatalogPageArgs(Schema):
@@ -44,7 +49,7 @@ class Catalog(MethodView):
         summary="Replace the product catalog",
         description=(
             f"CSV (header: {','.join(catalog.COLUMNS)}; margin, url, image_url and active optional) "
-            f"or JSON (a list of products or {{\"products\": [...]}}). At most {catalog.MAX_PRODUCTS} "
+            f'or JSON (a list of products or {{"products": [...]}}). At most {catalog.MAX_PRODUCTS} '
             f"products and {catalog.MAX_UPLOAD_BYTES} bytes. Bad rows are reported (row, column, "
             "reason) and the good rows replace the whole catalog atomically; an upload with no good "
             "row changes nothing (422)."
@@ -74,7 +79,11 @@ class Catalog(MethodView):
         tenant = admin_tenant()
         version, products = catalog.load_catalog(services().redis, tenant.name)
         ordered = [products[k] for k in sorted(products)]
-        return {"version": version, "total": len(ordered), "products": ordered[offset : offset + limit]}
+        return {
+            "version": version,
+            "total": len(ordered),
+            "products": ordered[offset : offset + limit],
+        }
 
 
 @blp.route("/stats")
@@ -83,3 +92,23 @@ class Catalog(MethodView):
 def stats(days: int):
     tenant = admin_tenant()
     return {"tenant": tenant.name, "days": daily_counts(services().redis, tenant.name, days)}
+
+
+@blp.route("/rules")
+class Rules(MethodView):
+    @blp.doc(summary="This tenant's offer rules")
+    def get(self):
+        tenant = admin_tenant()
+        return load_rules(services().redis, tenant.name)
+
+    @blp.doc(
+        summary="Replace the offer rules",
+        description=(
+            "weight (margin|price|none), max_per_category, pinned product ids, and per product: "
+            "segments, states, audience (all|identified|anonymous), priority. Body at most 16 KiB."
+        ),
+    )
+    @blp.arguments(RulesSchema)
+    def put(self, body: dict):
+        tenant = admin_tenant()
+        return save_rules(services().redis, tenant.name, body)
