@@ -1,0 +1,165 @@
+"""Model registry: every training run is a version; one version per tenant is the champion.
+
+Metadata lives in Redis (so every app node sees a promotion at once), artifacts in the data dir
+under ``artifacts/models/<tenant>/<version>/``. A new version becomes champion automatically only
+when it beats the current champion on the same holdout; staff can promote any version or roll
+back to the previous champion. Serving reads the champion pointer in the same round trip as the
+rest of a request and loads a new champion's artifacts before switching, so no request fails
+during a switch.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import orjson
+import redis
+
+from models.erasure import trained_versions_key
+from store import keys
+from store.config import Settings
+
+
+class RegistryError(ValueError):
+    pass
+
+
+def versions_key(tenant: str) -> str:
+    return keys.tenant_key(tenant, "models", "versions")
+
+
+def champion_key(tenant: str) -> str:
+    return keys.tenant_key(tenant, "models", "champion")
+
+
+def history_key(tenant: str) -> str:
+    """Former champions, newest first (what rollback goes back to)."""
+    return keys.tenant_key(tenant, "models", "history")
+
+
+def new_version_id(now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))
+    return f"v{stamp}-{secrets.token_hex(2)}"
+
+
+def models_dir(settings: Settings, tenant: str) -> Path:
+    return settings.artifacts_dir / "models" / tenant
+
+
+def version_dir(settings: Settings, tenant: str, version: str) -> Path:
+    return models_dir(settings, tenant) / version
+
+
+def _text(v: bytes | str | None) -> str | None:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def champion(r: redis.Redis, tenant: str) -> str | None:
+    return _text(r.get(champion_key(tenant)))
+
+
+def get_version(r: redis.Redis, tenant: str, version: str) -> dict | None:
+    raw = r.hget(versions_key(tenant), version)
+    return orjson.loads(raw) if raw else None
+
+
+def list_versions(r: redis.Redis, tenant: str) -> list[dict]:
+    current = champion(r, tenant)
+    versions = [orjson.loads(v) for v in r.hvals(versions_key(tenant))]
+    for v in versions:
+        v["champion"] = v["version"] == current
+    return sorted(versions, key=lambda v: v.get("trained_at", 0), reverse=True)
+
+
+def promote(r: redis.Redis, tenant: str, version: str, reason: str = "staff") -> dict:
+    if get_version(r, tenant, version) is None:
+        raise RegistryError(f"version: no model version {version!r} for tenant {tenant!r}")
+    previous = champion(r, tenant)
+    if previous == version:
+        return {"tenant": tenant, "champion": version, "previous": previous, "changed": False}
+    pipe = r.pipeline(transaction=True)
+    if previous:
+        pipe.lpush(history_key(tenant), previous)
+        pipe.ltrim(history_key(tenant), 0, 99)
+    pipe.set(champion_key(tenant), version)
+    pipe.hset(
+        versions_key(tenant),
+        version,
+        orjson.dumps(
+            {
+                **get_version(r, tenant, version),
+                "promoted_at": time.time(),
+                "promoted_because": reason,
+            }
+        ),
+    )
+    pipe.execute()
+    return {
+        "tenant": tenant,
+        "champion": version,
+        "previous": previous,
+        "changed": True,
+        "reason": reason,
+    }
+
+
+def rollback(r: redis.Redis, tenant: str) -> dict:
+    """Make the previous champion the champion again."""
+    previous = _text(r.lpop(history_key(tenant)))
+    if previous is None:
+        raise RegistryError("no earlier champion to roll back to")
+    current = champion(r, tenant)
+    r.set(champion_key(tenant), previous)
+    return {
+        "tenant": tenant,
+        "champion": previous,
+        "previous": current,
+        "changed": True,
+        "reason": "rollback",
+    }
+
+
+def register(
+    r: redis.Redis,
+    tenant: str,
+    version: str,
+    meta: dict,
+    *,
+    challenger_score: float,
+    champion_score: float | None,
+    auto_promote: bool = True,
+) -> dict:
+    """Record a trained version; promote it when it beats the champion on the same holdout.
+
+    ``challenger_score`` and ``champion_score`` are the same metric (higher is better) on the
+    challenger's holdout; ``champion_score`` is None when there is no champion or it could not
+    be evaluated on that holdout (then only a tenant without champion promotes automatically).
+    """
+    record = {
+        **meta,
+        "version": version,
+        "holdout_score": challenger_score,
+        "champion_score_same_holdout": champion_score,
+    }
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(versions_key(tenant), version, orjson.dumps(record))
+    pipe.sadd(trained_versions_key(tenant), version)
+    pipe.execute()
+    current = champion(r, tenant)
+    decision = {"version": version, "promoted": False, "champion": current}
+    if not auto_promote:
+        decision["why"] = "auto-promotion disabled"
+    elif current is None:
+        decision.update(promote(r, tenant, version, "first model of the tenant"), promoted=True)
+    elif champion_score is None:
+        decision["why"] = "the champion could not be evaluated on this holdout; promote by hand"
+    elif challenger_score > champion_score:
+        why = f"beats champion {current} on the same holdout ({challenger_score:.4f} > {champion_score:.4f})"
+        decision.update(promote(r, tenant, version, why), promoted=True)
+    else:
+        decision["why"] = (
+            f"does not beat champion {current} on the same holdout ({challenger_score:.4f} <= {champion_score:.4f})"
+        )
+    return decision
