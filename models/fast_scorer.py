@@ -96,6 +96,7 @@ class MultiProductScorer:
             raise ScorerError("feature_names contains duplicates")
         n_features = len(feature_names)
         parsed, tree_cols, linear, linear_cols = [], [], [], []
+        boosters: dict[str, object] = {}
         for col, (product_id, model) in enumerate(models.items()):
             if isinstance(model, LinearModel):
                 if model.n_features != n_features:
@@ -107,6 +108,7 @@ class MultiProductScorer:
                 linear_cols.append(col)
             elif hasattr(model, "save_raw") and hasattr(model, "num_features"):
                 parsed.append(parse_booster(str(product_id), model, feature_names))
+                boosters[str(product_id)] = model
                 tree_cols.append(col)
             else:
                 raise ScorerError(
@@ -124,10 +126,8 @@ class MultiProductScorer:
             linear_intercept=np.array([m.intercept for m in linear], dtype=np.float64),
             linear_fill=np.array([m.fill for m in linear]).reshape(-1, n_features),
         )
-        if verify and parsed:
-            scorer._verify_against(
-                {p.product_id: models[p.product_id] for p in parsed},  # type: ignore[index]
-            )
+        if verify and boosters:
+            scorer._verify_against(boosters)
         return scorer
 
     def _verify_against(self, boosters: Mapping[str, object]) -> None:
@@ -445,9 +445,13 @@ def _check_forest(f: FlatForest) -> None:
     if T == 0 or f.leaf.size != T << f.depth:
         raise ScorerError("scorer artifact: leaf array has the wrong size")
     for level in range(f.depth):
-        c = f.cond[level]
+        c, feat = f.cond[level], f.feature[level]
         if c.size != T << level or (c.size and int(c.max()) >= f.cond_slot.size):
             raise ScorerError(f"scorer artifact: level {level} conditions are inconsistent")
+        if feat.size != T << level or (feat.size and (feat.min() < 0 or feat.max() > F)):
+            raise ScorerError(f"scorer artifact: level {level} features are inconsistent")
+    if len(f.mean) != f.depth + 1 or any(m.size != T << lv for lv, m in enumerate(f.mean)):
+        raise ScorerError("scorer artifact: node mean arrays have the wrong size")
     starts = f.tree_starts
     if starts.size == 0 or starts[0] != 0 or np.any(np.diff(starts) <= 0) or starts[-1] >= T:
         raise ScorerError("scorer artifact: tree_starts are inconsistent")
