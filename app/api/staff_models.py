@@ -1,0 +1,74 @@
+"""Provider staff: model versions, promotion, rollback, background jobs."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint, abort
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from app.auth import require_staff
+from app.services import services
+from models import registry
+from store.redis_client import get_redis
+from store.tenants import get_tenant
+
+blp = Blueprint(
+    "staff_models",
+    __name__,
+    url_prefix="/v1/staff",
+    description="Provider staff: models (staff token)",
+)
+
+
+def _tenant(name: str) -> None:
+    require_staff()
+    if get_tenant(services().redis, name) is None:
+        abort(404, message=f"tenant: no tenant named {name!r}")
+
+
+@blp.route("/tenants/<string:name>/models")
+@blp.doc(summary="Model versions of a tenant, newest first")
+def versions(name: str):
+    _tenant(name)
+    return {
+        "tenant": name,
+        "champion": registry.champion(services().redis, name),
+        "versions": registry.list_versions(services().redis, name),
+    }
+
+
+@blp.route("/tenants/<string:name>/models/<string:version>/promote", methods=["POST"])
+@blp.doc(summary="Make a version the champion")
+def promote(name: str, version: str):
+    _tenant(name)
+    try:
+        return registry.promote(services().redis, name, version, "staff")
+    except registry.RegistryError as err:
+        abort(404, message=str(err))
+
+
+@blp.route("/tenants/<string:name>/models/rollback", methods=["POST"])
+@blp.doc(summary="Go back to the previous champion")
+def rollback(name: str):
+    _tenant(name)
+    try:
+        return registry.rollback(services().redis, name)
+    except registry.RegistryError as err:
+        abort(409, message=str(err))
+
+
+@blp.route("/jobs/<string:job_id>")
+@blp.doc(summary="Status of a background job")
+def job(job_id: str):
+    require_staff()
+    try:
+        found = Job.fetch(job_id, connection=get_redis(decode=False, settings=services().settings))
+    except NoSuchJobError:
+        abort(404, message=f"job: no job {job_id!r}")
+    status = found.get_status()
+    return {
+        "id": job_id,
+        "status": str(getattr(status, "value", status)),
+        "result": found.return_value(),
+        "meta": found.meta,
+    }
