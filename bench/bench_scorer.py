@@ -86,8 +86,9 @@ def main() -> None:
     X_train = synthetic(args.train_rows, args.features)
     t0 = time.perf_counter()
     boosters = train_boosters(X_train, args.products, args.trees, args.depth, args.cache_dir)
+    how = "loaded from --cache-dir or trained" if args.cache_dir else "trained"
     print(
-        f"trained {args.products} boosters x {args.trees} trees (depth {args.depth}, "
+        f"{how} {args.products} boosters x {args.trees} trees (depth {args.depth}, "
         f"{args.train_rows} rows x {args.features} features) in {time.perf_counter() - t0:.1f} s"
     )
     names = [f"f{i}" for i in range(args.features)]
