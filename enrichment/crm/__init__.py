@@ -1,0 +1,29 @@
+"""CRM import: tenant customer extracts and holdings as versioned Parquet plus Redis serving profiles.
+
+Public API (the CLI and the admin API call only these):
+
+- ``import_crm(r, tenant, customers, holdings=None, *, options=ImportOptions(...))`` -> report
+- ``get_customer(r, tenant, customer_hash)`` -> live profile or None; ``current_version(r, tenant)``
+- ``versions_info``, ``rollback``, ``activate``: version management
+- ``erase_customer(r, settings, tenant, customer_hash)`` / ``erase_customers``: erasure
+"""
+
+from enrichment.crm.erase import erase_customer, erase_customers
+from enrichment.crm.errors import CrmError, CrmImportError
+from enrichment.crm.importer import ImportOptions, import_crm
+from enrichment.crm.live import activate, rollback, versions_info
+from enrichment.crm.serving import current_version, get_customer
+
+__all__ = [
+    "CrmError",
+    "CrmImportError",
+    "ImportOptions",
+    "activate",
+    "current_version",
+    "erase_customer",
+    "erase_customers",
+    "get_customer",
+    "import_crm",
+    "rollback",
+    "versions_info",
+]

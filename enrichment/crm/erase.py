@@ -1,0 +1,115 @@
+"""Erasure of customers from the CRM side: live serving profiles and every kept version.
+
+The customer's hash also goes on the tenant's suppression list, so that a later import of an
+extract that still holds them (or a rollback to a version written before the erasure) does not
+bring them back. Parquet files are rewritten to a temporary file and renamed over the old one,
+so a crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import redis
+
+from enrichment.crm import serving
+from enrichment.crm.errors import CrmError
+from enrichment.crm.live import cleanup_orphans
+from enrichment.crm.versions import (
+    CUSTOMERS,
+    HOLDINGS,
+    MANIFEST,
+    list_versions,
+    parquet_writer,
+    tenant_lock,
+    write_json_atomic,
+)
+from store.config import Settings, load_settings
+
+ERASE_LOCK_WAIT = 600.0  # an erasure waits for a running import rather than fail
+REWRITE_BATCH = 64 * 1024
+
+
+def _count(path: Path, hashes: pa.Array) -> int:
+    total = 0
+    for batch in pq.ParquetFile(path).iter_batches(
+        batch_size=REWRITE_BATCH, columns=["customer_hash"]
+    ):
+        total += int(pc.sum(pc.is_in(batch.column(0), value_set=hashes)).as_py() or 0)
+    return total
+
+
+def rewrite_without(path: Path, hashes: pa.Array) -> int:
+    """Rows of ``hashes`` removed from a Parquet file (atomic rewrite); returns how many."""
+    if not path.is_file():
+        return 0
+    found = _count(path, hashes)
+    if not found:
+        return 0
+    pf = pq.ParquetFile(path)
+    tmp = path.with_name(path.name + ".erasing")
+    with parquet_writer(tmp, pf.schema_arrow) as out:
+        for batch in pf.iter_batches(batch_size=REWRITE_BATCH):
+            out.write_batch(
+                batch.filter(pc.invert(pc.is_in(batch.column("customer_hash"), value_set=hashes)))
+            )
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return found
+
+
+def erase_customers(
+    r: redis.Redis,
+    settings: Settings | None,
+    tenant: str,
+    customer_hashes: Iterable[str],
+    lock_wait: float = ERASE_LOCK_WAIT,
+) -> dict:
+    """Remove customers (by keyed hash) from serving and from every kept CRM version."""
+    settings = settings or load_settings()
+    hashes = sorted({h.strip().lower() for h in customer_hashes})
+    bad = [h for h in hashes if not serving.HASH_RE.match(h)]
+    if bad:
+        raise CrmError(f"not a customer hash (32 hex digits): {bad[0]!r}")
+    receipt = {
+        "tenant": tenant,
+        "customers": len(hashes),
+        "serving_profiles_removed": 0,
+        "customer_rows_removed": 0,
+        "holding_rows_removed": 0,
+        "versions_rewritten": [],
+        "suppressed": bool(hashes),
+    }
+    if not hashes:
+        return receipt
+    values = pa.array(hashes, pa.string())
+    with tenant_lock(r, tenant, lock_wait) as lock:
+        r.sadd(serving.erased_key(tenant), *hashes)
+        cleanup_orphans(r, settings, tenant)
+        for h in hashes:
+            receipt["serving_profiles_removed"] += serving.remove_customer(r, tenant, h)
+        for version in list_versions(settings, tenant):
+            customers = rewrite_without(version.path / CUSTOMERS, values)
+            holdings = rewrite_without(version.path / HOLDINGS, values)
+            lock.renew()
+            if customers or holdings:
+                manifest = version.manifest()
+                manifest["erased_rows"] = manifest.get("erased_rows", 0) + customers
+                write_json_atomic(version.path / MANIFEST, manifest)
+                receipt["versions_rewritten"].append(version.name)
+                receipt["customer_rows_removed"] += customers
+                receipt["holding_rows_removed"] += holdings
+    return receipt
+
+
+def erase_customer(
+    r: redis.Redis, settings: Settings | None, tenant: str, customer_hash: str
+) -> dict:
+    """Erase one customer (see ``erase_customers``); returns the receipt with counts."""
+    return erase_customers(r, settings, tenant, [customer_hash])

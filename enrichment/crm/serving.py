@@ -1,0 +1,249 @@
+"""CRM serving profiles in Redis: one customer's attributes, ZIP and holdings in one round trip.
+
+Layout (all keys under the tenant's hash tag, so one Redis Cluster slot):
+
+- ``{t:T}:crm:current``: the live *serving id*, ``<version>.<nonce>`` (e.g. ``v3.1a2b3c4d``).
+  Every load of a version (import, rollback, re-activation) gets a fresh nonce, so a namespace
+  is never reused and per-process caches keyed by serving id can never go stale.
+- ``{t:T}:crm:s:<sid>:p:<bucket>``: a hash, field = customer hash, value = the profile as a
+  compact JSON array ``[zip, holdings, attr1, attr2, ...]``. Customers are spread over 4096
+  buckets by the first three hex digits of their hash: the buckets of a namespace are known
+  without SCAN, so dropping a whole version is a few batched UNLINKs.
+- ``{t:T}:crm:s:<sid>:meta``: the attribute names and types of the array positions.
+- ``{t:T}:crm:namespaces``: every serving id that may have keys, so that a crashed import's
+  leftovers can be found and dropped.
+
+Going live is one SET of ``current``; readers check ``current`` in the same MULTI as the
+profile read, so they never mix two versions.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections import defaultdict
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import redis
+
+from enrichment.crm.jsonenc import json_arrays, json_values
+from store import keys
+
+BUCKET_CHARS = 3
+BUCKETS = [f"{i:03x}" for i in range(16**BUCKET_CHARS)]
+FLUSH_ROWS = 100_000
+PIPELINE_COMMANDS = 500
+UNLINK_BATCH = 512
+HASH_RE = re.compile(r"^[0-9a-f]{32}$")
+_meta_cache: dict[str, dict] = {}
+_live_cache: dict[str, str] = {}
+
+
+def crm_key(tenant: str, *parts: str) -> str:
+    return keys.tenant_key(tenant, "crm", *parts)
+
+
+def current_key(tenant: str) -> str:
+    return crm_key(tenant, "current")
+
+
+def namespaces_key(tenant: str) -> str:
+    return crm_key(tenant, "namespaces")
+
+
+def erased_key(tenant: str) -> str:
+    """Hashes of erased customers: later imports skip them (suppression list)."""
+    return crm_key(tenant, "erased")
+
+
+def meta_key(tenant: str, sid: str) -> str:
+    return crm_key(tenant, "s", sid, "meta")
+
+
+def bucket_key(tenant: str, sid: str, bucket: str) -> str:
+    return crm_key(tenant, "s", sid, "p", bucket)
+
+
+def new_serving_id(version: str) -> str:
+    return f"{version}.{secrets.token_hex(4)}"
+
+
+def version_of(sid: str | None) -> str | None:
+    return sid.split(".", 1)[0] if sid else None
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def live_serving_id(r: redis.Redis, tenant: str) -> str | None:
+    return _text(r.get(current_key(tenant)))
+
+
+def current_version(r: redis.Redis, tenant: str) -> str | None:
+    """The live CRM version (``"v3"``) or None when the tenant has none."""
+    return version_of(live_serving_id(r, tenant))
+
+
+class ServingWriter:
+    """Writes one namespace's profiles in pipelined, bucket-grouped HSETs."""
+
+    def __init__(
+        self,
+        r: redis.Redis,
+        tenant: str,
+        sid: str,
+        attributes: list[str],
+        holdings: dict[str, bytes] | None,
+    ) -> None:
+        self.r = r
+        self.tenant = tenant
+        self.sid = sid
+        self.attributes = attributes
+        # One row per customer (customer_hash, holdings JSON); looked up per batch in Arrow, which
+        # holds a million customers' holdings in a fraction of the memory of a Python dict.
+        self.holdings = holdings if holdings is not None and holdings.num_rows else None
+        self.written = 0
+        self._pending: dict[str, list[bytes | str]] = defaultdict(list)
+        self._pending_rows = 0
+        r.sadd(
+            namespaces_key(tenant), sid
+        )  # before any profile, so a crash leaves a findable trail
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        customer_hash = batch.column("customer_hash")
+        if self.holdings is None:
+            held = pa.repeat(pa.scalar("[]"), batch.num_rows)
+        else:
+            at = pc.index_in(customer_hash, value_set=self.holdings.column("customer_hash"))
+            held = pc.fill_null(pc.take(self.holdings.column("holdings"), at), "[]")
+        hashes = customer_hash.to_pylist()
+        columns = [json_values(batch.column("zip")), held]
+        columns += [json_values(batch.column(name)) for name in self.attributes]
+        blobs = json_arrays(columns).cast(pa.binary()).to_numpy(zero_copy_only=False).tolist()
+        pending = self._pending
+        for h, blob in zip(hashes, blobs, strict=True):
+            bucket = pending[h[:BUCKET_CHARS]]
+            bucket.append(h)
+            bucket.append(blob)
+        self._pending_rows += len(hashes)
+        if self._pending_rows >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        queued = 0
+        for bucket, flat in self._pending.items():
+            pipe.execute_command("HSET", bucket_key(self.tenant, self.sid, bucket), *flat)
+            queued += 1
+            if queued >= PIPELINE_COMMANDS:
+                pipe.execute()
+                queued = 0
+        if queued:
+            pipe.execute()
+        self.written += self._pending_rows
+        self._pending = defaultdict(list)
+        self._pending_rows = 0
+
+    def finish(self, version: str, types: dict[str, str]) -> None:
+        self.flush()
+        meta = {
+            "version": version,
+            "attributes": self.attributes,
+            "types": types,
+            "customers": self.written,
+        }
+        self.r.set(meta_key(self.tenant, self.sid), orjson.dumps(meta))
+
+
+def go_live(r: redis.Redis, tenant: str, sid: str) -> str | None:
+    """Point readers at ``sid``; returns the serving id that was live before."""
+    pipe = r.pipeline(transaction=True)
+    pipe.get(current_key(tenant))
+    pipe.set(current_key(tenant), sid)
+    previous, _ = pipe.execute()
+    return _text(previous)
+
+
+def drop_namespace(r: redis.Redis, tenant: str, sid: str) -> None:
+    """Delete a namespace's keys; UNLINK frees the memory in Redis' background thread."""
+    names = [meta_key(tenant, sid)] + [bucket_key(tenant, sid, b) for b in BUCKETS]
+    pipe = r.pipeline(transaction=False)
+    for i in range(0, len(names), UNLINK_BATCH):
+        pipe.unlink(*names[i : i + UNLINK_BATCH])
+    pipe.srem(namespaces_key(tenant), sid)
+    pipe.execute()
+    _meta_cache.pop(sid, None)
+
+
+def namespaces(r: redis.Redis, tenant: str) -> list[str]:
+    return sorted(_text(s) or "" for s in r.smembers(namespaces_key(tenant)))
+
+
+def remove_customer(r: redis.Redis, tenant: str, customer_hash: str) -> int:
+    """HDEL the customer from every namespace; returns how many profiles were removed."""
+    sids = namespaces(r, tenant)
+    if not sids:
+        return 0
+    pipe = r.pipeline(transaction=False)
+    for sid in sids:
+        pipe.hdel(bucket_key(tenant, sid, customer_hash[:BUCKET_CHARS]), customer_hash)
+    return sum(pipe.execute())
+
+
+def _meta(r: redis.Redis, tenant: str, sid: str) -> dict | None:
+    meta = _meta_cache.get(sid)
+    if meta is None:
+        raw = r.get(meta_key(tenant, sid))
+        if raw is None:
+            return None
+        meta = orjson.loads(raw)
+        if len(_meta_cache) > 1000:
+            _meta_cache.clear()
+        _meta_cache[sid] = meta
+    return meta
+
+
+def get_customer(r: redis.Redis, tenant: str, customer_hash: str) -> dict | None:
+    """The live CRM profile of one customer (by keyed hash), or None.
+
+    ``{"customer_hash", "version", "zip", "attributes": {name: value}, "holdings":
+    [{"product_id", "quantity", "since"}]}``. One round trip: the live pointer is read in the same
+    MULTI as the profile, with the serving id cached per process, so a switch is noticed at once.
+    """
+    if not isinstance(customer_hash, str) or not HASH_RE.match(customer_hash):
+        return None
+    bucket = customer_hash[:BUCKET_CHARS]
+    sid = _live_cache.get(tenant)
+    blob = None
+    if sid is not None:
+        pipe = r.pipeline(transaction=True)
+        pipe.get(current_key(tenant))
+        pipe.hget(bucket_key(tenant, sid, bucket), customer_hash)
+        live, blob = pipe.execute()
+        live = _text(live)
+    else:
+        live = live_serving_id(r, tenant)
+    if live is None:
+        _live_cache.pop(tenant, None)
+        return None
+    if live != sid:
+        _live_cache[tenant] = sid = live
+        blob = r.hget(bucket_key(tenant, sid, bucket), customer_hash)
+    if blob is None:
+        return None
+    meta = _meta(r, tenant, sid)
+    if meta is None:
+        return None
+    values = orjson.loads(blob)
+    return {
+        "customer_hash": customer_hash,
+        "version": meta["version"],
+        "zip": values[0],
+        "attributes": dict(zip(meta["attributes"], values[2:], strict=False)),
+        "holdings": [{"product_id": p, "quantity": q, "since": s} for p, q, s in values[1]],
+    }
