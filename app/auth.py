@@ -36,10 +36,16 @@ def site_tenant(site_key: str | None) -> Tenant:
 def admin_tenant() -> Tenant:
     token = _bearer()
     if not token:
-        abort(401, message="Authorization: 'Bearer <admin key>' is required", headers={"WWW-Authenticate": "Bearer"})
+        abort(
+            401,
+            message="Authorization: 'Bearer <admin key>' is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     found = services().keys.resolve(services().redis, token)
     if found is None or found[0] != "admin":
-        abort(401, message="Authorization: unknown admin key", headers={"WWW-Authenticate": "Bearer"})
+        abort(
+            401, message="Authorization: unknown admin key", headers={"WWW-Authenticate": "Bearer"}
+        )
     g.tenant_name = found[1].name
     return found[1]
 
@@ -50,7 +56,11 @@ def require_staff() -> None:
         abort(503, message="staff API disabled: set OFFERWISE_STAFF_TOKEN on the server")
     token = _bearer()
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
-        abort(401, message="Authorization: a valid staff token is required", headers={"WWW-Authenticate": "Bearer"})
+        abort(
+            401,
+            message="Authorization: a valid staff token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def tracking_allowed() -> bool:

@@ -19,7 +19,9 @@ def _first_problem(errors: object, path: tuple[str, ...] = ()) -> str | None:
     if isinstance(errors, dict):
         for key, value in errors.items():
             # webargs nests by location ("json", "query"); the field is what users need.
-            sub = path if key in ("json", "query", "form", "headers", "files") else (*path, str(key))
+            sub = (
+                path if key in ("json", "query", "form", "headers", "files") else (*path, str(key))
+            )
             found = _first_problem(value, sub)
             if found:
                 return found

@@ -24,7 +24,9 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prom_mp
 
-REQUESTS = Counter("offerwise_http_requests_total", "HTTP requests", ["endpoint", "method", "status"])
+REQUESTS = Counter(
+    "offerwise_http_requests_total", "HTTP requests", ["endpoint", "method", "status"]
+)
 LATENCY = Histogram(
     "offerwise_http_request_seconds",
     "Request latency",
@@ -73,7 +75,9 @@ def instrument(app: Flask) -> None:
     def _start() -> None:
         g.t0 = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+        g.request_id = (
+            incoming if 0 < len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+        )
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -52,7 +52,9 @@ def demo_shop() -> str:
     keys = orjson.loads(demo_keys_file().read_bytes())
     with DEMO_CATALOG.open() as fh:
         products = list(csv.DictReader(fh))
-    return render_template("demo.html", site_key=keys["site_key"], products=products, base=request.host_url.rstrip("/"))
+    return render_template(
+        "demo.html", site_key=keys["site_key"], products=products, base=request.host_url.rstrip("/")
+    )
 
 
 @pages.route("/")

@@ -141,7 +141,9 @@ class CollectBatchSchema(Schema):
     )
     dnt = fields.Boolean(
         load_default=False,
-        metadata={"description": "Set by the snippet when the browser signals Do-Not-Track or Global Privacy Control."},
+        metadata={
+            "description": "Set by the snippet when the browser signals Do-Not-Track or Global Privacy Control."
+        },
     )
     events = fields.List(
         fields.Dict(),

@@ -83,7 +83,8 @@ def erase_person(
         customer_ids=[customer_hash] if customer_hash else [],
     )
     trained = sorted(
-        v.decode() if isinstance(v, bytes) else v for v in r.smembers(trained_versions_key(tenant.name))
+        v.decode() if isinstance(v, bytes) else v
+        for v in r.smembers(trained_versions_key(tenant.name))
     )
     receipt = {
         "receipt_id": uuid.uuid4().hex,

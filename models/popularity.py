@@ -67,24 +67,40 @@ class PopularityRecommender:
         pipe = r.pipeline(transaction=False)
         queue_rate_count(pipe, tenant.name, now)
         pipe.get(version_key(tenant.name))
-        pipe.zrevrange(popularity_key(tenant.name), 0, n + CANDIDATE_PAD + len(exclude), withscores=True)
+        pipe.zrevrange(
+            popularity_key(tenant.name), 0, n + CANDIDATE_PAD + len(exclude), withscores=True
+        )
         if track:
             queue_profile_reads(pipe, tenant.name, visitor)
         replies = pipe.execute()
         if replies[0] > tenant.rate_limit:
             raise Refused("rate limit exceeded", retry_after=1)
         catalog = self.catalogs.get(r, tenant.name, int(replies[2] or 0))
-        profile = with_identity(r, tenant.name, parse_profile(visitor, replies[4:])) if track else VisitorProfile(visitor)
+        profile = (
+            with_identity(r, tenant.name, parse_profile(visitor, replies[4:]))
+            if track
+            else VisitorProfile(visitor)
+        )
         blocked = exclude | profile.cart | profile.recently_bought
         offers = self._rank(catalog.products, replies[3], profile, blocked, n)
         if len(offers) < n:
-            offers += self._fill(catalog.active_ids, catalog.products, offers, blocked, n - len(offers))
+            offers += self._fill(
+                catalog.active_ids, catalog.products, offers, blocked, n - len(offers)
+            )
         for rank, offer in enumerate(offers):
-            offer.token = tokens.issue(tenant, visitor, offer.product["product_id"], rank, "popularity", now)
+            offer.token = tokens.issue(
+                tenant, visitor, offer.product["product_id"], rank, "popularity", now
+            )
         return offers
 
     @staticmethod
-    def _rank(products: dict[str, dict], popular: list, profile: VisitorProfile, blocked: frozenset[str] | set[str], n: int) -> list[Offer]:
+    def _rank(
+        products: dict[str, dict],
+        popular: list,
+        profile: VisitorProfile,
+        blocked: frozenset[str] | set[str],
+        n: int,
+    ) -> list[Offer]:
         if not popular:
             return []
         top = popular[0][1] or 1.0
@@ -106,7 +122,13 @@ class PopularityRecommender:
         return scored[:n]
 
     @staticmethod
-    def _fill(active_ids: tuple[str, ...], products: dict[str, dict], taken: list[Offer], blocked: frozenset[str] | set[str], n: int) -> list[Offer]:
+    def _fill(
+        active_ids: tuple[str, ...],
+        products: dict[str, dict],
+        taken: list[Offer],
+        blocked: frozenset[str] | set[str],
+        n: int,
+    ) -> list[Offer]:
         """With too little traffic to rank, offer catalog products in a stable order."""
         have = {o.product["product_id"] for o in taken} | set(blocked)
         out = []

@@ -15,15 +15,23 @@ class RecommendArgsSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    site = fields.String(validate=validate.Length(min=1, max=128), metadata={"description": "Site key (or X-Site-Key header)."})
+    site = fields.String(
+        validate=validate.Length(min=1, max=128),
+        metadata={"description": "Site key (or X-Site-Key header)."},
+    )
     visitor = fields.String(required=True, validate=_id)
     n = fields.Integer(load_default=3, validate=validate.Range(min=1, max=MAX_OFFERS))
-    dnt = fields.Boolean(load_default=False, metadata={"description": "Visitor signals DNT/GPC: contextual offers, no profile."})
+    dnt = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Visitor signals DNT/GPC: contextual offers, no profile."},
+    )
     exclude = fields.List(
         fields.String(validate=_id),
         load_default=list,
         validate=validate.Length(max=MAX_EXCLUDE),
-        metadata={"description": f"Product ids not to offer (e.g. the one on screen); at most {MAX_EXCLUDE}. In the query string: comma-separated."},
+        metadata={
+            "description": f"Product ids not to offer (e.g. the one on screen); at most {MAX_EXCLUDE}. In the query string: comma-separated."
+        },
     )
 
     @pre_load
@@ -48,10 +56,14 @@ class OfferSchema(Schema):
     score = fields.Float()
     reason = fields.String()
     reason_code = fields.String()
-    token = fields.String(metadata={"description": "Send back with offer_impression/offer_click events."})
+    token = fields.String(
+        metadata={"description": "Send back with offer_impression/offer_click events."}
+    )
 
 
 class RecommendResultSchema(Schema):
     offers = fields.List(fields.Nested(OfferSchema))
-    source = fields.String(metadata={"description": "What ranked the offers (popularity, model version...)."})
+    source = fields.String(
+        metadata={"description": "What ranked the offers (popularity, model version...)."}
+    )
     profile = fields.Boolean()

@@ -29,7 +29,9 @@ def _key(tenant: Tenant) -> bytes:
     return hmac.new(tenant.id_secret, b"offer-token", hashlib.sha256).digest()
 
 
-def issue(tenant: Tenant, visitor: str, product_id: str, rank: int, source: str, now: float | None = None) -> str:
+def issue(
+    tenant: Tenant, visitor: str, product_id: str, rank: int, source: str, now: float | None = None
+) -> str:
     body = _b64(orjson.dumps([product_id, visitor, rank, source, int(now or time.time())]))
     sig = hmac.new(_key(tenant), body.encode(), hashlib.sha256).digest()[:12]
     return f"{body}.{_b64(sig)}"
@@ -45,4 +47,10 @@ def verify(tenant: Tenant, token: str) -> dict | None:
         product_id, visitor, rank, source, issued = orjson.loads(_unb64(body))
     except (ValueError, TypeError, orjson.JSONDecodeError):
         return None
-    return {"product_id": product_id, "visitor": visitor, "rank": rank, "source": source, "issued": issued}
+    return {
+        "product_id": product_id,
+        "visitor": visitor,
+        "rank": rank,
+        "source": source,
+        "issued": issued,
+    }

@@ -132,7 +132,14 @@ class EmbeddedRedis:
         if self._uses_socket:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
-            args += ["--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+            args += [
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+            ]
         else:
             port, password = self._tcp_settings()
             args += ["--bind", "127.0.0.1", "--port", str(port), "--requirepass", password]
@@ -142,9 +149,11 @@ class EmbeddedRedis:
             if self.is_running():
                 return
             time.sleep(0.02)
-        log = (self.dir / "redis.log").read_text(errors="replace")[-2000:] if (
-            self.dir / "redis.log"
-        ).exists() else ""
+        log = (
+            (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+            if (self.dir / "redis.log").exists()
+            else ""
+        )
         raise EmbeddedRedisError(f"embedded redis-server did not start; log tail:\n{log}")
 
     def _live_leases(self) -> list[Path]:

@@ -56,9 +56,7 @@ def get_redis(decode: bool = False, settings: Settings | None = None) -> redis.R
     key = (f"{os.getpid()}:{url}", decode)
     client = _clients.get(key)
     if client is None:
-        client = redis.Redis.from_url(
-            url, decode_responses=decode, health_check_interval=30
-        )
+        client = redis.Redis.from_url(url, decode_responses=decode, health_check_interval=30)
         _clients[key] = client
     return client
 

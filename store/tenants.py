@@ -47,7 +47,9 @@ class Tenant:
 
     def hash_customer_id(self, customer_id: str) -> str:
         """Keyed hash of a raw CRM customer id; raw ids are never stored."""
-        return hmac.new(self.id_secret, customer_id.strip().encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self.id_secret, customer_id.strip().encode(), hashlib.sha256).hexdigest()[
+            :32
+        ]
 
     def allows_origin(self, origin: str | None) -> bool:
         """Browser requests must come from an allowed origin; server-side calls send none."""
@@ -161,7 +163,10 @@ def rotate_keys(r: redis.Redis, name: str) -> dict:
     site_key, admin_key = _new_keys()
     pipe = r.pipeline(transaction=True)
     pipe.hdel(keys.KEY_HASHES, *[h for h in old if h])
-    pipe.hset(cfg_key, mapping={"site_key_hash": hash_key(site_key), "admin_key_hash": hash_key(admin_key)})
+    pipe.hset(
+        cfg_key,
+        mapping={"site_key_hash": hash_key(site_key), "admin_key_hash": hash_key(admin_key)},
+    )
     pipe.hset(keys.KEY_HASHES, hash_key(site_key), f"site:{name}")
     pipe.hset(keys.KEY_HASHES, hash_key(admin_key), f"admin:{name}")
     pipe.execute()

@@ -16,7 +16,9 @@ import redis
 from store.embedded import find_redis_server
 
 SHARED_DATA = Path(
-    os.environ.get("OFFERWISE_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+    os.environ.get(
+        "OFFERWISE_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
 ).resolve()
 
 

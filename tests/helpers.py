@@ -14,7 +14,14 @@ def now_ms() -> int:
 
 def event(type_: str = "product_view", **fields: object) -> dict:
     e: dict = {"id": f"e{next(_ids)}", "type": type_, "ts": now_ms()}
-    if type_ in ("product_view", "add_to_cart", "remove_from_cart", "purchase", "offer_click", "offer_impression"):
+    if type_ in (
+        "product_view",
+        "add_to_cart",
+        "remove_from_cart",
+        "purchase",
+        "offer_click",
+        "offer_impression",
+    ):
         e["product_id"] = "p1"
     e.update(fields)
     return e

@@ -19,7 +19,13 @@ CSV_OK = (
 
 
 def test_catalog_upload_csv_reports_bad_rows_and_applies_good(client, acme):
-    body = CSV_OK + "a3,,tools,5,,,,true\n" + "a4,Delta,tools,-1,,,,\n" + "a1,Dup,tools,1,,,,\n" + "a5,Eps,tools,abc,,,,\n"
+    body = (
+        CSV_OK
+        + "a3,,tools,5,,,,true\n"
+        + "a4,Delta,tools,-1,,,,\n"
+        + "a1,Dup,tools,1,,,,\n"
+        + "a5,Eps,tools,abc,,,,\n"
+    )
     res = client.put("/v1/admin/catalog", data=body, content_type="text/csv", headers=admin(acme))
     assert res.status_code == 200, res.json
     assert res.json["rows_imported"] == 2 and res.json["rows_rejected"] == 4
@@ -31,9 +37,16 @@ def test_catalog_upload_csv_reports_bad_rows_and_applies_good(client, acme):
 
 def test_catalog_reimport_replaces_atomically_and_bad_upload_changes_nothing(client, acme):
     client.put("/v1/admin/catalog", data=CSV_OK, content_type="text/csv", headers=admin(acme))
-    res = client.put("/v1/admin/catalog", json=[{"product_id": "b1", "name": "New", "category": "c", "price": 1}], headers=admin(acme))
+    res = client.put(
+        "/v1/admin/catalog",
+        json=[{"product_id": "b1", "name": "New", "category": "c", "price": 1}],
+        headers=admin(acme),
+    )
     assert res.status_code == 200 and res.json["version"] == 2
-    assert [p["product_id"] for p in client.get("/v1/admin/catalog", headers=admin(acme)).json["products"]] == ["b1"]
+    assert [
+        p["product_id"]
+        for p in client.get("/v1/admin/catalog", headers=admin(acme)).json["products"]
+    ] == ["b1"]
     for body, ctype, needle in [
         ("", "text/csv", "empty"),
         ("id,title\n1,x\n", "text/csv", "product_id"),
@@ -43,7 +56,10 @@ def test_catalog_reimport_replaces_atomically_and_bad_upload_changes_nothing(cli
     ]:
         bad = client.put("/v1/admin/catalog", data=body, content_type=ctype, headers=admin(acme))
         assert bad.status_code == 422 and needle in bad.json["message"], (body, bad.json)
-    assert [p["product_id"] for p in client.get("/v1/admin/catalog", headers=admin(acme)).json["products"]] == ["b1"]
+    assert [
+        p["product_id"]
+        for p in client.get("/v1/admin/catalog", headers=admin(acme)).json["products"]
+    ] == ["b1"]
     latin1 = "product_id,name,category,price\nx,Café,c,1\n".encode("latin-1")
     res = client.put("/v1/admin/catalog", data=latin1, content_type="text/csv", headers=admin(acme))
     assert res.status_code == 422 and "UTF-8" in res.json["message"]
@@ -51,7 +67,12 @@ def test_catalog_reimport_replaces_atomically_and_bad_upload_changes_nothing(cli
 
 def test_admin_auth(client, acme):
     assert client.get("/v1/admin/tenant").status_code == 401
-    assert client.get("/v1/admin/tenant", headers={"Authorization": f"Bearer {acme['site_key']}"}).status_code == 401
+    assert (
+        client.get(
+            "/v1/admin/tenant", headers={"Authorization": f"Bearer {acme['site_key']}"}
+        ).status_code
+        == 401
+    )
     res = client.get("/v1/admin/tenant", headers=admin(acme))
     assert res.status_code == 200 and res.json["tenant"] == "acme"
     assert "id_secret" not in res.json
@@ -60,7 +81,9 @@ def test_admin_auth(client, acme):
 def test_admin_stats_count_events(client, acme):
     from tests.helpers import batch, event
 
-    client.post("/v1/collect", json=batch(acme["site_key"], "v", [event(), event("search", query="boots")]))
+    client.post(
+        "/v1/collect", json=batch(acme["site_key"], "v", [event(), event("search", query="boots")])
+    )
     days = client.get("/v1/admin/stats?days=2", headers=admin(acme)).json["days"]
     assert days[0]["events"] == 2 and days[0]["by_type"] == {"product_view": 1, "search": 1}
     assert client.get("/v1/admin/stats?days=0", headers=admin(acme)).status_code == 422
@@ -68,19 +91,35 @@ def test_admin_stats_count_events(client, acme):
 
 def test_staff_manage_tenants_and_rotate_keys(client, r):
     assert client.get("/v1/staff/tenants").status_code == 401
-    assert client.get("/v1/staff/tenants", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    res = client.post("/v1/staff/tenants", json={"name": "newshop", "origins": ["https://new.example"], "rate_limit": 20}, headers=STAFF)
+    assert (
+        client.get("/v1/staff/tenants", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
+    res = client.post(
+        "/v1/staff/tenants",
+        json={"name": "newshop", "origins": ["https://new.example"], "rate_limit": 20},
+        headers=STAFF,
+    )
     assert res.status_code == 201
     keys = res.json
-    assert client.post("/v1/staff/tenants", json={"name": "newshop"}, headers=STAFF).status_code == 409
+    assert (
+        client.post("/v1/staff/tenants", json={"name": "newshop"}, headers=STAFF).status_code == 409
+    )
     bad = client.post("/v1/staff/tenants", json={"name": "Bad Name!"}, headers=STAFF)
     assert bad.status_code == 422 and "tenant name" in bad.json["message"]
-    bad = client.post("/v1/staff/tenants", json={"name": "x2", "origins": ["ftp://x"]}, headers=STAFF)
+    bad = client.post(
+        "/v1/staff/tenants", json={"name": "x2", "origins": ["ftp://x"]}, headers=STAFF
+    )
     assert bad.status_code == 422 and "origin" in bad.json["message"]
-    assert [t["tenant"] for t in client.get("/v1/staff/tenants", headers=STAFF).json["tenants"]] == ["newshop"]
+    assert [
+        t["tenant"] for t in client.get("/v1/staff/tenants", headers=STAFF).json["tenants"]
+    ] == ["newshop"]
     patched = client.patch("/v1/staff/tenants/newshop", json={"rate_limit": 99}, headers=STAFF)
     assert patched.json["rate_limit"] == 99
-    assert client.patch("/v1/staff/tenants/ghost", json={"rate_limit": 9}, headers=STAFF).status_code == 404
+    assert (
+        client.patch("/v1/staff/tenants/ghost", json={"rate_limit": 9}, headers=STAFF).status_code
+        == 404
+    )
     rotated = client.post("/v1/staff/tenants/newshop/rotate-keys", headers=STAFF).json
     assert rotated["site_key"] != keys["site_key"]
     assert client.get("/v1/admin/tenant", headers=admin(keys)).status_code == 401
@@ -88,7 +127,9 @@ def test_staff_manage_tenants_and_rotate_keys(client, r):
     # Keys are stored only as hashes.
     for key in r.keys("*"):
         dump = r.dump(key) or b""
-        assert rotated["admin_key"].encode() not in dump and rotated["site_key"].encode() not in dump
+        assert (
+            rotated["admin_key"].encode() not in dump and rotated["site_key"].encode() not in dump
+        )
 
 
 def test_staff_api_disabled_without_token(client, monkeypatch, app):

@@ -50,14 +50,22 @@ def test_demo_shop_sends_beacons_and_shows_offers(demo_site, r):
         offers = page.locator("#offers .offerwise-offer")
         assert offers.count() == 4
         visitor = page.evaluate("window.offerwise.visitor")
-        assert page.evaluate("localStorage.getItem('ow_vid')") == visitor  # no cookie: local storage
+        assert (
+            page.evaluate("localStorage.getItem('ow_vid')") == visitor
+        )  # no cookie: local storage
         page.click("button.view[data-id='p-tent-2p']")
         page.click("button.cart[data-id='p-stove']")
         first_offer = offers.first.get_attribute("data-product-id")
         offers.first.click()  # the offer link navigates away; its click beacon must still arrive
         events = [e for e in _events(r, seeded + 6) if e["visitor"] == visitor]
         types = [e["type"] for e in events]
-        assert {"page_view", "product_view", "add_to_cart", "offer_impression", "offer_click"} <= set(types), types
+        assert {
+            "page_view",
+            "product_view",
+            "add_to_cart",
+            "offer_impression",
+            "offer_click",
+        } <= set(types), types
         click = next(e for e in events if e["type"] == "offer_click")
         assert click["product_id"] == first_offer
         assert tokens.verify(get_tenant(r, "demo"), click["token"])["product_id"] == first_offer
@@ -68,7 +76,9 @@ def test_global_privacy_control_means_no_profile(demo_site, r):
     seeded = r.xlen(keys.event_stream("demo"))
     with browser() as b:
         context = b.new_context()
-        context.add_init_script("Object.defineProperty(navigator, 'globalPrivacyControl', {get: () => true})")
+        context.add_init_script(
+            "Object.defineProperty(navigator, 'globalPrivacyControl', {get: () => true})"
+        )
         page = context.new_page()
         page.goto(f"{demo_site}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)

@@ -20,7 +20,11 @@ def stream_events(r, tenant: str = "acme") -> list[dict]:
 
 
 def test_accepts_batch_durably_and_updates_profile(client, r, acme, acme_catalog):
-    events = [event("product_view", product_id="p1"), event("add_to_cart", product_id="p2"), event("page_view", url="https://shop.example/x?email=a@b.c#frag")]
+    events = [
+        event("product_view", product_id="p1"),
+        event("add_to_cart", product_id="p2"),
+        event("page_view", url="https://shop.example/x?email=a@b.c#frag"),
+    ]
     res = client.post("/v1/collect", json=batch(acme["site_key"], "v1", events), headers=ORIGIN)
     assert res.status_code == 200, res.json
     assert res.json == {"accepted": 3, "duplicates": 0, "rejected": [], "profile": True}
@@ -39,7 +43,9 @@ def test_accepts_batch_durably_and_updates_profile(client, r, acme, acme_catalog
 
 def test_text_plain_beacon_is_accepted(client, r, acme):
     body = orjson.dumps(batch(acme["site_key"]))
-    res = client.post("/v1/collect", data=body, content_type="text/plain;charset=UTF-8", headers=ORIGIN)
+    res = client.post(
+        "/v1/collect", data=body, content_type="text/plain;charset=UTF-8", headers=ORIGIN
+    )
     assert res.status_code == 200
     assert len(stream_events(r)) == 1
 
@@ -55,7 +61,13 @@ def test_retried_events_are_deduplicated(client, r, acme):
 
 
 def test_partial_batch_keeps_good_events_and_names_bad_ones(client, r, acme):
-    events = [event(), {"id": "x1", "type": "teleport", "ts": now_ms()}, event("search"), {"id": "x3", "type": "page_view", "ts": "yesterday"}, event()]
+    events = [
+        event(),
+        {"id": "x1", "type": "teleport", "ts": now_ms()},
+        event("search"),
+        {"id": "x3", "type": "page_view", "ts": "yesterday"},
+        event(),
+    ]
     res = client.post("/v1/collect", json=batch(acme["site_key"], events=events))
     assert res.status_code == 200
     assert res.json["accepted"] == 2
@@ -77,7 +89,9 @@ def test_partial_batch_keeps_good_events_and_names_bad_ones(client, r, acme):
         (b"<xml/>", "application/xml", 415, "Content-Type"),
     ],
 )
-def test_malformed_requests_get_clear_4xx_and_store_nothing(client, r, acme, body, content_type, status, needle):
+def test_malformed_requests_get_clear_4xx_and_store_nothing(
+    client, r, acme, body, content_type, status, needle
+):
     res = client.post(f"/v1/collect?site={acme['site_key']}", data=body, content_type=content_type)
     assert res.status_code == status
     assert needle in res.json["message"]
@@ -85,7 +99,10 @@ def test_malformed_requests_get_clear_4xx_and_store_nothing(client, r, acme, bod
 
 
 def test_all_events_bad_is_422_with_reasons(client, r, acme):
-    res = client.post("/v1/collect", json=batch(acme["site_key"], events=[{"id": "a", "type": "nope", "ts": now_ms()}]))
+    res = client.post(
+        "/v1/collect",
+        json=batch(acme["site_key"], events=[{"id": "a", "type": "nope", "ts": now_ms()}]),
+    )
     assert res.status_code == 422
     assert "events.0.type" in res.json["message"]
     assert r.xlen(keys.event_stream("acme")) == 0
@@ -95,7 +112,10 @@ def test_too_many_events_and_oversize_body(client, r, acme):
     many = batch(acme["site_key"], events=[event() for _ in range(MAX_EVENTS_PER_BATCH + 1)])
     res = client.post("/v1/collect", json=many)
     assert res.status_code == 422 and "events" in res.json["message"]
-    huge = batch(acme["site_key"], events=[event(url="https://shop.example/" + "a" * 1500) for _ in range(50)])
+    huge = batch(
+        acme["site_key"],
+        events=[event(url="https://shop.example/" + "a" * 1500) for _ in range(50)],
+    )
     assert len(orjson.dumps(huge)) > MAX_BODY_BYTES
     res = client.post("/v1/collect", json=huge)
     assert res.status_code == 413
@@ -103,7 +123,9 @@ def test_too_many_events_and_oversize_body(client, r, acme):
 
 
 def test_string_length_limits(client, acme):
-    res = client.post("/v1/collect", json=batch(acme["site_key"], events=[event(query="q" * 300, type="search")]))
+    res = client.post(
+        "/v1/collect", json=batch(acme["site_key"], events=[event(query="q" * 300, type="search")])
+    )
     assert res.status_code == 422 and res.json["errors"]["json"]["events"][0]["field"] == "query"
 
 
@@ -113,7 +135,9 @@ def test_keys_and_origins(client, r, acme):
     assert res.status_code == 401 and "site" in res.json["message"]
     res = client.post("/v1/collect", json=batch(acme["admin_key"]))
     assert res.status_code == 401  # the admin key is not a site key
-    res = client.post("/v1/collect", json=batch(acme["site_key"]), headers={"Origin": "https://evil.example"})
+    res = client.post(
+        "/v1/collect", json=batch(acme["site_key"]), headers={"Origin": "https://evil.example"}
+    )
     assert res.status_code == 403 and "evil.example" in res.json["message"]
     assert "Access-Control-Allow-Origin" not in res.headers
     assert r.xlen(keys.event_stream("acme")) == 0
@@ -133,7 +157,9 @@ def test_rate_limit_gives_429_with_retry_after(client, r):
 
 def test_dnt_and_gpc_build_no_profile(client, r, acme):
     for header in ({"DNT": "1"}, {"Sec-GPC": "1"}):
-        res = client.post("/v1/collect", json=batch(acme["site_key"], "private", [event()]), headers=header)
+        res = client.post(
+            "/v1/collect", json=batch(acme["site_key"], "private", [event()]), headers=header
+        )
         assert res.status_code == 200 and res.json["profile"] is False
     assert not read_profile(r, "acme", "private").known
     assert r.xlen(keys.event_stream("acme")) == 0
@@ -142,7 +168,9 @@ def test_dnt_and_gpc_build_no_profile(client, r, acme):
 
 
 def test_no_cookie_and_no_ip_stored(client, r, acme):
-    res = client.post("/v1/collect", json=batch(acme["site_key"]), environ_base={"REMOTE_ADDR": "203.0.113.77"})
+    res = client.post(
+        "/v1/collect", json=batch(acme["site_key"]), environ_base={"REMOTE_ADDR": "203.0.113.77"}
+    )
     assert "Set-Cookie" not in res.headers
     for key in r.keys("*"):
         kind = r.type(key)
@@ -152,7 +180,10 @@ def test_no_cookie_and_no_ip_stored(client, r, acme):
 
 
 def test_identify_stores_only_hashed_customer_id(client, r, acme):
-    res = client.post("/v1/collect", json=batch(acme["site_key"], "v5", [event("identify", customer_id="CUST-000123")]))
+    res = client.post(
+        "/v1/collect",
+        json=batch(acme["site_key"], "v5", [event("identify", customer_id="CUST-000123")]),
+    )
     assert res.status_code == 200
     for key in r.keys("*"):
         assert b"CUST-000123" not in (r.dump(key) or b"")
@@ -164,8 +195,12 @@ def test_tenants_are_isolated(client, r, acme):
     from store.tenants import create_tenant
 
     other = create_tenant(r, "otherco", [], rate_limit=1000)
-    client.post("/v1/collect", json=batch(acme["site_key"], "shared-visitor", [event(product_id="secret")]))
-    client.post("/v1/collect", json=batch(other["site_key"], "shared-visitor", [event(product_id="mine")]))
+    client.post(
+        "/v1/collect", json=batch(acme["site_key"], "shared-visitor", [event(product_id="secret")])
+    )
+    client.post(
+        "/v1/collect", json=batch(other["site_key"], "shared-visitor", [event(product_id="mine")])
+    )
     assert read_profile(r, "acme", "shared-visitor").recent == ["secret"]
     assert read_profile(r, "otherco", "shared-visitor").recent == ["mine"]
     assert [e["product_id"] for e in stream_events(r, "otherco")] == ["mine"]
@@ -182,16 +217,34 @@ _json_values = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=st.lists(st.dictionaries(st.sampled_from(["id", "type", "ts", "product_id", "zip", "query", "price", "quantity", "x"]), _json_values, max_size=6), min_size=1, max_size=5))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    events=st.lists(
+        st.dictionaries(
+            st.sampled_from(
+                ["id", "type", "ts", "product_id", "zip", "query", "price", "quantity", "x"]
+            ),
+            _json_values,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
 def test_arbitrary_events_never_cause_5xx(client, r, acme, events):
-    res = client.post("/v1/collect", json={"site": acme["site_key"], "visitor": "fuzz", "events": events})
+    res = client.post(
+        "/v1/collect", json={"site": acme["site_key"], "visitor": "fuzz", "events": events}
+    )
     assert res.status_code in (200, 422), res.json
     assert res.json["message" if res.status_code == 422 else "accepted"] is not None
 
 
 def test_snippet_dnt_flag_in_body_builds_no_profile(client, r, acme):
-    res = client.post("/v1/collect", json={**batch(acme["site_key"], "gpc-visitor", [event()]), "dnt": True})
+    res = client.post(
+        "/v1/collect", json={**batch(acme["site_key"], "gpc-visitor", [event()]), "dnt": True}
+    )
     assert res.status_code == 200 and res.json["profile"] is False
     assert not read_profile(r, "acme", "gpc-visitor").known
     assert r.xlen(keys.event_stream("acme")) == 0

@@ -18,7 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 def cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["OFFERWISE_DATA_DIR"] = str(data_dir)
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, check=check, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -71,7 +79,11 @@ def test_serve_with_gunicorn_uses_embedded_redis(data_dir, tmp_path):
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["OFFERWISE_DATA_DIR"] = str(data_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"], cwd=REPO, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+        cwd=REPO,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -89,4 +101,6 @@ def test_serve_with_gunicorn_uses_embedded_redis(data_dir, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert not EmbeddedRedis(data_dir / "redis").is_running(), "serve stops the server it kept alive"
+    assert not EmbeddedRedis(data_dir / "redis").is_running(), (
+        "serve stops the server it kept alive"
+    )

@@ -32,27 +32,46 @@ def test_erase_customer_removes_every_trace(client, r, acme, acme_catalog, tmp_p
     tenant = get_tenant(r, "acme")
     alice_hash = tenant.hash_customer_id("C-1")
     customers = tmp_path / "customers.csv"
-    customers.write_text("customer_id,zip,age,income\nC-1,10001,34,81000\nC-2,94110,51,120000\nC-3,60614,29,56000\n")
+    customers.write_text(
+        "customer_id,zip,age,income\nC-1,10001,34,81000\nC-2,94110,51,120000\nC-3,60614,29,56000\n"
+    )
     holdings = tmp_path / "holdings.csv"
     holdings.write_text("customer_id,product_id\nC-1,p1\nC-2,p2\nC-1,p3\n")
     import_crm(r, "acme", customers, holdings, settings=settings)
-    import_crm(r, "acme", customers.read_bytes().replace(b"81000", b"82000"), holdings, settings=settings)  # 2 versions kept
+    import_crm(
+        r, "acme", customers.read_bytes().replace(b"81000", b"82000"), holdings, settings=settings
+    )  # 2 versions kept
     assert get_customer(r, "acme", alice_hash) is not None
 
     site = acme["site_key"]
-    _post(client, site, "v-alice-laptop", event(product_id="p1"), event("identify", customer_id="C-1"))
-    _post(client, site, "v-alice-phone", event("add_to_cart", product_id="p2"), event("identify", customer_id="C-1"))
+    _post(
+        client, site, "v-alice-laptop", event(product_id="p1"), event("identify", customer_id="C-1")
+    )
+    _post(
+        client,
+        site,
+        "v-alice-phone",
+        event("add_to_cart", product_id="p2"),
+        event("identify", customer_id="C-1"),
+    )
     _post(client, site, "v-bob", event(product_id="p4"))
     Archiver(r, settings.events_dir).archive_tenant("acme")
     _post(client, site, "v-alice-laptop", event(product_id="p5"))  # still in the stream
     assert read_archive(settings.events_dir, "acme").num_rows == 5
 
-    res = client.post("/v1/admin/erase", json={"customer_id": "C-1"}, headers={"Authorization": f"Bearer {acme['admin_key']}"})
+    res = client.post(
+        "/v1/admin/erase",
+        json={"customer_id": "C-1"},
+        headers={"Authorization": f"Bearer {acme['admin_key']}"},
+    )
     assert res.status_code == 200, res.json
     receipt = res.json
     assert receipt["customer_hash"] == alice_hash and receipt["visitors_erased"] == 2
     assert receipt["removed"]["archived_events"] == 4 and receipt["removed"]["stream_events"] == 1
-    assert receipt["removed"]["crm_rows"] == 2 and len(receipt["removed"]["crm_versions_rewritten"]) == 2
+    assert (
+        receipt["removed"]["crm_rows"] == 2
+        and len(receipt["removed"]["crm_versions_rewritten"]) == 2
+    )
 
     # Live store: nothing mentions the visitors or the customer, except the erasure receipt and
     # the CRM suppression list, which hold only the keyed hash so a re-import cannot resurrect her.
@@ -68,7 +87,9 @@ def test_erase_customer_removes_every_trace(client, r, acme, acme_catalog, tmp_p
     for path in (settings.crm_dir / "acme").rglob("*.parquet"):
         for column in pq.read_table(path).columns:
             assert alice_hash not in [str(v) for v in column.to_pylist()], path
-    listed = client.get("/v1/admin/erasures", headers={"Authorization": f"Bearer {acme['admin_key']}"}).json
+    listed = client.get(
+        "/v1/admin/erasures", headers={"Authorization": f"Bearer {acme['admin_key']}"}
+    ).json
     assert listed["receipts"][0]["receipt_id"] == receipt["receipt_id"]
 
 

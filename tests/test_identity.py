@@ -15,7 +15,15 @@ def post(client, site, visitor, *events):
 def test_identified_customer_profile_spans_devices(client, r, acme, acme_catalog):
     site = acme["site_key"]
     # Laptop: browses bags (p1, p4), carts p7, then logs in.
-    post(client, site, "laptop", event(product_id="p1"), event(product_id="p4"), event("add_to_cart", product_id="p7"), event("identify", customer_id="C-42"))
+    post(
+        client,
+        site,
+        "laptop",
+        event(product_id="p1"),
+        event(product_id="p4"),
+        event("add_to_cart", product_id="p7"),
+        event("identify", customer_id="C-42"),
+    )
     # Phone: anonymous at first, knows nothing of the laptop.
     post(client, site, "phone", event("page_view"))
     assert read_profile(r, "acme", "phone").affinities == {}

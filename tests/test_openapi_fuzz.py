@@ -33,11 +33,19 @@ def _operations(schema) -> list:
 
 def test_schema_is_valid_and_complete(api_schema):
     paths = {op.path for op in _operations(api_schema)}
-    assert {"/v1/collect", "/v1/recommend", "/v1/admin/catalog", "/v1/staff/tenants", "/healthz"} <= paths
+    assert {
+        "/v1/collect",
+        "/v1/recommend",
+        "/v1/admin/catalog",
+        "/v1/staff/tenants",
+        "/healthz",
+    } <= paths
 
 
 def _fuzzer(op, site: str, admin_key: str, failures: list[str]):
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(case=op.as_strategy())
     def run(case):
         headers = dict(case.headers or {})

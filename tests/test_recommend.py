@@ -18,7 +18,13 @@ def send(client, site: str, visitor: str, *events: dict) -> None:
 def traffic(client, acme, acme_catalog):
     """p3 is the hit (bought a lot), p6 carted often, p9 viewed a little."""
     for i in range(5):
-        send(client, acme["site_key"], f"crowd{i}", event("purchase", product_id="p3"), event("add_to_cart", product_id="p6"))
+        send(
+            client,
+            acme["site_key"],
+            f"crowd{i}",
+            event("purchase", product_id="p3"),
+            event("add_to_cart", product_id="p6"),
+        )
     send(client, acme["site_key"], "crowd9", event("product_view", product_id="p9"))
     send(client, acme["site_key"], "crowd9", event("product_view", product_id="p11"))  # inactive
 
@@ -35,7 +41,13 @@ def test_ranks_by_decayed_popularity(client, acme, traffic):
 
 
 def test_never_offers_cart_or_recent_purchase_or_inactive_or_excluded(client, acme, traffic):
-    send(client, acme["site_key"], "shopper", event("purchase", product_id="p3"), event("add_to_cart", product_id="p6"))
+    send(
+        client,
+        acme["site_key"],
+        "shopper",
+        event("purchase", product_id="p3"),
+        event("add_to_cart", product_id="p6"),
+    )
     res = client.get(f"/v1/recommend?site={acme['site_key']}&visitor=shopper&n=10&exclude=p9,p0")
     ids = [o["product_id"] for o in res.json["offers"]]
     assert len(ids) == 7  # 12 products less cart, bought, inactive and 2 excluded
@@ -50,7 +62,10 @@ def test_category_affinity_lifts_browsed_category(client, acme, traffic):
     send(client, acme["site_key"], "crowd-bag", event("product_view", product_id="p1"))
     res = client.get(f"/v1/recommend?site={acme['site_key']}&visitor=bagfan&n=4")
     offers = {o["product_id"]: o for o in res.json["offers"]}
-    anon = {o["product_id"]: o for o in client.get(f"/v1/recommend?site={acme['site_key']}&visitor=x&n=4").json["offers"]}
+    anon = {
+        o["product_id"]: o
+        for o in client.get(f"/v1/recommend?site={acme['site_key']}&visitor=x&n=4").json["offers"]
+    }
     assert offers["p1"]["score"] > anon["p1"]["score"]
     assert offers["p1"]["reason_code"] == "category_affinity"
 
@@ -72,7 +87,9 @@ def test_tokens_are_signed_for_the_tenant(client, r, acme, traffic):
 
 
 def test_post_body_variant(client, acme, traffic):
-    res = client.post("/v1/recommend", json={"site": acme["site_key"], "visitor": "v1", "n": 2, "exclude": ["p3"]})
+    res = client.post(
+        "/v1/recommend", json={"site": acme["site_key"], "visitor": "v1", "n": 2, "exclude": ["p3"]}
+    )
     assert res.status_code == 200
     assert [o["product_id"] for o in res.json["offers"]] == ["p6", "p9"]
 
@@ -99,7 +116,10 @@ def test_wrong_key_origin_and_isolation(client, r, acme, traffic):
 
     other = create_tenant(r, "otherco", [], 100)
     assert client.get("/v1/recommend?site=nope&visitor=v").status_code == 401
-    res = client.get(f"/v1/recommend?site={acme['site_key']}&visitor=v", headers={"Origin": "https://evil.example"})
+    res = client.get(
+        f"/v1/recommend?site={acme['site_key']}&visitor=v",
+        headers={"Origin": "https://evil.example"},
+    )
     assert res.status_code == 403
     # otherco has no catalog and no traffic: nothing of acme's may leak into its offers.
     res = client.get(f"/v1/recommend?site={other['site_key']}&visitor=v&n=5")
@@ -115,9 +135,17 @@ def test_dnt_visitor_gets_contextual_offers_only(client, acme, traffic):
 
 def test_cors_headers_for_allowed_origin_and_preflight(client, acme):
     site = acme["site_key"]
-    ok = client.get(f"/v1/recommend?site={site}&visitor=v", headers={"Origin": "https://shop.example"})
+    ok = client.get(
+        f"/v1/recommend?site={site}&visitor=v", headers={"Origin": "https://shop.example"}
+    )
     assert ok.headers["Access-Control-Allow-Origin"] == "https://shop.example"
-    pre = client.options(f"/v1/collect?site={site}", headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"})
+    pre = client.options(
+        f"/v1/collect?site={site}",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
     assert pre.headers["Access-Control-Allow-Origin"] == "https://shop.example"
-    bad = client.options(f"/v1/collect?site={site}", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    bad = client.options(
+        f"/v1/collect?site={site}",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
     assert "Access-Control-Allow-Origin" not in bad.headers

@@ -48,9 +48,18 @@ ACCEPTED_TYPES = ("application/json", "text/plain", "")
             "text/plain": {"schema": CollectBatchSchema},
         },
     },
-    parameters=[{"in": "query", "name": "site", "schema": {"type": "string", "maxLength": 128}, "required": False}],
+    parameters=[
+        {
+            "in": "query",
+            "name": "site",
+            "schema": {"type": "string", "maxLength": 128},
+            "required": False,
+        }
+    ],
 )
-@blp.alt_response(200, schema=CollectResultSchema, description="Events stored (some may be rejected)")
+@blp.alt_response(
+    200, schema=CollectResultSchema, description="Events stored (some may be rejected)"
+)
 @blp.alt_response(401, description="Missing or unknown site key")
 @blp.alt_response(403, description="Origin not allowed for this site key")
 @blp.alt_response(413, description="Body too large")
@@ -60,7 +69,10 @@ ACCEPTED_TYPES = ("application/json", "text/plain", "")
 def collect():
     kind = (request.mimetype or "").lower()
     if kind not in ACCEPTED_TYPES:
-        abort(415, message=f"Content-Type: {kind} is not accepted; send application/json or text/plain")
+        abort(
+            415,
+            message=f"Content-Type: {kind} is not accepted; send application/json or text/plain",
+        )
     body = request.get_data(cache=False)
     try:
         payload = parse_json(body)
@@ -87,7 +99,11 @@ def collect():
             tenant, batch["visitor"], [event for _, event in good], track=track, on_zip=zip_block
         )
     except Refused as refused:
-        abort(refused.status, message=refused.reason, headers={"Retry-After": str(refused.retry_after)})
+        abort(
+            refused.status,
+            message=refused.reason,
+            headers={"Retry-After": str(refused.retry_after)},
+        )
     EVENTS.labels(tenant.name, "accepted").inc(len(result.accepted))
     if bad:
         EVENTS.labels(tenant.name, "rejected").inc(len(bad))
@@ -99,4 +115,3 @@ def collect():
         "rejected": bad,
         "profile": track,
     }
-

@@ -12,11 +12,16 @@ from clickstream.archiver import ArchiveBusy
 from clickstream.schemas import ID_VALIDATORS
 from models.erasure import ErasureError, erase_person, list_receipts
 
-blp = Blueprint("privacy", __name__, url_prefix="/v1/admin", description="Privacy: erasure (admin key)")
+blp = Blueprint(
+    "privacy", __name__, url_prefix="/v1/admin", description="Privacy: erasure (admin key)"
+)
 
 
 class EraseSchema(Schema):
-    customer_id = fields.String(validate=validate.Length(min=1, max=128), metadata={"description": "Raw CRM id, as the site passes it to identify."})
+    customer_id = fields.String(
+        validate=validate.Length(min=1, max=128),
+        metadata={"description": "Raw CRM id, as the site passes it to identify."},
+    )
     visitor_id = fields.String(validate=ID_VALIDATORS)
 
     @validates_schema
@@ -43,7 +48,13 @@ class ReceiptArgs(Schema):
 def erase(body: dict):
     tenant = admin_tenant()
     try:
-        return erase_person(services().redis, services().settings, tenant, body.get("customer_id"), body.get("visitor_id"))
+        return erase_person(
+            services().redis,
+            services().settings,
+            tenant,
+            body.get("customer_id"),
+            body.get("visitor_id"),
+        )
     except ErasureError as err:
         abort(422, message=str(err))
     except ArchiveBusy as err:

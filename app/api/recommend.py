@@ -26,10 +26,19 @@ def _recommend(args: dict) -> dict:
     track = tracking_allowed() and not args["dnt"]
     try:
         offers = services().popularity.recommend(
-            services().redis, tenant, args["visitor"], args["n"], exclude=frozenset(args["exclude"]), track=track
+            services().redis,
+            tenant,
+            args["visitor"],
+            args["n"],
+            exclude=frozenset(args["exclude"]),
+            track=track,
         )
     except Refused as refused:
-        abort(refused.status, message=refused.reason, headers={"Retry-After": str(refused.retry_after)})
+        abort(
+            refused.status,
+            message=refused.reason,
+            headers={"Retry-After": str(refused.retry_after)},
+        )
     OFFERS.labels(tenant.name, "popularity").inc(len(offers))
     return {"offers": [o.as_dict() for o in offers], "source": "popularity", "profile": track}
 

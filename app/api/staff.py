@@ -10,17 +10,27 @@ from app.auth import require_staff
 from app.services import services
 from store import tenants
 
-blp = Blueprint("staff", __name__, url_prefix="/v1/staff", description="Provider staff (staff token)")
+blp = Blueprint(
+    "staff", __name__, url_prefix="/v1/staff", description="Provider staff (staff token)"
+)
 
 
 class NewTenantSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=2, max=48))
-    origins = fields.List(fields.String(validate=validate.Length(max=256)), load_default=list, validate=validate.Length(max=50))
-    rate_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1_000_000))
+    origins = fields.List(
+        fields.String(validate=validate.Length(max=256)),
+        load_default=list,
+        validate=validate.Length(max=50),
+    )
+    rate_limit = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=1, max=1_000_000)
+    )
 
 
 class TenantPatchSchema(Schema):
-    origins = fields.List(fields.String(validate=validate.Length(max=256)), validate=validate.Length(max=50))
+    origins = fields.List(
+        fields.String(validate=validate.Length(max=256)), validate=validate.Length(max=50)
+    )
     rate_limit = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
 
 
@@ -63,7 +73,9 @@ class TenantOne(MethodView):
     def patch(self, body: dict, name: str):
         require_staff()
         try:
-            tenant = tenants.update_tenant(services().redis, name, body.get("origins"), body.get("rate_limit"))
+            tenant = tenants.update_tenant(
+                services().redis, name, body.get("origins"), body.get("rate_limit")
+            )
         except tenants.TenantError as err:
             _refuse(err, 404 if "no tenant" in str(err) else 422)
         services().keys.clear()

@@ -15,7 +15,9 @@ import click
 
 def _module_commands(module: object) -> list[click.Command]:
     found = [v for v in vars(module).values() if isinstance(v, click.Command)]
-    nested = {id(sub) for cmd in found if isinstance(cmd, click.Group) for sub in cmd.commands.values()}
+    nested = {
+        id(sub) for cmd in found if isinstance(cmd, click.Group) for sub in cmd.commands.values()
+    }
     return [cmd for cmd in found if id(cmd) not in nested]
 
 

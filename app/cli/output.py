@@ -13,7 +13,9 @@ from store.redis_client import get_redis
 
 
 def emit(payload: object) -> None:
-    click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+    click.echo(
+        orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode()
+    )
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -15,8 +15,18 @@ def tenant() -> None:
 
 @tenant.command("create")
 @click.argument("name")
-@click.option("--origin", "origins", multiple=True, help="Allowed browser origin, e.g. https://shop.example (repeatable).")
-@click.option("--rate-limit", type=click.IntRange(min=1), default=None, help="Requests per second per site key.")
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    help="Allowed browser origin, e.g. https://shop.example (repeatable).",
+)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Requests per second per site key.",
+)
 def create(name: str, origins: tuple[str, ...], rate_limit: int | None) -> None:
     """Create a tenant; prints its keys (shown only this once)."""
     try:
@@ -33,12 +43,18 @@ def list_() -> None:
 
 @tenant.command("update")
 @click.argument("name")
-@click.option("--origin", "origins", multiple=True, help="Replace the allowed origins (repeatable).")
+@click.option(
+    "--origin", "origins", multiple=True, help="Replace the allowed origins (repeatable)."
+)
 @click.option("--rate-limit", type=click.IntRange(min=1), default=None)
 def update(name: str, origins: tuple[str, ...], rate_limit: int | None) -> None:
     """Change a tenant's allowed origins or rate limit."""
     try:
-        emit(tenants.update_tenant(store(), name, list(origins) if origins else None, rate_limit).public())
+        emit(
+            tenants.update_tenant(
+                store(), name, list(origins) if origins else None, rate_limit
+            ).public()
+        )
     except tenants.TenantError as err:
         fail(str(err))
 
