@@ -121,15 +121,27 @@ def infer_type(sample: pa.Array) -> ColumnType:
         if pc.any(pc.match_substring_regex(values, _LEADING_ZERO_RE)).as_py():
             return ColumnType("categorical")
         return ColumnType("numeric")
-    best: tuple[int, str] | None = None
-    for order in DATE_ORDERS:
-        _, bad = _parse_dates(values, order)
-        ok = n - int(pc.sum(bad).as_py() or 0)
-        if ok >= INFER_SHARE * n and (best is None or ok > best[0]):
-            best = (ok, order)  # ties keep the earlier order: ISO, then US month-first
-    if best is not None:
-        return ColumnType("date", best[1])
+    order, share = best_date_order(values)
+    if order is not None and share >= INFER_SHARE:
+        return ColumnType("date", order)
     return ColumnType("categorical")
+
+
+def best_date_order(values: pa.Array) -> tuple[str | None, float]:
+    """The day order that reads most of the (non-null) values, and the share it reads.
+
+    Ties keep the earlier order: ISO year-first, then US month-first.
+    """
+    text = as_text(values).drop_null()
+    if len(text) == 0:
+        return None, 0.0
+    best: tuple[int, str | None] = (0, None)
+    for order in DATE_ORDERS:
+        _, bad = _parse_dates(text, order)
+        ok = len(text) - int(bad.sum())
+        if ok > best[0]:
+            best = (ok, order)
+    return best[1], best[0] / len(text)
 
 
 def convert(array: pa.Array, ctype: ColumnType) -> tuple[pa.Array, np.ndarray]:

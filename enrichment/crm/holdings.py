@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from enrichment.crm.coltypes import ColumnType, as_text, convert, infer_type
+from enrichment.crm.coltypes import ColumnType, as_text, best_date_order, convert
 from enrichment.crm.errors import CrmError
 from enrichment.crm.jsonenc import json_arrays, json_values
 from enrichment.crm.reader import BatchReader, Layout
@@ -213,13 +213,15 @@ def _np(mask: pa.Array) -> np.ndarray:
 
 
 def _date_type(raw: pa.Array, source: Source) -> ColumnType:
-    inferred = infer_type(raw)
-    if inferred.kind != "date" and pc.count(as_text(raw)).as_py():
+    """The column is named ``date``, so it is read as dates in whichever day order fits best;
+    values that do not fit are row errors."""
+    order, _ = best_date_order(raw)
+    if order is None and pc.count(as_text(raw)).as_py():
         example = as_text(raw).drop_null()[0].as_py()
         raise CrmError(
             f"holdings file {source.name!r}: column {DATE!r} does not hold dates (e.g. {shown(example)!r})"
         )
-    return ColumnType("date", inferred.date_order or "ymd")
+    return ColumnType("date", order or "ymd")
 
 
 def build_profiles(table: pa.Table) -> pa.Table:
