@@ -239,6 +239,12 @@ BAD_FILES = [
         {"types": {"age": "numeric"}},
         "not a number",
     ),
+    (
+        "repeated column name",
+        lambda: csv_bytes(rows(), header=["customer_id", "age", "age", *HEADER[3:]]),
+        {},
+        "column name 'age' appears more than once",
+    ),
     ("Excel workbook", lambda: b"PK\x03\x04" + b"\x00" * 64, {}, "Excel"),
     ("truncated Parquet", lambda: b"PAR1" + b"\x00" * 64, {}, "truncated Parquet"),
 ]
@@ -345,6 +351,46 @@ def test_ragged_rows_and_blank_lines_keep_line_numbers(r, tenant, settings, tmp_
         (13, "not a number"),
     ]
     assert report["errors"][0]["detail"] == "expected 7 fields, found 8"
+
+
+def test_quoted_values_may_hold_delimiters_quotes_and_newlines(r, tenant, settings):
+    text = (
+        "customer_id,age,address\n"
+        'C-1,30,"1 Main St, Apt 2\nSpringfield"\n'
+        'C-2,31,"say ""hi"""\n'
+        "C-3,old,plain\n"
+    )
+    report = import_crm(
+        r,
+        "acme",
+        io.BytesIO(text.encode()),
+        options=ImportOptions(types={"age": "numeric"}, max_reject_rate=0.5),
+        settings=settings,
+    )
+    assert [(e["row"], e["column"]) for e in report["errors"]] == [(4, "age")]  # the record number
+    assert profile(r, tenant, "C-1")["attributes"]["address"] == "1 Main St, Apt 2\nSpringfield"
+    assert profile(r, tenant, "C-2")["attributes"]["address"] == 'say "hi"'
+
+
+def test_a_file_of_ids_only_gives_profiles_without_attributes(r, tenant, settings):
+    report = import_crm(
+        r,
+        "acme",
+        io.BytesIO(b"customer_id\nA-1\nA-2\n"),
+        io.BytesIO(b"customer_id,product_id\nA-2,p1\n"),
+        settings=settings,
+    )
+    assert report["rows_imported"] == 2 and report["columns"] == [] and report["zip_column"] is None
+    assert profile(r, tenant, "A-1") == {
+        "customer_hash": tenant.hash_customer_id("A-1"),
+        "version": "v1",
+        "zip": None,
+        "attributes": {},
+        "holdings": [],
+    }
+    assert profile(r, tenant, "A-2")["holdings"] == [
+        {"product_id": "p1", "quantity": 1, "since": None}
+    ]
 
 
 # -- encodings ------------------------------------------------------------------------------

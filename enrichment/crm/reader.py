@@ -4,7 +4,8 @@ CSV: the delimiter is sniffed from the first lines (comma, semicolon, tab or pip
 the header is read with Python's csv module (so that names can be checked and reported before
 anything else is parsed) and the body with pyarrow's streaming reader, every column as text, one
 block at a time. Rows with the wrong number of fields are skipped by the parser and reported with
-their line number. Row numbers count the header as row 1, as a spreadsheet shows them.
+their row number. Rows are records (a quoted value may span lines), the header being row 1, as
+a spreadsheet shows them.
 
 Parquet: columns keep their types; rows are numbered from 1.
 """
@@ -202,13 +203,14 @@ class BatchReader:
                 skip_rows=1,
                 block_size=BLOCK_SIZE,
                 encoding=encoding,
-                # Single-threaded parsing is what lets pyarrow tell the line number of a bad row.
+                # Single-threaded parsing is what lets pyarrow tell the row number of a bad row.
                 use_threads=False,
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=self.layout.delimiter or ",",
                 invalid_row_handler=self._invalid_row,
-                ignore_empty_lines=False,  # keeps line numbers right; blank rows are dropped below
+                ignore_empty_lines=False,  # keeps row numbers right; blank rows are dropped below
+                newlines_in_values=True,  # quoted values may span lines (addresses, notes)
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in internal},

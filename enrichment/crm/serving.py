@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import redis
 
 from enrichment.crm.jsonenc import json_arrays, json_values
+from enrichment.crm.workers import column_map
 from store import keys
 
 BUCKET_CHARS = 3
@@ -122,8 +123,11 @@ class ServingWriter:
             at = pc.index_in(customer_hash, value_set=self.holdings.column("customer_hash"))
             held = pc.fill_null(pc.take(self.holdings.column("holdings"), at), "[]")
         hashes = customer_hash.to_pylist()
-        columns = [json_values(batch.column("zip")), held]
-        columns += [json_values(batch.column(name)) for name in self.attributes]
+        columns = [
+            held,
+            *column_map(json_values, [batch.column(n) for n in ("zip", *self.attributes)]),
+        ]
+        columns[0], columns[1] = columns[1], columns[0]  # [zip, holdings, attributes...]
         blobs = json_arrays(columns).cast(pa.binary()).to_numpy(zero_copy_only=False).tolist()
         pending = self._pending
         for h, blob in zip(hashes, blobs, strict=True):

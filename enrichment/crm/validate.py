@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from enrichment.crm.coltypes import ColumnType, as_text, convert, normalize_zip
 from enrichment.crm.derive import Derived, compute
+from enrichment.crm.workers import column_map
 from store.tenants import Tenant
 
 MAX_REPORTED_ERRORS = 100
@@ -193,8 +194,8 @@ class CustomerValidator:
         reject = np.zeros(n, dtype=bool)
         entries: list[tuple[int, str | None, str, dict]] = []
         converted: dict[str, pa.Array] = {}
-        for name, ctype, _ in plan.columns:
-            values, bad = convert(batch.column(name), ctype)
+        results = column_map(lambda c: convert(batch.column(c[0]), c[1]), plan.columns)
+        for (name, ctype, _), (values, bad) in zip(plan.columns, results, strict=True):
             converted[name] = values
             if bad.any():
                 reject |= bad
