@@ -45,6 +45,10 @@ local growth = tonumber(ARGV[3])
 local profile = ARGV[4] == '1'
 local weights = {product_view=1, add_to_cart=3, purchase=5, offer_click=2}
 local out = {}
+-- Segment-level popularity (cold start for visitors who gave a ZIP): the key is derived from
+-- KEYS[4] and shares its hash tag, so the script stays within one cluster slot.
+local seg = false
+if profile then seg = redis.call('HGET', KEYS[6], 'zip_segment_id') end
 for i = 1, #KEYS - 10 do
   local b = 9 + (i - 1) * 4
   local payload, etype, pid, cat = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
@@ -54,7 +58,10 @@ for i = 1, #KEYS - 10 do
     redis.call('HINCRBY', KEYS[3], etype, 1)
     if pid ~= '' then
       local w = weights[etype]
-      if w then redis.call('ZINCRBY', KEYS[4], w * growth, pid) end
+      if w then
+        redis.call('ZINCRBY', KEYS[4], w * growth, pid)
+        if seg then redis.call('ZINCRBY', KEYS[4] .. ':seg:' .. seg, w * growth, pid) end
+      end
       if profile then
         if cat == '' then cat = redis.call('HGET', KEYS[5], pid) or '' end
         if etype == 'product_view' then
@@ -99,6 +106,11 @@ def stats_key(tenant: str, day: str) -> str:
 
 def popularity_key(tenant: str) -> str:
     return keys.tenant_key(tenant, "pop")
+
+
+def segment_popularity_key(tenant: str, segment: int | str) -> str:
+    """Popularity among visitors of one ZIP segment (kept by the ingest script)."""
+    return f"{popularity_key(tenant)}:seg:{segment}"
 
 
 def dedupe_key(tenant: str, visitor: str, event_id: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import redis
 
 from clickstream.catalog import CatalogCache, version_key
-from clickstream.ingest import popularity_key
+from clickstream.ingest import popularity_key, segment_popularity_key
 from clickstream.profiles import VisitorProfile, parse_profile, queue_profile_reads, with_identity
 from models import tokens
 from store.ratelimit import Refused, queue_rate_count
@@ -82,7 +82,19 @@ class PopularityRecommender:
             else VisitorProfile(visitor)
         )
         blocked = exclude | profile.cart | profile.recently_bought
-        offers = self._rank(catalog.products, replies[3], profile, blocked, n)
+        popular, local = replies[3], False
+        segment = profile.attributes.get("zip_segment_id")
+        if segment is not None:
+            # Cold start, first step: what is popular in the visitor's ZIP segment.
+            by_segment = r.zrevrange(
+                segment_popularity_key(tenant.name, segment),
+                0,
+                n + CANDIDATE_PAD + len(exclude),
+                withscores=True,
+            )
+            if len(by_segment) >= n:
+                popular, local = by_segment, True
+        offers = self._rank(catalog.products, popular, profile, blocked, n, local)
         if len(offers) < n:
             offers += self._fill(
                 catalog.active_ids, catalog.products, offers, blocked, n - len(offers)
@@ -100,6 +112,7 @@ class PopularityRecommender:
         profile: VisitorProfile,
         blocked: frozenset[str] | set[str],
         n: int,
+        local: bool = False,
     ) -> list[Offer]:
         if not popular:
             return []
@@ -115,6 +128,8 @@ class PopularityRecommender:
             if affinity >= 0.2:
                 reason = f"Popular in {product['category']}, a category you have been browsing"
                 code = "category_affinity"
+            elif local:
+                reason, code = "Popular with shoppers in your area", "segment_popularity"
             else:
                 reason, code = "Popular with shoppers right now", "trending"
             scored.append(Offer(product, score, reason, code))
