@@ -11,7 +11,9 @@ from flask import current_app
 
 from clickstream.catalog import CatalogCache
 from clickstream.ingest import Ingestor
-from models.popularity import PopularityRecommender
+from models.bundle import load_bundle
+from models.recommender import Recommender
+from models.serving import ChampionCache
 from store.config import Settings
 from store.redis_client import get_redis
 from store.tenants import KeyResolver
@@ -39,8 +41,11 @@ class Services:
         return CatalogCache()
 
     @cached_property
-    def popularity(self) -> PopularityRecommender:
-        return PopularityRecommender(self.catalogs)
+    def recommender(self) -> Recommender:
+        champions = ChampionCache(
+            lambda tenant, version: load_bundle(self.settings, tenant, version)
+        )
+        return Recommender(self.settings, self.catalogs, champions)
 
 
 def services() -> Services:

@@ -7,17 +7,12 @@ baseline that trained models must beat, and what a tenant without a model is ser
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import redis
 
-from clickstream.catalog import CatalogCache, version_key
-from clickstream.ingest import popularity_key, segment_popularity_key
-from clickstream.profiles import VisitorProfile, parse_profile, queue_profile_reads, with_identity
-from models import tokens
-from store.ratelimit import Refused, queue_rate_count
-from store.tenants import Tenant
+from clickstream.ingest import segment_popularity_key
+from clickstream.profiles import VisitorProfile
 
 AFFINITY_BOOST = 1.0
 CANDIDATE_PAD = 50
@@ -48,62 +43,39 @@ class Offer:
         }
 
 
-class PopularityRecommender:
-    def __init__(self, catalogs: CatalogCache) -> None:
-        self.catalogs = catalogs
+def popularity_offers(
+    r: redis.Redis,
+    tenant: str,
+    products: dict[str, dict],
+    active_ids: tuple[str, ...],
+    popular: list,
+    profile: VisitorProfile,
+    blocked: frozenset[str] | set[str],
+    n: int,
+) -> list[Offer]:
+    """Segment popularity when the visitor gave a ZIP, else global popularity, then catalog."""
+    local = False
+    segment = profile.attributes.get("zip_segment_id")
+    if segment is not None:
+        # Cold start, first step: what is popular in the visitor's ZIP segment.
+        by_segment = r.zrevrange(
+            segment_popularity_key(tenant, segment),
+            0,
+            n + CANDIDATE_PAD + len(blocked),
+            withscores=True,
+        )
+        if len(by_segment) >= n:
+            popular, local = by_segment, True
+    offers = PopularityRecommender._rank(products, popular, profile, blocked, n, local)
+    if len(offers) < n:
+        offers += PopularityRecommender._fill(
+            active_ids, products, offers, blocked, n - len(offers)
+        )
+    return offers
 
-    def recommend(
-        self,
-        r: redis.Redis,
-        tenant: Tenant,
-        visitor: str,
-        n: int,
-        *,
-        exclude: frozenset[str] = frozenset(),
-        track: bool = True,
-        now: float | None = None,
-    ) -> list[Offer]:
-        now = time.time() if now is None else now
-        pipe = r.pipeline(transaction=False)
-        queue_rate_count(pipe, tenant.name, now)
-        pipe.get(version_key(tenant.name))
-        pipe.zrevrange(
-            popularity_key(tenant.name), 0, n + CANDIDATE_PAD + len(exclude), withscores=True
-        )
-        if track:
-            queue_profile_reads(pipe, tenant.name, visitor)
-        replies = pipe.execute()
-        if replies[0] > tenant.rate_limit:
-            raise Refused("rate limit exceeded", retry_after=1)
-        catalog = self.catalogs.get(r, tenant.name, int(replies[2] or 0))
-        profile = (
-            with_identity(r, tenant.name, parse_profile(visitor, replies[4:]))
-            if track
-            else VisitorProfile(visitor)
-        )
-        blocked = exclude | profile.cart | profile.recently_bought
-        popular, local = replies[3], False
-        segment = profile.attributes.get("zip_segment_id")
-        if segment is not None:
-            # Cold start, first step: what is popular in the visitor's ZIP segment.
-            by_segment = r.zrevrange(
-                segment_popularity_key(tenant.name, segment),
-                0,
-                n + CANDIDATE_PAD + len(exclude),
-                withscores=True,
-            )
-            if len(by_segment) >= n:
-                popular, local = by_segment, True
-        offers = self._rank(catalog.products, popular, profile, blocked, n, local)
-        if len(offers) < n:
-            offers += self._fill(
-                catalog.active_ids, catalog.products, offers, blocked, n - len(offers)
-            )
-        for rank, offer in enumerate(offers):
-            offer.token = tokens.issue(
-                tenant, visitor, offer.product["product_id"], rank, "popularity", now
-            )
-        return offers
+
+class PopularityRecommender:
+    """Ranking without a model (cold start); its pieces are used by ``models.recommender``."""
 
     @staticmethod
     def _rank(

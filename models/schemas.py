@@ -21,6 +21,10 @@ class RecommendArgsSchema(Schema):
     )
     visitor = fields.String(required=True, validate=_id)
     n = fields.Integer(load_default=3, validate=validate.Range(min=1, max=MAX_OFFERS))
+    explain = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Add the top features behind each model score (slower)."},
+    )
     dnt = fields.Boolean(
         load_default=False,
         metadata={"description": "Visitor signals DNT/GPC: contextual offers, no profile."},
@@ -67,3 +71,8 @@ class RecommendResultSchema(Schema):
         metadata={"description": "What ranked the offers (popularity, model version...)."}
     )
     profile = fields.Boolean()
+    explanations = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.Dict()),
+        metadata={"description": "With explain=1: product id -> [{feature, contribution}]."},
+    )

@@ -25,13 +25,14 @@ def _recommend(args: dict) -> dict:
     tenant = site_tenant(args.get("site"))
     track = tracking_allowed() and not args["dnt"]
     try:
-        offers = services().popularity.recommend(
+        result = services().recommender.recommend(
             services().redis,
             tenant,
             args["visitor"],
             args["n"],
             exclude=frozenset(args["exclude"]),
             track=track,
+            explain=args["explain"],
         )
     except Refused as refused:
         abort(
@@ -39,8 +40,15 @@ def _recommend(args: dict) -> dict:
             message=refused.reason,
             headers={"Retry-After": str(refused.retry_after)},
         )
-    OFFERS.labels(tenant.name, "popularity").inc(len(offers))
-    return {"offers": [o.as_dict() for o in offers], "source": "popularity", "profile": track}
+    OFFERS.labels(tenant.name, result.source.split(":")[0]).inc(len(result.offers))
+    body = {
+        "offers": [o.as_dict() for o in result.offers],
+        "source": result.source,
+        "profile": track,
+    }
+    if args["explain"]:
+        body["explanations"] = result.explanations
+    return body
 
 
 @blp.route("/recommend")

@@ -1,0 +1,26 @@
+"""Load a registered version's serving artifacts: feature schema and flattened scorer.
+
+Only these two files are read, so serving needs neither XGBoost nor scikit-learn in memory and
+a switch costs milliseconds.
+"""
+
+from __future__ import annotations
+
+from models.fast_scorer import MultiProductScorer
+from models.features import FeatureBuilder, FeatureSchema
+from models.registry import version_dir
+from models.serving import Bundle
+from store.config import Settings
+
+SCHEMA_FILE = "schema.json"
+SCORER_FILE = "scorer.npz"
+
+
+def load_bundle(settings: Settings, tenant: str, version: str) -> Bundle:
+    folder = version_dir(settings, tenant, version)
+    schema = FeatureSchema.from_json((folder / SCHEMA_FILE).read_bytes())
+    scorer = MultiProductScorer.load(folder / SCORER_FILE)
+    builder = FeatureBuilder(schema)
+    if list(scorer.feature_names) != list(builder.feature_names):
+        raise ValueError(f"{folder}: scorer and feature schema disagree on the features")
+    return Bundle(version=version, builder=builder, scorer=scorer)

@@ -1,0 +1,155 @@
+"""GET /v1/recommend's domain: one round trip of reads, then the champion model or cold start.
+
+Reads in one pipeline: the tenant's rate counter, catalog version, champion model version,
+rules version, the top of the popularity set and the visitor's live profile. An identified
+visitor costs one more round trip (their CRM profile and other devices). With a champion model,
+every product is scored in one pass over the shared feature vector and ranked by expected value
+under the tenant's rules; without one, segment popularity, then popularity, then the catalog.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from clickstream.catalog import CatalogCache, version_key
+from clickstream.ingest import popularity_key
+from clickstream.profiles import VisitorProfile, parse_profile, queue_profile_reads, with_identity
+from enrichment.crm import get_customer
+from enrichment.zip_profile import zip_profile
+from models import tokens
+from models.popularity import CANDIDATE_PAD, Offer, popularity_offers
+from models.ranking import Context, rank
+from models.registry import champion_key
+from models.rules import RulesCache, rules_version_key
+from models.serving import Bundle, ChampionCache
+from store.config import Settings
+from store.ratelimit import Refused, queue_rate_count
+from store.tenants import Tenant
+
+
+@dataclass
+class Recommendation:
+    offers: list[Offer]
+    source: str
+    explanations: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def _reason(product: dict, profile: VisitorProfile, customer: dict | None) -> tuple[str, str]:
+    if profile.affinities.get(product["category"], 0.0) >= 0.2:
+        return f"Matches your interest in {product['category']}", "model_affinity"
+    if customer is not None:
+        return "Picked for you from your purchase history", "model_customer"
+    if profile.attributes.get("zip_segment_id") is not None:
+        return "Popular with people like you nearby", "model_segment"
+    return "Picked for you", "model"
+
+
+class Recommender:
+    def __init__(
+        self, settings: Settings, catalogs: CatalogCache, champions: ChampionCache
+    ) -> None:
+        self.settings = settings
+        self.catalogs = catalogs
+        self.champions = champions
+        self.rules = RulesCache()
+
+    def recommend(
+        self,
+        r: redis.Redis,
+        tenant: Tenant,
+        visitor: str,
+        n: int,
+        *,
+        exclude: frozenset[str] = frozenset(),
+        track: bool = True,
+        explain: bool = False,
+        now: float | None = None,
+    ) -> Recommendation:
+        now = time.time() if now is None else now
+        name = tenant.name
+        pipe = r.pipeline(transaction=False)
+        queue_rate_count(pipe, name, now)
+        pipe.get(version_key(name))
+        pipe.get(champion_key(name))
+        pipe.get(rules_version_key(name))
+        pipe.zrevrange(popularity_key(name), 0, n + CANDIDATE_PAD + len(exclude), withscores=True)
+        if track:
+            queue_profile_reads(pipe, name, visitor)
+        replies = pipe.execute()
+        if replies[0] > tenant.rate_limit:
+            raise Refused("rate limit exceeded", retry_after=1)
+        catalog = self.catalogs.get(r, name, int(replies[2] or 0))
+        champion = replies[3].decode() if isinstance(replies[3], bytes) else replies[3]
+        profile = (
+            with_identity(r, name, parse_profile(visitor, replies[6:]))
+            if track
+            else VisitorProfile(visitor)
+        )
+        customer = get_customer(r, name, profile.customer) if profile.customer else None
+        blocked = set(exclude) | profile.cart | profile.recently_bought
+        if customer:
+            blocked |= {h["product_id"] for h in customer.get("holdings", [])}
+        bundle = self.champions.get(name, champion) if track else None
+        if bundle is None:
+            offers = popularity_offers(
+                r, name, catalog.products, catalog.active_ids, replies[5], profile, blocked, n
+            )
+            result = Recommendation(offers, "popularity")
+        else:
+            rules = self.rules.get(r, name, int(replies[4] or 0))
+            result = self._model_offers(
+                bundle, catalog.products, rules, profile, customer, blocked, n, explain, now
+            )
+        for i, offer in enumerate(result.offers):
+            offer.token = tokens.issue(
+                tenant, visitor, offer.product["product_id"], i, result.source, now
+            )
+        return result
+
+    def _zip_block(self, profile: VisitorProfile, customer: dict | None) -> dict | None:
+        block = profile.zip_block()
+        if block is None and customer and customer.get("zip"):
+            block = zip_profile(customer["zip"], "US", self.settings)
+        return block
+
+    def _model_offers(
+        self,
+        bundle: Bundle,
+        products: dict[str, dict],
+        rules: dict,
+        profile: VisitorProfile,
+        customer: dict | None,
+        blocked: set[str],
+        n: int,
+        explain: bool,
+        now: float,
+    ) -> Recommendation:
+        zip_block = self._zip_block(profile, customer)
+        x = bundle.builder.live_vector(profile if profile.known else None, customer, zip_block, now)
+        scores = bundle.scores(x)
+        segment = (zip_block or {}).get("segment_id")
+        ctx = Context(
+            identified=customer is not None,
+            segment=int(segment) if segment not in (None, "") else None,
+            state=(zip_block or {}).get("state_code"),
+            blocked=blocked,
+        )
+        reasons = {
+            pid: _reason(products[pid], profile, customer)
+            for pid in bundle.product_ids
+            if pid in products
+        }
+        ranked = rank(bundle.product_ids, scores, products, rules, ctx, n, reasons)
+        offers = [
+            Offer(products[x_.product_id], x_.score, x_.reason, x_.reason_code) for x_ in ranked
+        ]
+        explanations = {}
+        if explain:
+            all_expl = bundle.explain(x)
+            explanations = {
+                o.product["product_id"]: all_expl.get(o.product["product_id"], []) for o in offers
+            }
+        return Recommendation(offers, f"model:{bundle.version}", explanations)

@@ -1,0 +1,84 @@
+"""Real-time scoring with the tenant's champion model, switched without restart.
+
+Each request reads the champion pointer in the round trip it makes anyway; when the pointer
+moves, this process loads the new version's artifacts and swaps one reference. Requests in
+flight keep the object they started with, and a version that fails to load leaves the previous
+one serving (and is retried later), so a promotion never fails a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger("offerwise.serving")
+RETRY_FAILED_LOAD_S = 30.0
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What serving needs of one trained version."""
+
+    version: str
+    builder: object  # models.features.FeatureBuilder
+    scorer: object  # models.fast_scorer.MultiProductScorer, calibration folded in by training
+
+    @property
+    def product_ids(self) -> list[str]:
+        return list(self.scorer.product_ids)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities, one per product, for one feature vector."""
+        return self.scorer.score(x)
+
+    def explain(self, x: np.ndarray, top: int = 3) -> dict[str, list[dict]]:
+        """Top features behind each product's score (tree path contributions)."""
+        contrib = self.scorer.contributions(x)[:, :-1]
+        names = self.builder.feature_names
+        out = {}
+        for i, pid in enumerate(self.product_ids):
+            idx = np.argsort(-np.abs(contrib[i]))[:top]
+            out[pid] = [
+                {"feature": names[j], "contribution": round(float(contrib[i, j]), 5)}
+                for j in idx
+                if contrib[i, j] != 0
+            ]
+        return out
+
+
+class ChampionCache:
+    """Per-process champion bundles, keyed by tenant, loaded by ``loader(tenant, version)``."""
+
+    def __init__(self, loader: Callable[[str, str], Bundle]) -> None:
+        self._loader = loader
+        self._bundles: dict[str, Bundle] = {}
+        self._failed: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str, version: str | None) -> Bundle | None:
+        current = self._bundles.get(tenant)
+        if version is None:
+            return None
+        if current is not None and current.version == version:
+            return current
+        if time.monotonic() < self._failed.get((tenant, version), 0.0):
+            return current
+        with self._lock:
+            current = self._bundles.get(tenant)
+            if current is not None and current.version == version:
+                return current
+            try:
+                bundle = self._loader(tenant, version)
+            except Exception:  # a broken artifact must not take serving down
+                log.exception(
+                    "could not load model %s of %s; serving the previous one", version, tenant
+                )
+                self._failed[(tenant, version)] = time.monotonic() + RETRY_FAILED_LOAD_S
+                return current
+            self._bundles[tenant] = bundle
+            return bundle
