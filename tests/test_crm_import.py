@@ -592,6 +592,26 @@ def test_holdings_are_grouped_per_customer_and_bad_rows_reported(r, tenant, sett
     }
 
 
+def test_holdings_rows_with_the_wrong_number_of_fields_are_numbered(r, tenant, settings):
+    lines = ["customer_id,product_id,quantity"] + [f"C-{i % 10:03d},p{i},1" for i in range(30)]
+    lines[5] = "C-004,p4"  # row 6
+    lines[20] = "C-009,p19,1,extra"  # row 21
+    report = import_crm(
+        r,
+        "acme",
+        io.BytesIO(csv_bytes(rows(10))),
+        io.BytesIO(("\n".join(lines) + "\n").encode()),
+        settings=settings,
+    )
+    h = report["holdings"]
+    assert [(e["row"], e["reason"]) for e in h["errors"]] == [
+        (6, "wrong number of fields"),
+        (21, "wrong number of fields"),
+    ]
+    assert (h["rows_read"], h["rows_imported"]) == (30, 28)
+    assert sorted(x["product_id"] for x in profile(r, tenant, "C-009")["holdings"]) == ["p29", "p9"]
+
+
 def test_holdings_file_without_product_column_is_refused(r, tenant, settings, v1):
     with pytest.raises(CrmImportError, match="no column 'product_id'"):
         import_crm(

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from enrichment.crm.coltypes import ColumnType, as_text, best_date_order, convert
 from enrichment.crm.errors import CrmError
 from enrichment.crm.jsonenc import json_arrays, json_values
-from enrichment.crm.reader import BatchReader, Layout
+from enrichment.crm.reader import BatchReader, Layout, NeedExactRows
 from enrichment.crm.source import Source
 from enrichment.crm.validate import (
     LONG_ID,
@@ -100,8 +100,27 @@ def import_holdings(
     ``known`` maps the customers file's (trimmed) ids to their hashes.
     """
     check_layout(source, layout, id_column)
+    args = (source, layout, id_column, hasher, erased, customers, known, out, on_batch)
+    try:
+        return _holdings_pass(*args, exact=False)
+    except NeedExactRows:  # a row with the wrong number of fields: number rows exactly
+        return _holdings_pass(*args, exact=True)
+
+
+def _holdings_pass(
+    source: Source,
+    layout: Layout,
+    id_column: str,
+    hasher: Callable[[str], str],
+    erased: set[str],
+    customers: dict[str, int],
+    known: dict[str, str],
+    out: Path,
+    on_batch: Callable[[], None],
+    exact: bool,
+) -> HoldingsResult:
     wanted = [c for c in (id_column, PRODUCT, QUANTITY, DATE) if c in layout.columns]
-    reader = BatchReader(source, layout, wanted)
+    reader = BatchReader(source, layout, wanted, exact=exact)
     result = HoldingsResult(source)
     date_type: ColumnType | None = None
     with parquet_writer(out, SCHEMA) as writer:

@@ -1,15 +1,22 @@
 """``import_crm``: a customers file (and optionally a holdings file) becomes a new live version.
 
-One streaming pass: each block of the customers file is validated, appended to the version's
-Parquet file and written to Redis as serving profiles in a fresh namespace; the holdings file
-(smaller, long format) is read first so that every profile carries its holdings. Only when all of
-it is written, and the share of rejected rows is acceptable, does the new version go live (one
-pointer flip) and the previous version's serving keys get dropped. Anything that stops an import
-leaves the previous version live and removes what was half-written.
+1. Both uploads are hashed and encoding-checked (``source``); the same content with the same
+   options as the live version is a no-op.
+2. The customers file streams block by block through validation into the staging folder's
+   ``customers.parquet``; ids are hashed on the way and never written raw.
+3. The holdings file streams into ``holdings.parquet``, each row checked against the customers
+   just imported.
+4. If the share of rejected rows is acceptable, serving profiles are loaded from those Parquet
+   files into a fresh Redis namespace (the same loader a rollback uses), the folder is renamed
+   into place and the live pointer flips; the previous namespace is dropped, its files kept.
+
+Anything that stops an import before the flip leaves the previous version live and removes what
+was half-written (staging folder, spooled uploads, the new namespace).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import shutil
@@ -29,7 +36,7 @@ from enrichment.crm.errors import CrmError, CrmImportError
 from enrichment.crm.holdings import check_layout as check_holdings_layout
 from enrichment.crm.holdings import import_holdings
 from enrichment.crm.live import cleanup_orphans, erased_hashes, load_serving
-from enrichment.crm.reader import BatchReader, Layout, delimiter_name, layout_of
+from enrichment.crm.reader import BatchReader, Layout, NeedExactRows, delimiter_name, layout_of
 from enrichment.crm.source import DEFAULT_MAX_BYTES, Input, Source, prepare_source
 from enrichment.crm.validate import (
     WRONG_FIELDS,
@@ -53,6 +60,7 @@ from enrichment.crm.versions import (
     tenant_lock,
     write_json_atomic,
 )
+from enrichment.crm.workers import Serial
 from store.config import Settings, load_settings
 from store.tenants import Tenant, get_tenant
 
@@ -105,10 +113,16 @@ def import_crm(
     customers_name: str | None = None,
     holdings_name: str | None = None,
 ) -> dict:
-    """Import a CRM extract for ``tenant``; returns the report (see ``docs``), raises
-    ``CrmImportError`` (with ``.report``) when the file cannot be imported and ``CrmError`` for
-    bad arguments. ``customers``/``holdings``: a path, bytes or a binary file-like (an upload
-    stream), CSV or Parquet (detected from the content)."""
+    """Import a CRM extract for ``tenant`` and return the report.
+
+    ``customers``/``holdings``: a path, bytes or a binary file-like (an upload stream), CSV or
+    Parquet (told apart by content). Raises ``CrmImportError`` (its ``.report`` has the same keys,
+    status "rejected") when the file cannot be imported, and ``CrmError`` for an unknown tenant
+    or when another import holds the tenant's lock. The report: status (imported | unchanged),
+    version, live_version, previous_version, rows_read/imported/rejected, errors (first 100:
+    row, column, reason[, value | detail]), error_counts, columns (name, type, source),
+    holdings (the same counts for the holdings file), warnings, seconds.
+    """
     options = options or ImportOptions()
     settings = settings or load_settings()
     t = get_tenant(r, tenant)
@@ -320,23 +334,48 @@ class _Import:
         erased: set[str],
     ) -> CustomerValidator:
         """Validate the customers file into the staging folder; returns the validator (id map)."""
+        try:
+            return self._customers_pass(src, layout, id_column, zip_column, hasher, erased, False)
+        except NeedExactRows:  # a row with the wrong number of fields: number rows exactly
+            return self._customers_pass(src, layout, id_column, zip_column, hasher, erased, True)
+
+    def _customers_pass(
+        self,
+        src: Source,
+        layout: Layout,
+        id_column: str,
+        zip_column: str | None,
+        hasher,
+        erased: set[str],
+        exact: bool,
+    ) -> CustomerValidator:
         report = self.report
         assert self.staging is not None
         wanted = [
             c for c in layout.columns if c not in self.declared or self.declared[c].kind != "skip"
         ]
-        reader = BatchReader(src, layout, wanted)
+        reader = BatchReader(src, layout, wanted, exact=exact)
         log = ErrorLog()
         validator: CustomerValidator | None = None
-        for batch, rows in reader:
-            if validator is None:
-                plan = self._plan(batch.slice(0, SAMPLE_ROWS), layout, id_column, zip_column)
-                report["columns"] = plan.describe()
-                validator = CustomerValidator(plan, hasher, erased, log)
-                self.plan = plan
-                self.parquet = parquet_writer(self.staging / CUSTOMERS, plan.arrow_schema())
-            self.parquet.write_batch(validator.process(batch, rows))
-            self._renew()
+        writes = Serial("crm-parquet")  # compression overlaps the validation of the next block
+        try:
+            for batch, rows in reader:
+                if validator is None:
+                    plan = self._plan(batch.slice(0, SAMPLE_ROWS), layout, id_column, zip_column)
+                    report["columns"] = plan.describe()
+                    validator = CustomerValidator(plan, hasher, erased, log)
+                    self.plan = plan
+                    self.parquet = parquet_writer(self.staging / CUSTOMERS, plan.arrow_schema())
+                writes.submit(self.parquet.write_batch, validator.process(batch, rows))
+                self._renew()
+            writes.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                writes.close()
+            if self.parquet is not None:
+                self.parquet.close()
+                self.parquet = None
+            raise
         for bad in reader.invalid:
             log.add(
                 bad.row,

@@ -91,6 +91,7 @@ def load_serving(
                 lock.renew()
         writer.finish(version, manifest.get("types", {}))
     except BaseException:
+        writer.close()  # no write may land after the namespace is dropped
         serving.drop_namespace(r, tenant, sid)
         raise
     return Loaded(sid, writer.written, profiles.num_rows if profiles is not None else 0)

@@ -155,16 +155,31 @@ def layout_of(source: Source, delimiter: str | None, required: str) -> Layout:
     return sniff_layout(source, delimiter, required)
 
 
-class BatchReader:
-    """Iterates (batch, row numbers); ``invalid`` collects rows the CSV parser had to skip."""
+class NeedExactRows(Exception):
+    """A multi-threaded CSV read met a row with the wrong number of fields: the parser cannot
+    number it, so the file must be read again single-threaded."""
 
-    def __init__(self, source: Source, layout: Layout, columns: list[str]) -> None:
+
+class BatchReader:
+    """Iterates (batch, row numbers); ``invalid`` collects rows the CSV parser had to skip.
+
+    CSV is parsed on several threads (``exact=False``) unless a row has the wrong number of
+    fields: only single-threaded parsing can tell its row number (and hence the numbers of the
+    rows after it), so such a file raises ``NeedExactRows`` and the caller reads it again with
+    ``exact=True``. Well-formed files, the common case, get the faster parse.
+    """
+
+    def __init__(
+        self, source: Source, layout: Layout, columns: list[str], exact: bool = False
+    ) -> None:
         self.source = source
         self.layout = layout
         self.columns = columns
+        self.exact = exact
         self.invalid: list[InvalidRow] = []
         self.blank_rows = 0
-        self._pending: list[int] = []  # skipped line numbers not yet placed
+        self._pending: list[int] = []  # skipped row numbers not yet placed
+        self._unnumbered = False
 
     def __iter__(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
         try:
@@ -172,6 +187,8 @@ class BatchReader:
                 yield from self._parquet()
             else:
                 yield from self._csv()
+        except NeedExactRows:
+            raise
         except (pa.ArrowInvalid, pa.ArrowException, UnicodeDecodeError) as err:
             raise CrmError(
                 f"{self.source.label} {self.source.name!r} cannot be read past this point: {_short(err)}"
@@ -203,8 +220,7 @@ class BatchReader:
                 skip_rows=1,
                 block_size=BLOCK_SIZE,
                 encoding=encoding,
-                # Single-threaded parsing is what lets pyarrow tell the row number of a bad row.
-                use_threads=False,
+                use_threads=not self.exact,
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=self.layout.delimiter or ",",
@@ -222,6 +238,8 @@ class BatchReader:
         yielded = 0
         placed = 0
         for batch in reader:
+            if self._unnumbered:
+                raise NeedExactRows
             n = batch.num_rows
             rows = np.arange(yielded + 2 + placed, yielded + 2 + placed + n, dtype=np.int64)
             yielded += n
@@ -233,7 +251,10 @@ class BatchReader:
                 yield batch, rows
 
     def _invalid_row(self, row: pacsv.InvalidRow) -> str:
-        number = row.number if row.number is not None else -1
+        if row.number is None:  # threaded parsing
+            self._unnumbered = True
+            return "skip"
+        number = row.number
         if row.actual_columns == 1 and not (row.text or "").strip():
             self.blank_rows += 1
         else:

@@ -19,6 +19,7 @@ profile read, so they never mix two versions.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections import defaultdict
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 import redis
 
 from enrichment.crm.jsonenc import json_arrays, json_values
-from enrichment.crm.workers import column_map
+from enrichment.crm.workers import Serial, column_map
 from store import keys
 
 BUCKET_CHARS = 3
@@ -89,7 +90,11 @@ def current_version(r: redis.Redis, tenant: str) -> str | None:
 
 
 class ServingWriter:
-    """Writes one namespace's profiles in pipelined, bucket-grouped HSETs."""
+    """Writes one namespace's profiles in pipelined, bucket-grouped HSETs.
+
+    Profiles are encoded column-wise with Arrow; the Redis round trips run on a helper thread,
+    one flush at a time, overlapping the encoding of the next batch.
+    """
 
     def __init__(
         self,
@@ -97,7 +102,7 @@ class ServingWriter:
         tenant: str,
         sid: str,
         attributes: list[str],
-        holdings: dict[str, bytes] | None,
+        holdings: pa.Table | None,
     ) -> None:
         self.r = r
         self.tenant = tenant
@@ -109,9 +114,9 @@ class ServingWriter:
         self.written = 0
         self._pending: dict[str, list[bytes | str]] = defaultdict(list)
         self._pending_rows = 0
-        r.sadd(
-            namespaces_key(tenant), sid
-        )  # before any profile, so a crash leaves a findable trail
+        self._flusher = Serial("crm-redis")
+        # Registered before any profile is written, so that a crash leaves a findable trail.
+        r.sadd(namespaces_key(tenant), sid)
 
     def add(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
@@ -123,12 +128,15 @@ class ServingWriter:
             at = pc.index_in(customer_hash, value_set=self.holdings.column("customer_hash"))
             held = pc.fill_null(pc.take(self.holdings.column("holdings"), at), "[]")
         hashes = customer_hash.to_pylist()
-        columns = [
-            held,
-            *column_map(json_values, [batch.column(n) for n in ("zip", *self.attributes)]),
-        ]
-        columns[0], columns[1] = columns[1], columns[0]  # [zip, holdings, attributes...]
-        blobs = json_arrays(columns).cast(pa.binary()).to_numpy(zero_copy_only=False).tolist()
+        zips, *attributes = column_map(
+            json_values, [batch.column(n) for n in ("zip", *self.attributes)]
+        )
+        blobs = (
+            json_arrays([zips, held, *attributes])
+            .cast(pa.binary())
+            .to_numpy(zero_copy_only=False)
+            .tolist()
+        )
         pending = self._pending
         for h, blob in zip(hashes, blobs, strict=True):
             bucket = pending[h[:BUCKET_CHARS]]
@@ -139,9 +147,17 @@ class ServingWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Hand the pending profiles to the writer thread (after the previous flush is done)."""
+        pending, rows = self._pending, self._pending_rows
+        self._pending = defaultdict(list)
+        self._pending_rows = 0
+        if rows:
+            self._flusher.submit(self._write, pending, rows)
+
+    def _write(self, pending: dict[str, list[bytes | str]], rows: int) -> None:
         pipe = self.r.pipeline(transaction=False)
         queued = 0
-        for bucket, flat in self._pending.items():
+        for bucket, flat in pending.items():
             pipe.execute_command("HSET", bucket_key(self.tenant, self.sid, bucket), *flat)
             queued += 1
             if queued >= PIPELINE_COMMANDS:
@@ -149,12 +165,11 @@ class ServingWriter:
                 queued = 0
         if queued:
             pipe.execute()
-        self.written += self._pending_rows
-        self._pending = defaultdict(list)
-        self._pending_rows = 0
+        self.written += rows
 
     def finish(self, version: str, types: dict[str, str]) -> None:
         self.flush()
+        self._flusher.close()
         meta = {
             "version": version,
             "attributes": self.attributes,
@@ -162,6 +177,11 @@ class ServingWriter:
             "customers": self.written,
         }
         self.r.set(meta_key(self.tenant, self.sid), orjson.dumps(meta))
+
+    def close(self) -> None:
+        """Stop the writer thread after a failure (an error of its own is dropped)."""
+        with contextlib.suppress(Exception):
+            self._flusher.close()
 
 
 def go_live(r: redis.Redis, tenant: str, sid: str) -> str | None:
