@@ -183,6 +183,12 @@ def test_parquet_upload_gives_the_same_profiles_as_csv(r, tenant, settings, tmp_
     )
     buf = io.BytesIO()
     pq.write_table(table, buf)
+    nested = io.BytesIO()
+    pq.write_table(table.append_column("tags", pa.array([["a"]] * len(data))), nested)
+    with pytest.raises(
+        CrmImportError, match=r"column 'tags' has the type list<.*which a CRM profile cannot hold"
+    ):
+        import_crm(r, "acme", io.BytesIO(nested.getvalue()), settings=settings)
     report = import_crm(r, "acme", io.BytesIO(buf.getvalue()), settings=settings)
     assert report["source"]["format"] == "parquet" and report["rows_imported"] == 8
     from_parquet = {row[0]: profile(r, tenant, row[0])["attributes"] for row in data}

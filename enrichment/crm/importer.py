@@ -517,6 +517,13 @@ class _Import:
         fixed = [c for c in self.declared if c in (id_column, zip_column)]
         if fixed:
             raise CrmError(f"--types cannot retype the id or ZIP column ({', '.join(fixed)})")
+        for n in names:  # Parquet may bring types that have no place in a flat profile
+            t = sample.schema.field(n).type
+            if pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+                raise CrmError(
+                    f"column {n!r} has the type {t}, which a CRM profile cannot hold; "
+                    f"flatten it or leave it out (--types {n}=skip)"
+                )
         columns: list[tuple[str, ColumnType, str]] = []
         skipped = [c for c, t in self.declared.items() if t.kind == "skip"]
         for n in names:
