@@ -333,6 +333,8 @@ class Run:
     redis_cpu_us_per_req: float
     wrk_cpu_us_per_req: float
     check: dict = field(default_factory=dict)
+    # Redis's own execution time per command type during the run (INFO commandstats).
+    redis_commands: dict = field(default_factory=dict)
 
 
 def wrk_binary() -> str:
@@ -438,16 +440,33 @@ def measure(ctx: Context, scenario: str, target: Target, rnd: int, rate: float |
         run_wrk(target.url, target.script, warm, ctx.warmup, ctx.load)
     args = [a.replace("{nonce}", nonce) for a in target.args]
     before = settled_stream_length(ctx.r) if scenario == "collect" else 0
+    ctx.r.config_resetstat()
     app0, redis0 = cpu_seconds(target.server), cpu_seconds(ctx.redis_proc)
     raw, wrk_cpu = run_wrk(target.url, target.script, args, ctx.duration, ctx.load, rate)
     cpu = (cpu_seconds(target.server) - app0, cpu_seconds(ctx.redis_proc) - redis0, wrk_cpu)
     run = to_run(scenario, "paced" if rate else "max", rnd, rate, raw, cpu)
+    run.redis_commands = redis_command_stats(ctx.r, run.requests)
     if scenario == "collect":
         run.check = collect_check(run, settled_stream_length(ctx.r) - before, ctx.load)
     elif scenario == "recommend":
         short = int(run.extra.get("short", 0))
         run.check = {"short_answers": short, "ok": short == 0}
     return run
+
+
+def redis_command_stats(r, requests: int, top: int = 8) -> dict:
+    """The commands Redis spent most time in: calls and microseconds per HTTP request."""
+    stats = r.info("commandstats")
+    rows = sorted(stats.items(), key=lambda kv: kv[1].get("usec", 0), reverse=True)[:top]
+    per = max(requests, 1)
+    return {
+        name.removeprefix("cmdstat_"): {
+            "calls_per_req": round(v.get("calls", 0) / per, 2),
+            "usec_per_req": round(v.get("usec", 0) / per, 1),
+            "usec_per_call": v.get("usec_per_call"),
+        }
+        for name, v in rows
+    }
 
 
 def collect_check(run: Run, added: int, load: Load) -> dict:
@@ -497,6 +516,11 @@ def aggregate(runs: list[Run]) -> dict[str, dict]:
                 "wrk_cpu_us_per_req": round(_median(r.wrk_cpu_us_per_req for r in mine), 1),
                 "checks_ok": all(r.check.get("ok", True) for r in mine),
             }
+            row = out[scenario if mode == "max" else f"{scenario}@paced"]
+            row["cpu_us_per_req"] = round(
+                row["app_cpu_us_per_req"] + row["redis_cpu_us_per_req"] + row["wrk_cpu_us_per_req"],
+                1,
+            )
     judge(out)
     return out
 
@@ -506,8 +530,16 @@ def judge(rows: dict[str, dict]) -> None:
     the paced run (the target throughput offered over 32 connections) when there is one, else
     of the saturated run."""
     floor = rows.get("floor", {}).get("rps")
+    floor_cpu = rows.get("floor", {}).get("cpu_us_per_req")
     for key, row in rows.items():
         row["ratio"] = round(row["rps"] / floor, 3) if floor else None
+        # What the ratio would be if the machine were CPU-bound and ours alone: floor CPU per
+        # request (app + Redis + wrk) over this row's. Less sensitive to other load than req/s.
+        row["cpu_cost_ratio"] = (
+            round(floor_cpu / row["cpu_us_per_req"], 3)
+            if floor_cpu and row["cpu_us_per_req"]
+            else None
+        )
         if row["scenario"] == "floor" or row["mode"] == "paced":
             row["verdict"] = "-"
             continue
@@ -537,7 +569,7 @@ def _label(key: str, row: dict) -> str:
 def text_table(rows: dict[str, dict]) -> str:
     head = (
         f"{'scenario':<18} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} {'/floor':>6} "
-        f"{'app us/req':>10} {'redis us/req':>12}  verdict"
+        f"{'app us/req':>10} {'redis us/req':>12} {'cpu ratio':>9}  verdict"
     )
     lines = [head, "-" * len(head)]
     for key, row in rows.items():
@@ -546,7 +578,7 @@ def text_table(rows: dict[str, dict]) -> str:
         lines.append(
             f"{_label(key, row):<18} {row['rps']:>8.1f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
             f"{row['non_2xx']:>7d} {ratio:>6} {row['app_cpu_us_per_req']:>10.0f} "
-            f"{row['redis_cpu_us_per_req']:>12.0f}  {verdict}"
+            f"{row['redis_cpu_us_per_req']:>12.0f} {_fmt_ratio(row['cpu_cost_ratio']):>9}  {verdict}"
         )
     return "\n".join(lines)
 
@@ -785,6 +817,11 @@ def report(args: argparse.Namespace, runs: list[Run]) -> int:
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print()
     print(text_table(rows))
+    print(
+        "app/redis us/req: CPU time per request of the gunicorn workers / redis-server; cpu ratio:"
+        " floor's CPU per request (app + Redis + wrk) over the row's, the req/s ratio a quiet"
+        " CPU-bound machine would show"
+    )
     print()
     print(markdown_table(rows, meta))
     print()
