@@ -10,7 +10,7 @@ import logging
 
 from flask import Flask, jsonify
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("offerwise.errors")
 
@@ -50,7 +50,7 @@ def register_fallback(app: Flask) -> None:
         log.exception("unhandled error")
         body = {
             "code": 500,
-            "status": InternalServerError.name,
+            "status": "Internal Server Error",
             "message": "internal error; it has been logged with this request's id",
         }
         return jsonify(body), 500

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
 from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
 
 from app import cors
 from app.api import blueprints
@@ -22,10 +24,22 @@ BODY_LIMITS = {
 }
 
 
+class OrjsonProvider(DefaultJSONProvider):
+    """orjson for response bodies (several times faster on the hot paths); the standard
+    library for what orjson refuses, such as integers beyond 64 bits echoed back in errors."""
+
+    def dumps(self, obj: object, **kwargs: object) -> str:
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:
+            return super().dumps(obj, **kwargs)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config.update(
         OFFERWISE_SETTINGS=settings,
         API_TITLE="Offerwise",

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import time
+from functools import lru_cache
 
 import orjson
 
@@ -25,8 +26,13 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@lru_cache(maxsize=4096)
+def _derive(secret: bytes) -> bytes:
+    return hmac.new(secret, b"offer-token", hashlib.sha256).digest()
+
+
 def _key(tenant: Tenant) -> bytes:
-    return hmac.new(tenant.id_secret, b"offer-token", hashlib.sha256).digest()
+    return _derive(tenant.id_secret)
 
 
 def issue(

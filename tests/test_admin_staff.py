@@ -172,3 +172,13 @@ def test_readyz_reports_unreachable_store(monkeypatch, tmp_path):
 def test_no_cookie_anywhere(client, acme, path):
     res = client.open(path, method="GET" if path != "/v1/collect" else "POST")
     assert "Set-Cookie" not in res.headers
+
+
+def test_unexpected_error_is_a_json_500_without_trace(app):
+    @app.route("/boom")
+    def boom():
+        raise RuntimeError("secret detail")
+
+    res = app.test_client().get("/boom")
+    assert res.status_code == 500
+    assert res.json["status"] == "Internal Server Error" and "secret" not in res.get_data(as_text=True)

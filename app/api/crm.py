@@ -171,7 +171,7 @@ def job(job_id: str):
     tenant = admin_tenant()
     try:
         found = Job.fetch(job_id, connection=get_redis(decode=False, settings=services().settings))
-    except NoSuchJobError:
+    except (NoSuchJobError, ValueError):  # ValueError: not even a well-formed job id
         found = None
     if found is None or found.meta.get("tenant") != tenant.name:
         abort(404, message=f"job: no job {job_id!r} for this tenant")

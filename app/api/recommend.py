@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
@@ -11,6 +13,9 @@ from app.services import services
 from models.popularity import MAX_OFFERS
 from models.schemas import RecommendArgsSchema, RecommendResultSchema
 from store.ratelimit import Refused
+
+# An instance, not the class: webargs would build a new schema object on every request.
+ARGS = RecommendArgsSchema()
 
 blp = Blueprint("recommend", __name__, url_prefix="/v1", description="Real-time offers")
 
@@ -48,13 +53,15 @@ def _recommend(args: dict) -> dict:
     }
     if args["explain"]:
         body["explanations"] = result.explanations
-    return body
+    # Already plain data: a ready Response skips the schema dump flask-smorest would do (the
+    # schema still documents it).
+    return Response(orjson.dumps(body), mimetype="application/json")
 
 
 @blp.route("/recommend")
 class Recommend(MethodView):
     @blp.doc(summary="Offers for a visitor", description=LIMITS)
-    @blp.arguments(RecommendArgsSchema, location="query", as_kwargs=False)
+    @blp.arguments(ARGS, location="query", as_kwargs=False)
     @blp.response(200, RecommendResultSchema)
     @blp.alt_response(401, description="Missing or unknown site key")
     @blp.alt_response(403, description="Origin not allowed")
@@ -63,7 +70,7 @@ class Recommend(MethodView):
         return _recommend(args)
 
     @blp.doc(summary="Offers for a visitor (JSON body)", description=LIMITS)
-    @blp.arguments(RecommendArgsSchema, location="json", as_kwargs=False)
+    @blp.arguments(ARGS, location="json", as_kwargs=False)
     @blp.response(200, RecommendResultSchema)
     @blp.alt_response(401, description="Missing or unknown site key")
     @blp.alt_response(403, description="Origin not allowed")

@@ -63,7 +63,7 @@ def job(job_id: str):
     require_staff()
     try:
         found = Job.fetch(job_id, connection=get_redis(decode=False, settings=services().settings))
-    except NoSuchJobError:
+    except (NoSuchJobError, ValueError):  # ValueError: not even a well-formed job id
         abort(404, message=f"job: no job {job_id!r}")
     status = found.get_status()
     return {

@@ -1,0 +1,86 @@
+"""The collect fast path must accept exactly what marshmallow accepts, with the same result."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from marshmallow import ValidationError
+
+from clickstream.schemas import EVENT_TYPES, _batch_schema, _event_schema, _fast_batch, fast_event
+
+NOW = int(time.time() * 1000)
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**42), st.floats(allow_nan=True),
+    st.text(max_size=70), st.text(alphabet="abcXYZ019._:-", min_size=0, max_size=70),
+    st.sampled_from(["https://s.example/a?b=c#d", "", "x" * 2049, *EVENT_TYPES]),
+    st.just(NOW), st.integers(NOW - 10**9, NOW + 2 * 86_400_000),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)  # fmt: skip
+_keys = st.sampled_from(
+    [
+        "id",
+        "type",
+        "ts",
+        "product_id",
+        "category",
+        "query",
+        "token",
+        "url",
+        "referrer",
+        "page_type",
+        "placement",
+        "zip",
+        "extra",
+    ]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=7))
+def test_fast_event_agrees_with_marshmallow(raw):
+    fast = fast_event(raw, NOW)
+    if fast is None:
+        return  # marshmallow decides; nothing to compare
+    assert fast == _event_schema.load(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "id": st.text(alphabet="abc123-", min_size=1, max_size=64),
+            "type": st.sampled_from(EVENT_TYPES),
+            "ts": st.integers(NOW - 10**9, NOW),
+        },
+        optional={
+            "product_id": st.text(alphabet="pq12", min_size=1, max_size=8),
+            "query": st.text(min_size=1, max_size=20),
+            "url": st.just("https://a.example/x?y=1"),
+        },
+    )
+)
+def test_common_events_take_the_fast_path_when_valid(raw):
+    try:
+        expected = _event_schema.load(raw)
+    except ValidationError:
+        assert fast_event(raw, NOW) is None
+        return
+    assert fast_event(raw, NOW) == expected
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["site", "visitor", "events", "dnt", "other"]),
+        st.one_of(
+            _values, st.lists(st.dictionaries(st.text(max_size=3), st.integers()), max_size=3)
+        ),
+        max_size=4,
+    )
+)
+def test_fast_batch_agrees_with_marshmallow(payload):
+    fast = _fast_batch(payload)
+    if fast is not None:
+        assert fast == _batch_schema.load(payload)
