@@ -143,7 +143,8 @@ def upload(args: dict):
     except CrmImportError as err:
         abort(422, message=f"crm: {err}", errors={"report": err.report})
     except CrmError as err:
-        abort(422, message=f"crm: {err}")
+        busy = "lock" in str(err).lower() or "busy" in str(err).lower()
+        abort(409 if busy else 422, message=f"crm: {err}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from app.auth import require_staff
 from app.services import services
+from clickstream.schemas import ID_VALIDATORS
+from clickstream.worker import enqueue
 from models import registry
+from models.pipeline import train_job
+from models.training import TrainingResult, comparison
 from store.redis_client import get_redis
 from store.tenants import get_tenant
 
@@ -72,3 +78,46 @@ def job(job_id: str):
         "result": found.return_value(),
         "meta": found.meta,
     }
+
+
+class TrainSchema(Schema):
+    products = fields.List(
+        fields.String(validate=ID_VALIDATORS),
+        load_default=None,
+        validate=validate.Length(min=1, max=1000),
+    )
+    label_source = fields.String(
+        load_default="holdings", validate=validate.OneOf(["holdings", "purchases", "both"])
+    )
+
+
+@blp.route("/tenants/<string:name>/train", methods=["POST"])
+@blp.doc(summary="Train a new model version in the background (202 + job id)")
+@blp.arguments(TrainSchema)
+@blp.alt_response(202, description="Queued: poll /v1/staff/jobs/{id}")
+def train(body: dict, name: str):
+    _tenant(name)
+    job_id = enqueue(
+        train_job,
+        name,
+        body["products"],
+        body["label_source"],
+        meta={"tenant": name, "kind": "train"},
+    )
+    return {"job": job_id, "status": "queued"}, 202
+
+
+@blp.route("/tenants/<string:name>/evaluation")
+@blp.doc(
+    summary="Holdout evaluation of a version (default: the champion): XGBoost and baselines side by side"
+)
+def evaluation(name: str):
+    _tenant(name)
+    version = request.args.get("version") or registry.champion(services().redis, name)
+    if version is None:
+        abort(404, message="version: this tenant has no model yet")
+    try:
+        result = TrainingResult.load(registry.version_dir(services().settings, name, version))
+    except (OSError, ValueError):
+        abort(404, message=f"version: no readable model version {version!r}")
+    return {"tenant": name, "version": version, "products": comparison(result)}

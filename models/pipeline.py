@@ -1,0 +1,126 @@
+"""Train, save, compare with the champion on the same holdout, register: one call for the CLI,
+the staff API and the background worker alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import redis
+
+from models import registry
+from models.evaluation import evaluate_scores
+from models.training import (
+    ProgressFn,
+    TrainingError,
+    TrainingResult,
+    TrainParams,
+    prepare,
+    save_result,
+    train_tenant,
+)
+from store.config import Settings, load_settings
+from store.redis_client import get_redis
+
+
+def _mean_auc(aucs: list[float | None]) -> float | None:
+    vals = [a for a in aucs if a is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def served_auc_on_holdout(
+    r: redis.Redis, settings: Settings, model: TrainingResult, snapshot: dict, products: list[str]
+) -> dict[str, float | None]:
+    """Holdout AUC per product of ``model``'s served scorer on the rows of ``snapshot``.
+
+    The split is a hash of the customer key, so the holdout of the challenger's snapshot is
+    the same set of customers whichever model scores it; the champion's own feature schema
+    turns those rows into its features.
+    """
+    params = TrainParams(
+        **{k: v for k, v in model.params.items() if k in TrainParams.__dataclass_fields__}
+    )
+    params.baselines = tuple(params.baselines)
+    wanted = [p for p in products if model.scorer is not None and p in model.scorer.product_ids]
+    if not wanted:
+        return {}
+    data = prepare(
+        r,
+        settings,
+        model.tenant,
+        products=wanted,
+        params=params,
+        schema=model.schema,
+        snapshot=snapshot,
+    )
+    holdout = data.split == 2
+    scores = model.scorer.score_batch(data.X[holdout])
+    out = {}
+    for j, product in enumerate(data.products):
+        k = model.scorer.product_ids.index(product)
+        out[product] = evaluate_scores(data.Y[holdout, j], scores[:, k]).get("auc")
+    return out
+
+
+def train_and_register(
+    r: redis.Redis,
+    settings: Settings,
+    tenant: str,
+    products: list[str] | None = None,
+    label_source: str = "holdings",
+    *,
+    params: TrainParams | None = None,
+    progress: ProgressFn | None = None,
+    auto_promote: bool = True,
+) -> dict:
+    result = train_tenant(
+        r, settings, tenant, products, label_source, params=params, progress=progress
+    )
+    save_result(settings, result)
+    trained = result.trained_products
+    challenger = served_auc_on_holdout(r, settings, result, result.snapshot, trained)
+    current = registry.champion(r, tenant)
+    champion_score = None
+    compared: list[str] = []
+    if current:
+        try:
+            champ = TrainingResult.load(registry.version_dir(settings, tenant, current))
+            champ_aucs = served_auc_on_holdout(r, settings, champ, result.snapshot, trained)
+            compared = [
+                p
+                for p in trained
+                if champ_aucs.get(p) is not None and challenger.get(p) is not None
+            ]
+            champion_score = _mean_auc([champ_aucs[p] for p in compared])
+        except (OSError, ValueError, TrainingError):
+            champion_score = None
+    challenger_score = (
+        _mean_auc([challenger[p] for p in (compared or trained) if p in challenger]) or 0.0
+    )
+    meta = {
+        **result.summary(),
+        "trained_at": result.created_at,
+        "holdout_auc": challenger,
+        "compared_products": compared,
+    }
+    decision = registry.register(
+        r,
+        tenant,
+        result.version,
+        meta,
+        challenger_score=challenger_score,
+        champion_score=champion_score,
+        auto_promote=auto_promote,
+    )
+    return {"version": result.version, "summary": result.summary(), "registry": decision}
+
+
+def train_job(
+    tenant: str, products: list[str] | None = None, label_source: str = "holdings"
+) -> dict:
+    """The background job behind POST /v1/staff/tenants/<t>/train."""
+    settings = load_settings()
+    try:
+        return train_and_register(
+            get_redis(settings=settings), settings, tenant, products, label_source
+        )
+    except TrainingError as err:
+        return {"status": "failed", "error": str(err)}

@@ -1,0 +1,174 @@
+"""Issue 4 end to end: train and register, serve the champion in /v1/recommend, batch/real-time
+parity, hot swap under load, rollback, staff API. Uses a synthetic tenant with known signal."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from models import registry
+from models.batch import score_file
+from models.bundle import load_bundle
+from models.pipeline import train_and_register
+from models.synthetic import SyntheticConfig
+from models.training import TrainingError, TrainParams
+from tests.synth_world import make_world
+
+FAST = TrainParams(max_rounds=60, early_stopping=10)
+
+
+@pytest.fixture(scope="module")
+def world(redis_server, shared_data, geo_dir, tmp_path_factory):
+    return make_world(redis_server, shared_data, geo_dir, tmp_path_factory.mktemp("serving"),
+                      SyntheticConfig(customers=2500, products=4, dead_products=1, seed=11), tenant="shop")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(world):
+    return train_and_register(world.r, world.settings, world.tenant, params=replace(FAST))
+
+
+@pytest.fixture
+def app_client(world, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", world.url)
+    monkeypatch.setenv("OFFERWISE_DATA_DIR", str(world.settings.data_dir))
+    monkeypatch.setenv("OFFERWISE_GEO_DIR", str(world.settings.geo_dir))
+    monkeypatch.setenv("OFFERWISE_STAFF_TOKEN", "staff")
+    from app import create_app
+    from store.redis_client import reset_clients
+
+    reset_clients()
+    return create_app().test_client()
+
+
+def _site(world) -> str:
+    from store.tenants import rotate_keys
+
+    return rotate_keys(world.r, world.tenant)["site_key"]
+
+
+def test_first_training_becomes_champion(world, trained):
+    assert trained["registry"]["promoted"] is True
+    assert registry.champion(world.r, world.tenant) == trained["version"]
+    listed = registry.list_versions(world.r, world.tenant)
+    assert listed[0]["champion"] and listed[0]["holdout_score"] > 0.6
+
+
+def test_recommend_uses_the_champion_and_never_offers_holdings(world, trained, app_client):
+    site = _site(world)
+    holder = next(i for i, row in enumerate(world.data.holds) if row.any())
+    raw_id = world.data.customer_ids[holder]
+    held = {world.data.products[j] for j in np.flatnonzero(world.data.holds[holder])}
+    res = app_client.post(
+        "/v1/collect",
+        json={
+            "site": site,
+            "visitor": "dev-1",
+            "events": [
+                {
+                    "id": "i1",
+                    "type": "identify",
+                    "ts": int(world.data.end_time * 1000) - 1000,
+                    "customer_id": raw_id,
+                }
+            ],
+        },
+    )
+    assert res.status_code == 200
+    out = app_client.get(f"/v1/recommend?site={site}&visitor=dev-1&n=5&explain=1").json
+    assert out["source"] == f"model:{trained['version']}"
+    offered = {o["product_id"] for o in out["offers"]}
+    assert offered and not offered & held
+    assert all(0.0 <= o["score"] <= 1.0 for o in out["offers"])
+    first = out["offers"][0]["product_id"]
+    assert out["explanations"][first] and {"feature", "contribution"} <= set(
+        out["explanations"][first][0]
+    )
+    anon = app_client.get(f"/v1/recommend?site={site}&visitor=stranger&n=3").json
+    assert anon["source"].startswith("model:") and len(anon["offers"]) >= 1
+
+
+def test_batch_and_real_time_scores_are_identical(world, trained, tmp_path):
+    from enrichment.crm import get_customer
+    from enrichment.zip_profile import zip_profile
+    from store.tenants import get_tenant
+
+    bundle = load_bundle(world.settings, world.tenant, trained["version"])
+    sample = world.data.customers.slice(0, 40)
+    customers = tmp_path / "customers.csv"
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(sample, customers)
+    holdings = tmp_path / "holdings.csv"
+    pacsv.write_csv(world.data.holdings, holdings)
+    out = tmp_path / "scores.csv"
+    summary = score_file(world.settings, bundle, customers, out, holdings)
+    assert summary["rows"] == 40
+    rows = list(csv.DictReader(out.open()))
+    assert [r["customer_id"] for r in rows] == sample.column("customer_id").to_pylist()
+    tenant = get_tenant(world.r, world.tenant)
+    for row in rows[:15]:
+        customer = get_customer(world.r, world.tenant, tenant.hash_customer_id(row["customer_id"]))
+        block = zip_profile(customer["zip"], "US", world.settings) if customer.get("zip") else None
+        live = bundle.scores(bundle.builder.live_vector(None, customer, block))
+        batch = np.array([float(row[f"score_{p}"]) for p in bundle.product_ids])
+        np.testing.assert_allclose(live, batch, atol=2e-6)
+
+
+def test_hot_swap_under_load_fails_no_request(world, trained, app_client):
+    site = _site(world)
+    second = train_and_register(
+        world.r, world.settings, world.tenant, params=replace(FAST, seed=99), auto_promote=False
+    )
+    assert second["registry"]["promoted"] is False
+    errors: list[int] = []
+    sources: set[str] = set()
+    stop = threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            res = app_client.get(f"/v1/recommend?site={site}&visitor=load&n=3")
+            if res.status_code != 200:
+                errors.append(res.status_code)
+            else:
+                sources.add(res.json["source"])
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            registry.promote(world.r, world.tenant, second["version"])
+            threading.Event().wait(0.3)
+            registry.rollback(world.r, world.tenant)
+            threading.Event().wait(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert {f"model:{trained['version']}", f"model:{second['version']}"} <= sources
+
+
+def test_staff_api_and_bad_inputs(world, trained, app_client):
+    staff = {"Authorization": "Bearer staff"}
+    listed = app_client.get(f"/v1/staff/tenants/{world.tenant}/models", headers=staff).json
+    assert listed["champion"] == registry.champion(world.r, world.tenant)
+    ev = app_client.get(f"/v1/staff/tenants/{world.tenant}/evaluation", headers=staff).json
+    some = next(v for v in ev["products"].values() if v["status"] == "ok")
+    assert {"xgboost", "logistic"} <= set(some["candidates"])
+    assert (
+        app_client.post("/v1/staff/tenants/ghost/train", json={}, headers=staff).status_code == 404
+    )
+    assert (
+        app_client.post(
+            f"/v1/staff/tenants/{world.tenant}/models/nope/promote", headers=staff
+        ).status_code
+        == 404
+    )
+    with pytest.raises(TrainingError, match="no tenant"):
+        train_and_register(world.r, world.settings, "ghost")
