@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 
 from gunicorn.app.base import BaseApplication
 
@@ -15,9 +16,12 @@ def default_workers() -> int:
     return max(2, (os.cpu_count() or 1) * 2)
 
 
-class _Gunicorn(BaseApplication):
-    def __init__(self, options: dict) -> None:
+class GunicornApp(BaseApplication):
+    """Gunicorn run from Python; ``factory`` builds the WSGI app in each worker."""
+
+    def __init__(self, options: dict, factory: Callable[[], object] | None = None) -> None:
         self.options = options
+        self.factory = factory
         super().__init__()
 
     def load_config(self) -> None:
@@ -25,6 +29,8 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        if self.factory is not None:
+            return self.factory()
         from app import create_app
 
         return create_app()
@@ -65,4 +71,4 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int =
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()
-    _Gunicorn(gunicorn_options(host, port, workers, threads)).run()
+    GunicornApp(gunicorn_options(host, port, workers, threads)).run()

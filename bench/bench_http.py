@@ -182,29 +182,18 @@ def start_gunicorn(
 
 def serve(kind: str, port: int, workers: int, threads: int) -> None:
     """The hidden --serve mode: one gunicorn with THE service configuration, app or floor."""
-    from gunicorn.app.base import BaseApplication
+    from app.server import GunicornApp, gunicorn_options
 
-    from app.server import gunicorn_options
+    def factory():
+        if kind == "real":
+            from app import create_app
 
-    class Server(BaseApplication):
-        def __init__(self, options: dict) -> None:
-            self.options = options
-            super().__init__()
+            return create_app()
+        from bench.floor_app import create_app as create_floor
 
-        def load_config(self) -> None:
-            for key, value in self.options.items():
-                self.cfg.set(key, value)
+        return create_floor()
 
-        def load(self):
-            if kind == "real":
-                from app import create_app
-
-                return create_app()
-            from bench.floor_app import create_app as create_floor
-
-            return create_floor()
-
-    Server(gunicorn_options(HOST, port, workers, threads)).run()
+    GunicornApp(gunicorn_options(HOST, port, workers, threads), factory).run()
 
 
 def cpu_seconds(proc: subprocess.Popen | None) -> float:

@@ -8,10 +8,9 @@ import uuid
 from flask import request
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
 from app.auth import admin_tenant
+from app.jobs import crm_import_job, job_view
 from app.services import services
 from clickstream.worker import enqueue
 from enrichment.crm import (
@@ -22,7 +21,6 @@ from enrichment.crm import (
     rollback,
     versions_info,
 )
-from store.redis_client import get_redis
 
 blp = Blueprint("crm", __name__, url_prefix="/v1/admin", description="CRM extracts (admin key)")
 
@@ -124,8 +122,6 @@ def upload(args: dict):
     options = _options(args)
     folder = _spool(tenant.name)
     if args["background"]:
-        from app.jobs import crm_import_job
-
         job_id = enqueue(
             crm_import_job, tenant.name, str(folder), options, meta={"tenant": tenant.name}
         )
@@ -170,15 +166,7 @@ def do_rollback():
 @blp.doc(summary="Status of a background job of this tenant")
 def job(job_id: str):
     tenant = admin_tenant()
-    try:
-        found = Job.fetch(job_id, connection=get_redis(decode=False, settings=services().settings))
-    except (NoSuchJobError, ValueError):  # ValueError: not even a well-formed job id
-        found = None
-    if found is None or found.meta.get("tenant") != tenant.name:
+    found = job_view(services().settings, job_id, tenant.name)
+    if found is None:
         abort(404, message=f"job: no job {job_id!r} for this tenant")
-    status = found.get_status()
-    return {
-        "id": job_id,
-        "status": str(getattr(status, "value", status)),
-        "result": found.return_value(),
-    }
+    return found

@@ -5,17 +5,15 @@ from __future__ import annotations
 from flask import request
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
 from app.auth import require_staff
+from app.jobs import job_view
 from app.services import services
 from clickstream.schemas import ID_VALIDATORS
 from clickstream.worker import enqueue
 from models import registry
 from models.pipeline import train_job
 from models.training import TrainingResult, comparison
-from store.redis_client import get_redis
 from store.tenants import get_tenant
 
 blp = Blueprint(
@@ -67,17 +65,10 @@ def rollback(name: str):
 @blp.doc(summary="Status of a background job")
 def job(job_id: str):
     require_staff()
-    try:
-        found = Job.fetch(job_id, connection=get_redis(decode=False, settings=services().settings))
-    except (NoSuchJobError, ValueError):  # ValueError: not even a well-formed job id
+    found = job_view(services().settings, job_id)
+    if found is None:
         abort(404, message=f"job: no job {job_id!r}")
-    status = found.get_status()
-    return {
-        "id": job_id,
-        "status": str(getattr(status, "value", status)),
-        "result": found.return_value(),
-        "meta": found.meta,
-    }
+    return found
 
 
 class TrainSchema(Schema):
