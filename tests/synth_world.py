@@ -1,0 +1,64 @@
+"""Shared by the model tests: a data dir with the real ZIP demographics and segments, and a
+synthetic tenant installed for real (catalog, CRM import, ingest, archive) on the session Redis.
+
+Loading the ZCTA table and clustering segments takes seconds, so it is done once per test
+process into a base folder that each world copies. A world owns the whole Redis server while
+its module runs: modules that use it must not use the ``r``/``redis_url`` fixtures (they flush).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from models.synthetic import SyntheticConfig, SyntheticTenant, generate, install
+from store.config import Settings
+
+SEGMENTS_K = 10
+_base: dict[str, Path] = {}
+
+
+@dataclass
+class World:
+    settings: Settings
+    r: redis.Redis
+    url: str
+    tenant: str
+    data: SyntheticTenant
+    report: dict
+
+
+def base_artifacts(shared_data: Path, geo_dir: Path, root: Path) -> Path:
+    """A data dir with demographics and segments loaded (built once per process)."""
+    if "dir" not in _base:
+        from enrichment.demographics import load_demographics
+        from enrichment.segments import build_segments
+
+        data_dir = root / "base-var"
+        s = Settings(data_dir=data_dir, geo_dir=geo_dir)
+        load_demographics(shared_data / "zcta_demographics.csv", s)
+        build_segments(s, k=SEGMENTS_K, seed=0)
+        _base["dir"] = data_dir
+    return _base["dir"]
+
+
+def make_world(
+    redis_server: str,
+    shared_data: Path,
+    geo_dir: Path,
+    tmp: Path,
+    config: SyntheticConfig,
+    tenant: str = "synth",
+) -> World:
+    base = base_artifacts(shared_data, geo_dir, tmp.parent)
+    data_dir = tmp / "var"
+    shutil.copytree(base / "artifacts", data_dir / "artifacts")
+    settings = Settings(data_dir=data_dir, geo_dir=geo_dir)
+    r = redis.Redis.from_url(redis_server)
+    r.flushall()
+    data = generate(config, settings)
+    report = install(r, settings, tenant, data)
+    return World(settings, r, redis_server, tenant, data, report)
