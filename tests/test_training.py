@@ -241,6 +241,7 @@ def test_cli_train_and_evaluate(world: World, monkeypatch: pytest.MonkeyPatch) -
     summary = json.loads(out.stdout)
     assert summary["products_trained"] == ["p0", "p1"]
     assert Path(summary["path"]).is_dir()
+    assert summary["registry"]["version"] == summary["version"]  # registered (and compared)
     out = runner.invoke(cli, ["evaluate", "--tenant", world.tenant, "--quiet"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.cli.output import emit, fail, store
+from models.pipeline import train_and_register
 from models.training import (
     TrainingError,
     TrainingResult,
@@ -93,6 +94,9 @@ def _train(tenant: str, products: str | None, labels: str, params: TrainParams, 
 @click.option("--max-train-rows", type=click.IntRange(min=1000), default=None,
               help="Per product; above it, all positives plus sampled negatives.")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--no-promote", is_flag=True, help="Register the version but never promote it automatically."
+)
 def train(
     tenant: str,
     products: str | None,
@@ -101,16 +105,35 @@ def train(
     max_rounds: int | None,
     max_train_rows: int | None,
     quiet: bool,
+    no_promote: bool,
 ) -> None:
     """Train one model per product (XGBoost and baselines); print the JSON summary.
 
     The result (models, calibration, scorer, metrics) is saved under
-    <data dir>/artifacts/models/<tenant>/<version>/.
+    <data dir>/artifacts/models/<tenant>/<version>/ and registered; it becomes the champion
+    when it beats the current one on the same holdout (or is the tenant's first).
     """
     params = _params(label_days=label_days, max_rounds=max_rounds, max_train_rows=max_train_rows)
-    _, _, result, folder = _train(tenant, products, labels, params, quiet)
-    summary = result.summary()
-    summary["path"] = str(folder)
+    settings = load_settings()
+    wanted = [p for p in (products or "").split(",") if p.strip()] or None
+    with _Bar(not quiet) as bar:
+        try:
+            out = train_and_register(
+                store(),
+                settings,
+                tenant,
+                wanted,
+                labels,
+                params=params,
+                progress=bar,
+                auto_promote=not no_promote,
+            )
+        except TrainingError as err:
+            bar.progress.stop()
+            fail(str(err))
+    summary = out["summary"]
+    summary["registry"] = out["registry"]
+    summary["path"] = str(results_root(settings, tenant) / out["version"])
     emit(summary)
 
 
