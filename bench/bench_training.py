@@ -48,8 +48,8 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=20)
     ap.add_argument("--web-share", type=float, default=0.02, help="customers with web events")
     ap.add_argument("--segments", type=int, default=10)
-    ap.add_argument("--max-rounds", type=int, default=300)
-    ap.add_argument("--max-train-rows", type=int, default=250_000)
+    ap.add_argument("--max-rounds", type=int, default=200)
+    ap.add_argument("--max-train-rows", type=int, default=200_000)
     ap.add_argument("--keep", action="store_true", help="keep the temporary data folder")
     args = ap.parse_args()
 
@@ -105,7 +105,16 @@ def main() -> None:
         params = TrainParams(max_rounds=args.max_rounds, max_train_rows=args.max_train_rows,
                              product_views=False)  # fmt: skip
         started = time.perf_counter()
-        result = train_tenant(r, settings, "bench", None, "holdings", params=params)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            now = time.perf_counter()
+            print(
+                f"  [{now - started:7.1f} s] {stage} ({done}/{total})", file=sys.stderr, flush=True
+            )
+
+        result = train_tenant(
+            r, settings, "bench", None, "holdings", params=params, progress=progress
+        )
         seconds = time.perf_counter() - started
         folder = save_result(settings, result)
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

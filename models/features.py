@@ -365,6 +365,20 @@ class ZipLookup:
         return out
 
 
+def zip_block_for(
+    profile: VisitorProfile | None,
+    customer: Mapping[str, Any] | None,
+    zips: ZipLookup,
+) -> Mapping[str, Any] | None:
+    """The ZIP block serving should use: an identified customer's CRM ZIP (what training saw
+    for that customer), else the ZIP the visitor typed (stored on the profile), else None."""
+    if customer is not None and customer.get("zip"):
+        block = zips.block(customer["zip"])
+        if block is not None and block.get("status") == "ok":
+            return block
+    return profile.zip_block() if profile is not None else None
+
+
 # --------------------------------------------------------------------------------- web group
 def web_raw_from_profile(profile: VisitorProfile, schema: FeatureSchema) -> dict[str, list[float]]:
     """Raw web columns (one row) of a live visitor profile."""
@@ -429,21 +443,17 @@ class FeatureBuilder:
             for op in (LOG1P, DAYS_SINCE, YEARS_SINCE, INDICATOR)
             if op in sorted_ops
         ]
-        self._cats: list[tuple[str, int, int, dict, bool]] = []
+        self._cats: list[tuple[str, int, int, dict, bool, np.ndarray]] = []
         for key, (first, width) in cats.items():
             if key == "zip.segment_id":
                 index: dict = {float(s): i for i, s in enumerate(schema.segments)}
             else:
                 attr = key.split(".", 1)[1]
                 index = {lv: i for i, lv in enumerate(schema.crm_categorical[attr])}
-            self._cats.append((key, first, width, index, key == "zip.segment_id"))
-        cat_cols = [j for _, first, width, _, _ in self._cats for j in range(first, first + width)]
-        self._cat_cols = np.array(cat_cols, dtype=np.intp)
-        # For each one-hot column: which categorical it belongs to, as a column vector.
-        self._cat_of_col = np.array(
-            [g for g, (_, _, width, _, _) in enumerate(self._cats) for _ in range(width)],
-            dtype=np.intp,
-        )
+            table = np.vstack(
+                [np.eye(width, dtype=np.float32), np.full((1, width), np.nan, np.float32)]
+            )
+            self._cats.append((key, first, width, index, key == "zip.segment_id", table))
         self._group_mask = group_mask  # (flags, F): features NaN when the flag is 0
         self._grouped = bool(group_mask.any())
 
@@ -461,7 +471,11 @@ class FeatureBuilder:
         as_of = time.time() if as_of is None else float(as_of)
         out = np.empty((n, self.n_features), dtype=np.float32)
         cols = columns
-        arrow = [k for k, v in columns.items() if isinstance(v, _ARROW) and k in self._num_key_set]
+        # (One row, as serving builds it, is plain lists: no scan needed. NumPy reads a
+        # length-1 Arrow array through its array protocol anyway.)
+        arrow = n > 1 and [
+            k for k, v in columns.items() if isinstance(v, _ARROW) and k in self._num_key_set
+        ]
         if arrow:  # numeric columns given as Arrow arrays: numpy once, not per chunk
             cols = dict(columns)
             for k in arrow:
@@ -507,17 +521,10 @@ class FeatureBuilder:
                 np.maximum(v, 0.0, out=v)
                 np.sign(v, out=v)
         out[:, self._num_cols] = vals.T
-        if self._cats:
-            # Column index (first + level) chosen by each categorical per row, -1 if missing;
-            # each one-hot column is then 1 where it is the chosen one, NaN where missing.
-            chosen = np.empty((len(self._cats), m), dtype=np.intp)
-            for g, (key, first, width, index, numeric) in enumerate(self._cats):
-                codes = _codes(cols.get(key), start, stop, index, width - 1, numeric)
-                chosen[g] = np.where(codes >= 0, codes + first, -1)
-            picked = chosen[self._cat_of_col]  # (one-hot columns, m)
-            onehot = (picked == self._cat_cols[:, None]).astype(np.float32)
-            onehot[picked < 0] = np.nan
-            out[:, self._cat_cols] = onehot.T
+        for key, first, width, index, numeric, table in self._cats:
+            # table[code] is the one-hot row of a level; its last row (code -1) is all NaN.
+            codes = _codes(cols.get(key), start, stop, index, width - 1, numeric)
+            out[:, first : first + width] = table[codes]
         if self._grouped and not flags.all():
             # (m, F): a feature is NaN where the flag of its group is 0.
             out[(~flags).T @ self._group_mask] = np.nan

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
@@ -83,10 +84,10 @@ class TrainingError(ValueError):
 class TrainParams:
     label_source: str = "holdings"
     label_days: int = 30
-    max_rounds: int = 300
-    learning_rate: float = 0.1
+    max_rounds: int = 200
+    learning_rate: float = 0.2
     max_depth: int = 6
-    early_stopping: int = 30
+    early_stopping: int = 20
     max_bin: int = 256
     min_positives: int = 20  # positives in the training split
     min_validation_positives: int = 5
@@ -255,11 +256,14 @@ def prepare(
     )
     if fit:
         train_rows = np.flatnonzero(split == 0)
+        # Levels are chosen on the training split only (Arrow or numpy columns alike).
         subset = {
-            k: (v.take(train_rows) if hasattr(v, "take") and not isinstance(v, np.ndarray) else np.asarray(v)[train_rows])
+            k: v.take(pa.array(train_rows))
+            if isinstance(v, pa.Array)
+            else np.asarray(v)[train_rows]
             for k, v in cols.items()
             if k.startswith("crm.") or k == "zip.segment_id"
-        }  # fmt: skip
+        }
         schema.fit_levels(subset)
     X = FeatureBuilder(schema).transform(cols, customers.num_rows, as_of=win.as_of)
     del cols
@@ -520,6 +524,7 @@ def fit_xgboost(
         weight=weight,
         ref=dtrain,
         feature_names=list(feature_names),
+        max_bin=params.max_bin,
         nthread=p["nthread"],
     )
     booster = xgb.train(
@@ -537,13 +542,19 @@ def fit_xgboost(
 
 
 def _train_rows(y: np.ndarray, rows: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
-    """All training rows, or (above ``cap``) all positives plus a random share of negatives."""
+    """All training rows, or (above ``cap``) a sample of ``cap`` rows that keeps every positive
+    while they are under half of it (rare products lose no buyer; common ones stay balanced)."""
     if rows.size <= cap:
         return rows
     pos = rows[y[rows]]
     neg = rows[~y[rows]]
-    keep = max(cap - pos.size, min(neg.size, pos.size))
-    return np.sort(np.concatenate([pos, rng.choice(neg, size=min(keep, neg.size), replace=False)]))
+    n_pos = min(pos.size, max(cap // 2, cap - neg.size))
+    n_neg = min(neg.size, cap - n_pos)
+    keep = [
+        pos if n_pos == pos.size else rng.choice(pos, size=n_pos, replace=False),
+        neg if n_neg == neg.size else rng.choice(neg, size=n_neg, replace=False),
+    ]
+    return np.sort(np.concatenate(keep))
 
 
 def _note(chosen: str, val_auc: dict[str, float | None]) -> str:

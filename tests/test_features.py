@@ -278,3 +278,15 @@ def test_web_history_matches_the_live_counters(world: World) -> None:
             assert cols[f"web.aff.{c}"][i] == pytest.approx(p.affinities.get(c, 0.0), abs=1e-9)
         checked += 1
     assert checked > 100
+
+
+def test_serving_uses_the_crm_zip_of_identified_customers(world: World) -> None:
+    zips = ZipLookup(world.settings)
+    typed = {"zip_status": "ok", "zip_postal_code": "99501", "zip_segment_id": "1"}
+    profile = VisitorProfile("v", {"page_view": 1}, typed)
+    customer = {"zip": world.data.zips[0], "attributes": {}, "holdings": []}
+    assert F.zip_block_for(profile, customer, zips)["postal_code"] == world.data.zips[0]
+    # Anonymous, or a customer without a usable ZIP: the ZIP the visitor typed.
+    assert F.zip_block_for(profile, None, zips)["postal_code"] == "99501"
+    assert F.zip_block_for(profile, {"zip": None}, zips)["segment_id"] == "1"
+    assert F.zip_block_for(None, None, zips) is None
