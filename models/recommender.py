@@ -18,8 +18,8 @@ from clickstream.catalog import CatalogCache, version_key
 from clickstream.ingest import popularity_key
 from clickstream.profiles import VisitorProfile, parse_profile, queue_profile_reads, with_identity
 from enrichment.crm import get_customer
-from enrichment.zip_profile import zip_profile
 from models import tokens
+from models.features import ZipLookup, zip_block_for
 from models.popularity import CANDIDATE_PAD, Offer, popularity_offers
 from models.ranking import Context, rank
 from models.registry import champion_key
@@ -55,6 +55,7 @@ class Recommender:
         self.catalogs = catalogs
         self.champions = champions
         self.rules = RulesCache()
+        self.zips = ZipLookup(settings)
 
     def recommend(
         self,
@@ -109,12 +110,6 @@ class Recommender:
             )
         return result
 
-    def _zip_block(self, profile: VisitorProfile, customer: dict | None) -> dict | None:
-        block = profile.zip_block()
-        if block is None and customer and customer.get("zip"):
-            block = zip_profile(customer["zip"], "US", self.settings)
-        return block
-
     def _model_offers(
         self,
         bundle: Bundle,
@@ -127,7 +122,8 @@ class Recommender:
         explain: bool,
         now: float,
     ) -> Recommendation:
-        zip_block = self._zip_block(profile, customer)
+        # Same choice as training (CRM ZIP first, then the typed one): no train/serve skew.
+        zip_block = zip_block_for(profile, customer, self.zips)
         x = bundle.builder.live_vector(profile if profile.known else None, customer, zip_block, now)
         scores = bundle.scores(x)
         segment = (zip_block or {}).get("segment_id")
