@@ -7,7 +7,10 @@ baseline that trained models must beat, and what a tenant without a model is ser
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 import redis
 
@@ -17,6 +20,9 @@ from clickstream.profiles import VisitorProfile
 AFFINITY_BOOST = 1.0
 CANDIDATE_PAD = 50
 MAX_OFFERS = 50
+# Enough candidates for the largest request: n <= MAX_OFFERS, 50 excluded ids, CANDIDATE_PAD.
+SNAPSHOT_SIZE = MAX_OFFERS + 50 + CANDIDATE_PAD + 10
+MAX_SNAPSHOTS = 10_000
 
 
 @dataclass
@@ -43,12 +49,51 @@ class Offer:
         }
 
 
+class PopularitySnapshots:
+    """This process's copies of the top of each popularity set, at most ``ttl`` seconds old.
+
+    Every offer request needs the top of the tenant's popularity set; reading and decoding it
+    from Redis on each request cost more than the rest of the cold-start ranking. Popularity
+    decays over hours, so a copy a second old ranks the same products.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[float, list[tuple[str, float]]]] = {}
+
+    def fresh(self, key: str) -> list[tuple[str, float]] | None:
+        entry = self._entries.get(key)
+        if entry is None or self._clock() - entry[0] > self.ttl:
+            return None
+        return entry[1]
+
+    @staticmethod
+    def queue(pipe: redis.client.Pipeline, key: str) -> None:
+        pipe.zrevrange(key, 0, SNAPSHOT_SIZE - 1, withscores=True)
+
+    def store(self, key: str, reply: list) -> list[tuple[str, float]]:
+        top = [(_text(pid), float(score)) for pid, score in reply]
+        if self.ttl > 0:
+            if len(self._entries) >= MAX_SNAPSHOTS:
+                self._entries.clear()
+            self._entries[key] = (self._clock(), top)
+        return top
+
+    def get(self, r: redis.Redis, key: str) -> list[tuple[str, float]]:
+        top = self.fresh(key)
+        if top is None:
+            top = self.store(key, r.zrevrange(key, 0, SNAPSHOT_SIZE - 1, withscores=True))
+        return top
+
+
 def popularity_offers(
     r: redis.Redis,
+    snapshots: PopularitySnapshots,
     tenant: str,
     products: dict[str, dict],
     active_ids: tuple[str, ...],
-    popular: list,
+    popular: list[tuple[str, float]],
     profile: VisitorProfile,
     blocked: frozenset[str] | set[str],
     n: int,
@@ -58,12 +103,7 @@ def popularity_offers(
     segment = profile.attributes.get("zip_segment_id")
     if segment is not None:
         # Cold start, first step: what is popular in the visitor's ZIP segment.
-        by_segment = r.zrevrange(
-            segment_popularity_key(tenant, segment),
-            0,
-            n + CANDIDATE_PAD + len(blocked),
-            withscores=True,
-        )
+        by_segment = snapshots.get(r, segment_popularity_key(tenant, segment))
         if len(by_segment) >= n:
             popular, local = by_segment, True
     offers = PopularityRecommender._rank(products, popular, profile, blocked, n, local)
@@ -74,13 +114,25 @@ def popularity_offers(
     return offers
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _reason(category: str, affinity: float, local: bool) -> tuple[str, str]:
+    if affinity >= 0.2:
+        return f"Popular in {category}, a category you have been browsing", "category_affinity"
+    if local:
+        return "Popular with shoppers in your area", "segment_popularity"
+    return "Popular with shoppers right now", "trending"
+
+
 class PopularityRecommender:
     """Ranking without a model (cold start); its pieces are used by ``models.recommender``."""
 
     @staticmethod
     def _rank(
         products: dict[str, dict],
-        popular: list,
+        popular: list[tuple[str, float]],
         profile: VisitorProfile,
         blocked: frozenset[str] | set[str],
         n: int,
@@ -89,24 +141,25 @@ class PopularityRecommender:
         if not popular:
             return []
         top = popular[0][1] or 1.0
-        scored: list[Offer] = []
-        for raw_pid, stored in popular:
-            pid = raw_pid.decode() if isinstance(raw_pid, bytes) else raw_pid
+        affinities = profile.affinities
+        # The affinity boost reorders the head of the list, never its tail: the first
+        # n + CANDIDATE_PAD offerable products are the candidates (as the Redis read once was).
+        wanted = n + CANDIDATE_PAD
+        scored: list[tuple[float, float, dict]] = []
+        for pid, stored in popular:
             product = products.get(pid)
             if product is None or pid in blocked or not product.get("active", True):
                 continue
-            affinity = profile.affinities.get(product["category"], 0.0)
-            score = (stored / top) * (1.0 + AFFINITY_BOOST * affinity)
-            if affinity >= 0.2:
-                reason = f"Popular in {product['category']}, a category you have been browsing"
-                code = "category_affinity"
-            elif local:
-                reason, code = "Popular with shoppers in your area", "segment_popularity"
-            else:
-                reason, code = "Popular with shoppers right now", "trending"
-            scored.append(Offer(product, score, reason, code))
-        scored.sort(key=lambda o: o.score, reverse=True)
-        return scored[:n]
+            affinity = affinities.get(product["category"], 0.0) if affinities else 0.0
+            scored.append(((stored / top) * (1.0 + AFFINITY_BOOST * affinity), affinity, product))
+            if len(scored) == wanted:
+                break
+        # Stable: equal scores keep popularity order. Offers (and reasons) only for the winners.
+        scored.sort(key=itemgetter(0), reverse=True)
+        return [
+            Offer(product, score, *_reason(product["category"], affinity, local))
+            for score, affinity, product in scored[:n]
+        ]
 
     @staticmethod
     def _fill(

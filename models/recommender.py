@@ -20,7 +20,7 @@ from clickstream.profiles import VisitorProfile, parse_profile, queue_profile_re
 from enrichment.crm import get_customer
 from models import tokens
 from models.features import ZipLookup, zip_block_for
-from models.popularity import CANDIDATE_PAD, Offer, popularity_offers
+from models.popularity import Offer, PopularitySnapshots, popularity_offers
 from models.ranking import Context, rank
 from models.registry import champion_key
 from models.rules import RulesCache, rules_version_key
@@ -56,6 +56,7 @@ class Recommender:
         self.champions = champions
         self.rules = RulesCache()
         self.zips = ZipLookup(settings)
+        self.popular = PopularitySnapshots(settings.popularity_ttl)
 
     def recommend(
         self,
@@ -73,19 +74,28 @@ class Recommender:
         name = tenant.name
         pipe = r.pipeline(transaction=False)
         queue_rate_count(pipe, name, now)
-        pipe.get(version_key(name))
-        pipe.get(champion_key(name))
-        pipe.get(rules_version_key(name))
-        pipe.zrevrange(popularity_key(name), 0, n + CANDIDATE_PAD + len(exclude), withscores=True)
+        # One command for the three versions: all in the tenant's hash slot.
+        pipe.mget(version_key(name), champion_key(name), rules_version_key(name))
+        popular_key = popularity_key(name)
+        popular = self.popular.fresh(popular_key)
+        if popular is None:
+            self.popular.queue(pipe, popular_key)
         if track:
             queue_profile_reads(pipe, name, visitor)
         replies = pipe.execute()
         if replies[0] > tenant.rate_limit:
             raise Refused("rate limit exceeded", retry_after=1)
-        catalog = self.catalogs.get(r, name, int(replies[2] or 0))
-        champion = replies[3].decode() if isinstance(replies[3], bytes) else replies[3]
+        # replies[1] is the rate counter's EXPIRE.
+        catalog_version, champion, rules_version = replies[2]
+        rest = replies[3:]
+        if popular is None:
+            popular = self.popular.store(popular_key, rest[0])
+            rest = rest[1:]
+        catalog = self.catalogs.get(r, name, int(catalog_version or 0))
+        if isinstance(champion, bytes):
+            champion = champion.decode()
         profile = (
-            with_identity(r, name, parse_profile(visitor, replies[6:]))
+            with_identity(r, name, parse_profile(visitor, rest))
             if track
             else VisitorProfile(visitor)
         )
@@ -96,11 +106,12 @@ class Recommender:
         bundle = self.champions.get(name, champion) if track else None
         if bundle is None:
             offers = popularity_offers(
-                r, name, catalog.products, catalog.active_ids, replies[5], profile, blocked, n
-            )
+                r, self.popular, name, catalog.products, catalog.active_ids, popular, profile,
+                blocked, n,
+            )  # fmt: skip
             result = Recommendation(offers, "popularity")
         else:
-            rules = self.rules.get(r, name, int(replies[4] or 0))
+            rules = self.rules.get(r, name, int(rules_version or 0))
             result = self._model_offers(
                 bundle, catalog.products, rules, profile, customer, blocked, n, explain, now
             )

@@ -34,6 +34,11 @@ class Settings:
         default_factory=lambda: _optional_path("OFFERWISE_DEMOGRAPHICS")
     )
     log_level: str = field(default_factory=lambda: os.environ.get("OFFERWISE_LOG_LEVEL", "INFO"))
+    # How stale the per-process popularity snapshot may be (seconds; 0 reads Redis every time).
+    # Popularity decays over hours, so a second of staleness changes no ranking a visitor sees.
+    popularity_ttl: float = field(
+        default_factory=lambda: float(os.environ.get("OFFERWISE_POPULARITY_TTL", "1.0"))
+    )
 
     @property
     def redis_dir(self) -> Path:

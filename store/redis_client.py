@@ -56,7 +56,11 @@ def get_redis(decode: bool = False, settings: Settings | None = None) -> redis.R
     key = (f"{os.getpid()}:{url}", decode)
     client = _clients.get(key)
     if client is None:
-        client = redis.Redis.from_url(url, decode_responses=decode, health_check_interval=30)
+        # RESP2: redis-py 8 defaults to RESP3 and then converts every sorted-set score back to
+        # the RESP2 shape in Python, which cost more than the whole popularity ranking.
+        client = redis.Redis.from_url(
+            url, decode_responses=decode, health_check_interval=30, protocol=2
+        )
         _clients[key] = client
     return client
 
