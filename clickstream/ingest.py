@@ -33,63 +33,110 @@ DEDUPE_TTL_S = 48 * 3600
 # Stream length beyond which collection pushes back (503) instead of exhausting Redis memory
 # when the archiver is down; the archiver trims the stream as it writes Parquet.
 MAX_STREAM_LEN = 5_000_000
+# How often an active visitor's profile keys get their expiry pushed back (see the script).
+TTL_REFRESH_S = 3600
 WEIGHTS = {"product_view": 1, "add_to_cart": 3, "purchase": 5, "offer_click": 2}
 
+# Per-batch aggregation: one ZINCRBY per distinct product or category, one HINCRBY per event
+# type, one HMGET for missing categories, one LPUSH for all views. Every write here is also
+# appended to the AOF, so each command saved is saved twice. A key gets its TTL when a write
+# creates it (the reply says so) and all profile keys are refreshed once per ARGV[10] seconds
+# of activity, instead of five EXPIREs per batch.
 _LUA = """
 local cnt = redis.call('INCR', KEYS[1])
 if cnt == 1 then redis.call('EXPIRE', KEYS[1], 2) end
 if tonumber(ARGV[1]) > 0 and cnt > tonumber(ARGV[1]) then return -1 end
 local store_events = ARGV[8] == '1'
 if store_events and redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[9]) then return -2 end
-local growth = tonumber(ARGV[3])
+local now, growth, ttl = ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local profile = ARGV[4] == '1'
 local weights = {product_view=1, add_to_cart=3, purchase=5, offer_click=2}
-local out = {}
+local out, types, pop, aff, uncat, views = {}, {}, {}, {}, {}, {}
+local touched = {}
 -- Segment-level popularity (cold start for visitors who gave a ZIP): the key is derived from
 -- KEYS[4] and shares its hash tag, so the script stays within one cluster slot.
-local seg = false
-if profile then seg = redis.call('HGET', KEYS[6], 'zip_segment_id') end
+local seg, fresh = false, false
+if profile then
+  local h = redis.call('HMGET', KEYS[6], 'zip_segment_id', 'ttl_at')
+  seg = h[1]
+  fresh = h[2] and tonumber(now) - tonumber(h[2]) < tonumber(ARGV[10])
+end
 for i = 1, #KEYS - 10 do
-  local b = 9 + (i - 1) * 4
+  local b = 10 + (i - 1) * 4
   local payload, etype, pid, cat = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   if redis.call('SET', KEYS[10 + i], '1', 'NX', 'EX', ARGV[6]) then
     out[i] = 1
     if store_events then redis.call('XADD', KEYS[2], '*', 'e', payload) end
-    redis.call('HINCRBY', KEYS[3], etype, 1)
+    types[etype] = (types[etype] or 0) + 1
     if pid ~= '' then
       local w = weights[etype]
-      if w then
-        redis.call('ZINCRBY', KEYS[4], w * growth, pid)
-        if seg then redis.call('ZINCRBY', KEYS[4] .. ':seg:' .. seg, w * growth, pid) end
-      end
+      if w then pop[pid] = (pop[pid] or 0) + w end
       if profile then
-        if cat == '' then cat = redis.call('HGET', KEYS[5], pid) or '' end
+        if w then
+          if cat == '' then uncat[#uncat + 1] = {pid, w} else aff[cat] = (aff[cat] or 0) + w end
+        end
         if etype == 'product_view' then
-          redis.call('LREM', KEYS[7], 0, pid)
-          redis.call('LPUSH', KEYS[7], pid)
-          redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[7]) - 1)
+          views[#views + 1] = pid
         elseif etype == 'add_to_cart' then
-          redis.call('SADD', KEYS[8], pid)
+          if redis.call('SADD', KEYS[8], pid) == 1 then touched[8] = true end
         elseif etype == 'remove_from_cart' then
           redis.call('SREM', KEYS[8], pid)
         elseif etype == 'purchase' then
           redis.call('SREM', KEYS[8], pid)
-          redis.call('ZADD', KEYS[9], ARGV[2], pid)
+          if redis.call('ZADD', KEYS[9], now, pid) == 1 then touched[9] = true end
         end
-        if w and cat ~= '' then redis.call('ZINCRBY', KEYS[10], w * growth, cat) end
       end
     end
-    if profile then redis.call('HINCRBY', KEYS[6], 'n_' .. etype, 1) end
   else
     out[i] = 0
   end
 end
-if profile then
-  redis.call('HSET', KEYS[6], 'last_seen', ARGV[2])
-  redis.call('HSETNX', KEYS[6], 'first_seen', ARGV[2])
-  for k = 6, 10 do redis.call('EXPIRE', KEYS[k], ARGV[5]) end
+for pid, w in pairs(pop) do
+  redis.call('ZINCRBY', KEYS[4], w * growth, pid)
+  if seg then redis.call('ZINCRBY', KEYS[4] .. ':seg:' .. seg, w * growth, pid) end
 end
-redis.call('EXPIRE', KEYS[3], 400 * 86400)
+local new_stats = false
+for etype, c in pairs(types) do
+  if redis.call('HINCRBY', KEYS[3], etype, c) == c then new_stats = true end
+end
+if new_stats then redis.call('EXPIRE', KEYS[3], 400 * 86400) end
+if profile then
+  if #uncat > 0 then
+    local ids = {}
+    for j, pw in ipairs(uncat) do ids[j] = pw[1] end
+    local found = redis.call('HMGET', KEYS[5], unpack(ids))
+    for j, pw in ipairs(uncat) do
+      if found[j] then aff[found[j]] = (aff[found[j]] or 0) + pw[2] end
+    end
+  end
+  for c, w in pairs(aff) do
+    if tonumber(redis.call('ZINCRBY', KEYS[10], w * growth, c)) == w * growth then
+      touched[10] = true
+    end
+  end
+  if #views > 0 then
+    -- Latest view first, each product once, as LREM + LPUSH per view would leave it.
+    local seen, order = {}, {}
+    for j = #views, 1, -1 do
+      local pid = views[j]
+      if not seen[pid] then seen[pid] = true; order[#order + 1] = pid end
+    end
+    for _, pid in ipairs(order) do redis.call('LREM', KEYS[7], 0, pid) end
+    local push = {}
+    for j = #order, 1, -1 do push[#push + 1] = order[j] end
+    if redis.call('LPUSH', KEYS[7], unpack(push)) == #push then touched[7] = true end
+    redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[7]) - 1)
+  end
+  for etype, c in pairs(types) do redis.call('HINCRBY', KEYS[6], 'n_' .. etype, c) end
+  if fresh then
+    redis.call('HSET', KEYS[6], 'last_seen', now)
+    for k, _ in pairs(touched) do redis.call('EXPIRE', KEYS[k], ttl) end
+  else
+    redis.call('HSETNX', KEYS[6], 'first_seen', now)
+    redis.call('HSET', KEYS[6], 'last_seen', now, 'ttl_at', now)
+    for k = 6, 10 do redis.call('EXPIRE', KEYS[k], ttl) end
+  end
+end
 return out
 """
 
@@ -154,7 +201,7 @@ class Ingestor:
         ]  # fmt: skip
         args: list[object] = [
             tenant.rate_limit, int(now), repr(growth(now)), int(track), PROFILE_TTL_S,
-            DEDUPE_TTL_S, RECENT_ITEMS, int(track), MAX_STREAM_LEN,
+            DEDUPE_TTL_S, RECENT_ITEMS, int(track), MAX_STREAM_LEN, TTL_REFRESH_S,
         ]  # fmt: skip
         records = []
         for event in events:

@@ -19,6 +19,8 @@ from store import keys
 
 PROFILE_TTL_S = 90 * 24 * 3600
 RECENT_ITEMS = 20
+# Housekeeping field of the ingest script (when the profile's expiries were last pushed back).
+EXPIRY_REFRESHED_FIELD = "ttl_at"
 RECENTLY_BOUGHT_S = 30 * 24 * 3600
 PROFILE_PARTS = ("profile", "recent", "cart", "bought", "aff")
 ZIP_PREFIX = "zip_"
@@ -85,7 +87,7 @@ def parse_profile(visitor: str, replies: list) -> VisitorProfile:
         name, value = _text(k), _text(v)
         if name.startswith("n_"):
             counters[name[2:]] = int(value)
-        else:
+        elif name != EXPIRY_REFRESHED_FIELD:
             attributes[name] = value
     total = sum(decayed(s) for _, s in aff) or 1.0
     return VisitorProfile(
