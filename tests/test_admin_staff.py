@@ -181,4 +181,6 @@ def test_unexpected_error_is_a_json_500_without_trace(app):
 
     res = app.test_client().get("/boom")
     assert res.status_code == 500
-    assert res.json["status"] == "Internal Server Error" and "secret" not in res.get_data(as_text=True)
+    assert res.json["status"] == "Internal Server Error" and "secret" not in res.get_data(
+        as_text=True
+    )

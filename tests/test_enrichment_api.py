@@ -130,16 +130,36 @@ def test_crm_background_import_runs_in_worker(client, r, acme):
     assert client.get("/v1/admin/jobs/nope", headers=admin(acme)).status_code == 404
 
 
-def test_segment_popularity_serves_visitors_of_a_zip_segment(client, r, acme, acme_catalog, enriched):
+def test_segment_popularity_serves_visitors_of_a_zip_segment(
+    client, r, acme, acme_catalog, enriched
+):
     site = acme["site_key"]
     # Shoppers from Manhattan buy p2; the rest of the country buys p5.
     for i in range(4):
         client.post("/v1/collect", json=batch(site, f"ny{i}", [event("zip", zip="10001")]))
         client.post("/v1/collect", json=batch(site, f"ny{i}", [event("purchase", product_id="p2")]))
-        client.post("/v1/collect", json=batch(site, f"far{i}", [event("purchase", product_id="p5"), event("purchase", product_id="p8")]))
+        client.post(
+            "/v1/collect",
+            json=batch(
+                site,
+                f"far{i}",
+                [event("purchase", product_id="p5"), event("purchase", product_id="p8")],
+            ),
+        )
     for _ in range(2):
         client.post("/v1/collect", json=batch(site, "ny-extra", [event("zip", zip="10001")]))
-        client.post("/v1/collect", json=batch(site, "ny-extra", [event("product_view", product_id="p0"), event("product_view", product_id="p4"), event("product_view", product_id="p1")]))
+        client.post(
+            "/v1/collect",
+            json=batch(
+                site,
+                "ny-extra",
+                [
+                    event("product_view", product_id="p0"),
+                    event("product_view", product_id="p4"),
+                    event("product_view", product_id="p1"),
+                ],
+            ),
+        )
     client.post("/v1/collect", json=batch(site, "newcomer", [event("zip", zip="10001")]))
     local = client.get(f"/v1/recommend?site={site}&visitor=newcomer&n=3").json["offers"]
     anywhere = client.get(f"/v1/recommend?site={site}&visitor=nobody&n=3").json["offers"]
