@@ -7,11 +7,11 @@ multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (``offerwise serve`` 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
 import time
-import uuid
 
 import orjson
 from flask import Flask, Response, g, request
@@ -70,13 +70,32 @@ _access = logging.getLogger("offerwise.access")
 ACCESS_LOG = os.environ.get("OFFERWISE_ACCESS_LOG", "0") == "1"
 
 
+class RequestIds:
+    """Unique request ids without a random read per request: a random tag per process (renewed
+    in each forked worker) and a counter."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._tag = f"{os.getpid():x}{os.urandom(4).hex()}"
+        self._count = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._tag}-{next(self._count):x}"
+
+
+_request_ids = RequestIds()
+
+
 def instrument(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         g.t0 = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = (
-            incoming if 0 < len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+            incoming if 0 < len(incoming) <= 64 and incoming.isascii() else _request_ids.new()
         )
 
     @app.after_request

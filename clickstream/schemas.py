@@ -184,7 +184,7 @@ _FAST_KEYS = frozenset({"id", "type", "ts", "product_id", *_FAST_TEXT})
 _TYPE_SET = frozenset(EVENT_TYPES)
 
 
-def _fast_id(v: object) -> bool:
+def fast_id(v: object) -> bool:
     return type(v) is str and 0 < len(v) <= 64 and _ID_RE.match(v) is not None
 
 
@@ -195,11 +195,11 @@ def fast_event(raw: object, now_ms: float) -> dict | None:
     etype, ts = raw.get("type"), raw.get("ts")
     if type(etype) is not str or etype not in _TYPE_SET or type(ts) is not int:
         return None
-    if not _fast_id(raw.get("id")):
+    if not fast_id(raw.get("id")):
         return None
     if ts < MIN_TS_MS or ts > now_ms + MAX_CLOCK_SKEW_MS:
         return None
-    if "product_id" in raw and not _fast_id(raw["product_id"]):
+    if "product_id" in raw and not fast_id(raw["product_id"]):
         return None
     for name, (lo, hi) in _FAST_TEXT.items():
         if name in raw:
@@ -228,7 +228,7 @@ def _fast_batch(payload: dict) -> dict | None:
         or type(dnt) is not bool
     ):
         return None
-    if not _fast_id(payload.get("visitor")) or not all(type(e) is dict for e in events):
+    if not fast_id(payload.get("visitor")) or not all(type(e) is dict for e in events):
         return None
     return {**payload, "dnt": dnt}
 
