@@ -74,48 +74,56 @@ def list_versions(r: redis.Redis, tenant: str) -> list[dict]:
 
 
 def promote(r: redis.Redis, tenant: str, version: str, reason: str = "staff") -> dict:
-    if get_version(r, tenant, version) is None:
+    meta = get_version(r, tenant, version)
+    if meta is None:
         raise RegistryError(f"version: no model version {version!r} for tenant {tenant!r}")
-    previous = champion(r, tenant)
-    if previous == version:
-        return {"tenant": tenant, "champion": version, "previous": previous, "changed": False}
-    pipe = r.pipeline(transaction=True)
-    if previous:
-        pipe.lpush(history_key(tenant), previous)
-        pipe.ltrim(history_key(tenant), 0, 99)
-    pipe.set(champion_key(tenant), version)
-    pipe.hset(
-        versions_key(tenant),
-        version,
-        orjson.dumps(
-            {
-                **get_version(r, tenant, version),
-                "promoted_at": time.time(),
-                "promoted_because": reason,
-            }
-        ),
-    )
-    pipe.execute()
-    return {
-        "tenant": tenant,
-        "champion": version,
-        "previous": previous,
-        "changed": True,
-        "reason": reason,
-    }
+    stamped = orjson.dumps({**meta, "promoted_at": time.time(), "promoted_because": reason})
+
+    def switch(pipe: redis.client.Pipeline) -> str | None:
+        # WATCHed: two staff promoting at once cannot both push the same previous champion.
+        previous = _text(pipe.get(champion_key(tenant)))
+        if previous == version:
+            return previous
+        pipe.multi()
+        if previous:
+            pipe.lpush(history_key(tenant), previous)
+            pipe.ltrim(history_key(tenant), 0, 99)
+        pipe.set(champion_key(tenant), version)
+        pipe.hset(versions_key(tenant), version, stamped)
+        return previous
+
+    previous = r.transaction(switch, champion_key(tenant), value_from_callable=True)
+    changed = previous != version
+    out = {"tenant": tenant, "champion": version, "previous": previous, "changed": changed}
+    return {**out, "reason": reason} if changed else out
+
+
+# Pops former champions until one whose version still exists, and switches to it, atomically:
+# two rollbacks at once go back two steps, never twice to the same version.
+_ROLLBACK = """
+local current = redis.call('GET', KEYS[2])
+while true do
+  local previous = redis.call('LPOP', KEYS[1])
+  if not previous then return {false, current} end
+  if redis.call('HEXISTS', KEYS[3], previous) == 1 then
+    redis.call('SET', KEYS[2], previous)
+    return {previous, current}
+  end
+end
+"""
 
 
 def rollback(r: redis.Redis, tenant: str) -> dict:
-    """Make the previous champion the champion again."""
-    previous = _text(r.lpop(history_key(tenant)))
+    """Make the previous champion (that still exists) the champion again."""
+    previous, current = r.eval(
+        _ROLLBACK, 3, history_key(tenant), champion_key(tenant), versions_key(tenant)
+    )
     if previous is None:
         raise RegistryError("no earlier champion to roll back to")
-    current = champion(r, tenant)
-    r.set(champion_key(tenant), previous)
     return {
         "tenant": tenant,
-        "champion": previous,
-        "previous": current,
+        "champion": _text(previous),
+        "previous": _text(current),
         "changed": True,
         "reason": "rollback",
     }

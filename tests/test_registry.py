@@ -49,3 +49,25 @@ def test_promote_and_rollback(r):
     with pytest.raises(registry.RegistryError, match="no model version"):
         registry.promote(r, "acme", "nope")
     assert registry.champion(r, "otherco") is None
+
+
+def test_rollbacks_are_atomic_and_skip_versions_that_are_gone(r):
+    import threading
+
+    for i in range(1, 5):
+        registry.register(r, "acme", f"v{i}", {"trained_at": i}, challenger_score=0.5, champion_score=None)  # fmt: skip
+    for v in ("v2", "v3", "v4"):
+        registry.promote(r, "acme", v)
+    # History is v3, v2, v1; two staff roll back at the same moment.
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(registry.rollback(r, "acme"))) for _ in range(2)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(x["champion"] for x in results) == ["v2", "v3"]
+    assert registry.champion(r, "acme") == "v2"
+    r.hdel(registry.versions_key("acme"), "v1")  # an erased or deleted version
+    with pytest.raises(registry.RegistryError):
+        registry.rollback(r, "acme")
+    assert registry.champion(r, "acme") == "v2"
