@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -132,9 +132,20 @@ def validate_rows(rows: Iterable[dict], first_row_number: int = 1) -> CatalogRep
     return CatalogReport(rows_read, list(products.values()), errors, error_count)
 
 
+def _checked_rows(reader: csv.DictReader) -> Iterator[dict]:
+    try:
+        yield from reader
+    except csv.Error as err:
+        raise CatalogError(f"the CSV is malformed at line {reader.line_num}: {err}") from err
+
+
 def parse_csv(text: str) -> CatalogReport:
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    # newline="": the csv module must see the line endings itself (quoted fields may hold them).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as err:
+        raise CatalogError(f"the CSV header is malformed: {err}") from err
     if not header:
         raise CatalogError("the CSV is empty: expected a header row " + ",".join(COLUMNS))
     missing = [c for c in ("product_id", "name", "category", "price") if c not in header]
@@ -143,7 +154,7 @@ def parse_csv(text: str) -> CatalogReport:
             f"the CSV header lacks required column(s) {', '.join(missing)}; found: {', '.join(header)}"
         )
     # Data rows start on line 2 of the file: report the line a spreadsheet user sees.
-    return validate_rows(reader, first_row_number=2)
+    return validate_rows(_checked_rows(reader), first_row_number=2)
 
 
 def parse_json(payload: object) -> CatalogReport:
