@@ -6,6 +6,7 @@ from flask import request
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
 
+from app.api_docs import responses
 from app.auth import site_tenant, tracking_allowed
 from app.enrich import zip_block
 from app.observability import EVENTS
@@ -56,16 +57,19 @@ ACCEPTED_TYPES = ("application/json", "text/plain", "")
             "required": False,
         }
     ],
+    responses=responses(
+        {
+            200: (CollectResultSchema, "Events stored (some may be rejected)"),
+            401: "Missing or unknown site key",
+            403: "Origin not allowed for this site key",
+            413: "Body too large",
+            415: "Unsupported content type",
+            422: "Batch envelope invalid, or every event rejected",
+            429: "Rate limit exceeded",
+            503: "Event backlog full (the archiver is behind); retry after Retry-After",
+        }
+    ),
 )
-@blp.alt_response(
-    200, schema=CollectResultSchema, description="Events stored (some may be rejected)"
-)
-@blp.alt_response(401, description="Missing or unknown site key")
-@blp.alt_response(403, description="Origin not allowed for this site key")
-@blp.alt_response(413, description="Body too large")
-@blp.alt_response(415, description="Unsupported content type")
-@blp.alt_response(422, description="Batch envelope invalid, or every event rejected")
-@blp.alt_response(429, description="Rate limit exceeded")
 def collect():
     kind = (request.mimetype or "").lower()
     if kind not in ACCEPTED_TYPES:

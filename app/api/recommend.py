@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
 
+from app.api_docs import responses
 from app.auth import site_tenant, tracking_allowed
 from app.observability import OFFERS
 from app.services import services
@@ -59,6 +60,17 @@ def _recommend(args: dict) -> dict:
     return Response(orjson.dumps(body), mimetype="application/json")
 
 
+RESPONSES = responses(
+    {
+        200: (RecommendResultSchema, "Ranked offers"),
+        401: "Missing or unknown site key",
+        403: "Origin not allowed",
+        422: "Invalid parameter (named in the message)",
+        429: "Rate limit exceeded",
+    }
+)
+
+
 def _query_args() -> dict:
     args = fast_recommend_args(request.args)
     if args is None:
@@ -77,20 +89,13 @@ class Recommend(MethodView):
         summary="Offers for a visitor",
         description=LIMITS,
         parameters=[{"in": "query", "schema": RecommendArgsSchema}],
+        responses=RESPONSES,
     )
-    @blp.response(200, RecommendResultSchema)
-    @blp.alt_response(401, description="Missing or unknown site key")
-    @blp.alt_response(403, description="Origin not allowed")
-    @blp.alt_response(422, description="Invalid query parameter (named in the message)")
-    @blp.alt_response(429, description="Rate limit exceeded")
     def get(self):
         return _recommend(_query_args())
 
     @blp.doc(summary="Offers for a visitor (JSON body)", description=LIMITS)
+    @blp.doc(responses=RESPONSES)
     @blp.arguments(ARGS, location="json", as_kwargs=False)
-    @blp.response(200, RecommendResultSchema)
-    @blp.alt_response(401, description="Missing or unknown site key")
-    @blp.alt_response(403, description="Origin not allowed")
-    @blp.alt_response(429, description="Rate limit exceeded")
     def post(self, args: dict):
         return _recommend(args)
