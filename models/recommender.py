@@ -1,7 +1,8 @@
 """GET /v1/recommend's domain: one round trip of reads, then the champion model or cold start.
 
-Reads in one pipeline: the tenant's rate counter, catalog version, champion model version,
-rules version, the top of the popularity set and the visitor's live profile. An identified
+Reads in one script call (``models.request_reads``): the tenant's rate counter, catalog
+version, champion model version, rules version, the top of the popularity set (when this
+worker's snapshot is stale) and the visitor's live profile. An identified
 visitor costs one more round trip (their CRM profile and other devices). With a champion model,
 every product is scored in one pass over the shared feature vector and ranked by expected value
 under the tenant's rules; without one, segment popularity, then popularity, then the catalog.
@@ -14,19 +15,19 @@ from dataclasses import dataclass, field
 
 import redis
 
-from clickstream.catalog import CatalogCache, version_key
+from clickstream.catalog import CatalogCache
 from clickstream.ingest import popularity_key
-from clickstream.profiles import VisitorProfile, parse_profile, queue_profile_reads, with_identity
+from clickstream.profiles import VisitorProfile, with_identity
 from enrichment.crm import get_customer
 from models import tokens
 from models.features import ZipLookup, zip_block_for
 from models.popularity import Offer, PopularitySnapshots, popularity_offers
 from models.ranking import Context, rank
-from models.registry import champion_key
-from models.rules import RulesCache, rules_version_key
+from models.request_reads import RequestReads
+from models.rules import RulesCache
 from models.serving import Bundle, ChampionCache
 from store.config import Settings
-from store.ratelimit import Refused, queue_rate_count
+from store.ratelimit import Refused
 from store.tenants import Tenant
 
 
@@ -57,6 +58,7 @@ class Recommender:
         self.rules = RulesCache()
         self.zips = ZipLookup(settings)
         self.popular = PopularitySnapshots(settings.popularity_ttl)
+        self.reads = RequestReads()
 
     def recommend(
         self,
@@ -72,33 +74,18 @@ class Recommender:
     ) -> Recommendation:
         now = time.time() if now is None else now
         name = tenant.name
-        pipe = r.pipeline(transaction=False)
-        queue_rate_count(pipe, name, now)
-        # One command for the three versions: all in the tenant's hash slot.
-        pipe.mget(version_key(name), champion_key(name), rules_version_key(name))
         popular_key = popularity_key(name)
         popular = self.popular.fresh(popular_key)
-        if popular is None:
-            self.popular.queue(pipe, popular_key)
-        if track:
-            queue_profile_reads(pipe, name, visitor)
-        replies = pipe.execute()
-        if replies[0] > tenant.rate_limit:
-            raise Refused("rate limit exceeded", retry_after=1)
-        # replies[1] is the rate counter's EXPIRE.
-        catalog_version, champion, rules_version = replies[2]
-        rest = replies[3:]
-        if popular is None:
-            popular = self.popular.store(popular_key, rest[0])
-            rest = rest[1:]
-        catalog = self.catalogs.get(r, name, int(catalog_version or 0))
-        if isinstance(champion, bytes):
-            champion = champion.decode()
-        profile = (
-            with_identity(r, name, parse_profile(visitor, rest))
-            if track
-            else VisitorProfile(visitor)
+        state = self.reads.read(
+            r, name, visitor, read_popular=popular is None, track=track, now=now
         )
+        if state.count > tenant.rate_limit:
+            raise Refused("rate limit exceeded", retry_after=1)
+        if popular is None:
+            popular = self.popular.store(popular_key, state.popular or [])
+        catalog = self.catalogs.get(r, name, state.catalog_version)
+        champion, rules_version = state.champion, state.rules_version
+        profile = with_identity(r, name, state.profile) if track else state.profile
         customer = get_customer(r, name, profile.customer) if profile.customer else None
         blocked = set(exclude) | profile.cart | profile.recently_bought
         if customer:
