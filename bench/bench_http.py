@@ -123,27 +123,33 @@ def _log_tail(path: Path, chars: int = 2000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
-def start_redis(procs: Processes, workdir: Path):
-    """A fresh redis-server configured as the embedded one (append-only file, fsync every second)."""
+def start_redis(procs: Processes, workdir: Path, tcp: bool = False):
+    """A fresh redis-server configured as the embedded one: append-only file, fsync every
+    second, and (unless ``tcp``) a Unix socket, which is how `offerwise serve` reaches it."""
     import redis
 
     from store.embedded import find_redis_server
 
-    port = free_port()
     log = workdir / "redis.log"
-    proc = procs.start(
-        "redis",
-        [find_redis_server(), "--bind", HOST, "--port", str(port), "--dir", str(workdir),
-         "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
-        log=log,
-    )  # fmt: skip
-    client = redis.Redis(host=HOST, port=port)
+    common = [find_redis_server(), "--dir", str(workdir), "--appendonly", "yes",
+              "--appendfsync", "everysec", "--save", ""]  # fmt: skip
+    if tcp:
+        port = free_port()
+        proc = procs.start("redis", [*common, "--bind", HOST, "--port", str(port)], log=log)
+        url, client = f"redis://{HOST}:{port}/0", redis.Redis(host=HOST, port=port)
+    else:
+        sock = workdir / "redis.sock"
+        proc = procs.start(
+            "redis", [*common, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"],
+            log=log,
+        )  # fmt: skip
+        url, client = f"unix://{sock}", redis.Redis(unix_socket_path=str(sock))
     deadline = time.monotonic() + 15
     while True:
         try:
             client.ping()
-            return f"redis://{HOST}:{port}/0", client, proc
-        except redis.ConnectionError as err:
+            return url, client, proc
+        except (redis.ConnectionError, FileNotFoundError) as err:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(f"redis-server did not start: {err}\n{_log_tail(log)}") from err
             time.sleep(0.05)
@@ -584,7 +590,8 @@ def markdown_table(rows: dict[str, dict], meta: dict) -> str:
     lines = [
         f"{meta['cpus']} CPUs; gunicorn {meta['workers']} workers x {meta['threads']} threads "
         f"(gthread, the `offerwise serve` configuration); wrk {meta['connections']} connections, "
-        f"{meta['wrk_threads']} threads, {meta['duration_s']:g} s per run{rounds}. "
+        f"{meta['wrk_threads']} threads, {meta['duration_s']:g} s per run{rounds}; Redis over "
+        f"{meta.get('redis', 'tcp')}. "
         f'"max": as fast as the connections go; "paced": the target throughput '
         f"({TARGET_RATIO:.0%} of the floor) offered evenly over the same connections.",
         "",
@@ -669,6 +676,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--strict", action="store_true", help="exit 1 when a target is missed")
     add("--keep-logs", action="store_true", help="keep the temporary dir with the server logs")
+    add(
+        "--redis-tcp",
+        action="store_true",
+        help="reach Redis over TCP on 127.0.0.1 (default: a Unix socket, as the embedded Redis)",
+    )
     add("--serve", choices=("real", "floor"), help=argparse.SUPPRESS)
     add("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -747,7 +759,7 @@ def run(args: argparse.Namespace) -> int:
     runs: list[Run] = []
     try:
         (workdir / "redis").mkdir()
-        redis_url, r, redis_proc = start_redis(procs, workdir / "redis")
+        redis_url, r, redis_proc = start_redis(procs, workdir / "redis", tcp=args.redis_tcp)
         data = seed(r, args.products, args.visitors)
         print(
             f"seeded tenant {TENANT!r}: {args.products} products, {args.visitors} simulated visitors,"
@@ -796,6 +808,7 @@ def report(args: argparse.Namespace, runs: list[Run]) -> int:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "rounds": args.rounds,
+        "redis": "tcp 127.0.0.1" if args.redis_tcp else "unix socket",
         "products": args.products,
         "visitors": args.visitors,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
