@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from marshmallow import Schema
 
+# What every site-key endpoint can answer before doing its own work.
+SITE_KEY_ERRORS: dict[int, str] = {
+    401: "Missing or unknown site key",
+    403: "Origin not allowed for this site key",
+    429: "Rate limit exceeded (Retry-After says when to retry)",
+}
+
 
 def responses(table: dict[int, str | tuple[type[Schema] | Schema, str]]) -> dict:
     """``{200: (Schema, "description"), 401: "description"}`` -> OpenAPI ``responses``."""

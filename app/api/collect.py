@@ -6,7 +6,7 @@ from flask import request
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
 
-from app.api_docs import responses
+from app.api_docs import SITE_KEY_ERRORS, responses
 from app.auth import site_tenant, tracking_allowed
 from app.enrich import zip_block
 from app.observability import EVENTS
@@ -60,12 +60,10 @@ ACCEPTED_TYPES = ("application/json", "text/plain", "")
     responses=responses(
         {
             200: (CollectResultSchema, "Events stored (some may be rejected)"),
-            401: "Missing or unknown site key",
-            403: "Origin not allowed for this site key",
+            **SITE_KEY_ERRORS,
             413: "Body too large",
             415: "Unsupported content type",
             422: "Batch envelope invalid, or every event rejected",
-            429: "Rate limit exceeded",
             503: "Event backlog full (the archiver is behind); retry after Retry-After",
         }
     ),

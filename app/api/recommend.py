@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
 
-from app.api_docs import responses
+from app.api_docs import SITE_KEY_ERRORS, responses
 from app.auth import site_tenant, tracking_allowed
 from app.observability import OFFERS
 from app.services import services
@@ -63,10 +63,8 @@ def _recommend(args: dict) -> dict:
 RESPONSES = responses(
     {
         200: (RecommendResultSchema, "Ranked offers"),
-        401: "Missing or unknown site key",
-        403: "Origin not allowed",
+        **SITE_KEY_ERRORS,
         422: "Invalid parameter (named in the message)",
-        429: "Rate limit exceeded",
     }
 )
 
