@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -147,8 +149,15 @@ def test_rate_limit_gives_429_with_retry_after(client, r):
     from store.tenants import create_tenant
 
     slow = create_tenant(r, "slowshop", [], rate_limit=3)
+    # Windows are wall-clock seconds: start just after a boundary, and allow for a slow machine
+    # carrying the burst into the next window.
+    time.sleep(1.01 - time.time() % 1)
+    first = int(time.time())
     codes = [client.post("/v1/collect", json=batch(slow["site_key"])).status_code for _ in range(6)]
-    assert codes.count(429) >= 2
+    windows = int(time.time()) - first + 1
+    assert codes[:3] == [200, 200, 200] and codes.count(200) <= 3 * windows
+    if windows == 1:
+        assert codes[3:] == [429, 429, 429]
     limited = client.post("/v1/collect", json=batch(slow["site_key"]))
     if limited.status_code == 429:
         assert limited.headers["Retry-After"] == "1"
