@@ -35,6 +35,11 @@ LATENCY = Histogram(
 )
 EVENTS = Counter("offerwise_events_total", "Collected events by outcome", ["tenant", "outcome"])
 OFFERS = Counter("offerwise_offers_served_total", "Offers served", ["tenant", "source"])
+MODEL_LOAD_FAILURES = Counter(
+    "offerwise_model_load_failures_total",
+    "Champion versions a worker could not load (it keeps serving the previous one)",
+    ["tenant"],
+)
 
 
 class JsonFormatter(logging.Formatter):

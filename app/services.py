@@ -9,6 +9,7 @@ from functools import cached_property
 import redis
 from flask import current_app
 
+from app.observability import MODEL_LOAD_FAILURES
 from clickstream.catalog import CatalogCache
 from clickstream.ingest import Ingestor
 from models.bundle import load_bundle
@@ -43,7 +44,8 @@ class Services:
     @cached_property
     def recommender(self) -> Recommender:
         champions = ChampionCache(
-            lambda tenant, version: load_bundle(self.settings, tenant, version)
+            lambda tenant, version: load_bundle(self.settings, tenant, version),
+            on_load_failure=lambda tenant, _version: MODEL_LOAD_FAILURES.labels(tenant).inc(),
         )
         return Recommender(self.settings, self.catalogs, champions)
 

@@ -54,8 +54,14 @@ class Bundle:
 class ChampionCache:
     """Per-process champion bundles, keyed by tenant, loaded by ``loader(tenant, version)``."""
 
-    def __init__(self, loader: Callable[[str, str], Bundle]) -> None:
+    def __init__(
+        self,
+        loader: Callable[[str, str], Bundle],
+        on_load_failure: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._loader = loader
+        # Staff must learn that the registry's champion is not what is served (a metric).
+        self._on_load_failure = on_load_failure
         self._bundles: dict[str, Bundle] = {}
         self._failed: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
@@ -79,6 +85,8 @@ class ChampionCache:
                     "could not load model %s of %s; serving the previous one", version, tenant
                 )
                 self._failed[(tenant, version)] = time.monotonic() + RETRY_FAILED_LOAD_S
+                if self._on_load_failure is not None:
+                    self._on_load_failure(tenant, version)
                 return current
             self._bundles[tenant] = bundle
             return bundle

@@ -172,3 +172,25 @@ def test_staff_api_and_bad_inputs(world, trained, app_client):
     )
     with pytest.raises(TrainingError, match="no tenant"):
         train_and_register(world.r, world.settings, "ghost")
+
+
+def test_a_champion_that_cannot_load_keeps_the_previous_one_and_is_counted(
+    world, trained, app_client
+):
+    site = _site(world)
+    before = app_client.get(f"/v1/recommend?site={site}&visitor=v-broken&n=3").json["source"]
+    assert before.startswith("model:")
+    registry.register(
+        world.r, world.tenant, "v-no-artifacts", {"trained_at": 0},
+        challenger_score=0.0, champion_score=None, auto_promote=False,
+    )  # fmt: skip
+    registry.promote(world.r, world.tenant, "v-no-artifacts")
+    try:
+        for _ in range(3):
+            res = app_client.get(f"/v1/recommend?site={site}&visitor=v-broken&n=3")
+            assert res.status_code == 200 and res.json["source"] == before
+        metrics = app_client.get("/metrics").get_data(as_text=True)
+        line = f'offerwise_model_load_failures_total{{tenant="{world.tenant}"}} 1.0'
+        assert line in metrics  # one failed load, then the retry back-off
+    finally:
+        registry.rollback(world.r, world.tenant)
