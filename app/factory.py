@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from inspect import iscoroutinefunction
+
 import orjson
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
@@ -35,10 +38,30 @@ class OrjsonProvider(DefaultJSONProvider):
             return super().dumps(obj, **kwargs)
 
 
+class OfferwiseFlask(Flask):
+    """Flask that asks once per function whether it is a coroutine.
+
+    Flask and flask-smorest call ``ensure_sync`` for the view, each wrapper and each hook on
+    every request, and ``inspect.iscoroutinefunction`` is slow; the answer never changes.
+    Bound methods (MethodView builds a new instance per request) are keyed by their function.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._is_async: dict[object, bool] = {}
+
+    def ensure_sync(self, func: Callable) -> Callable:
+        target = getattr(func, "__func__", func)
+        is_async = self._is_async.get(target)
+        if is_async is None:
+            is_async = self._is_async[target] = iscoroutinefunction(target)
+        return self.async_to_sync(func) if is_async else func
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
-    app = Flask(__name__)
+    app = OfferwiseFlask(__name__)
     app.json = OrjsonProvider(app)
     app.config.update(
         OFFERWISE_SETTINGS=settings,

@@ -94,6 +94,9 @@ class RequestIds:
 _request_ids = RequestIds()
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def instrument(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
@@ -103,22 +106,36 @@ def instrument(app: Flask) -> None:
             incoming if 0 < len(incoming) <= 64 and incoming.isascii() else _request_ids.new()
         )
 
+    # Label children by (endpoint, method, status): labels() validates and locks on every call.
+    children: dict[tuple[str, str, int], tuple] = {}
+
     @app.after_request
     def _finish(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("t0", time.perf_counter())
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-        LATENCY.labels(endpoint).observe(elapsed)
+        req = request._get_current_object()
+        endpoint = req.url_rule.rule if req.url_rule else "unmatched"
+        status = response.status_code
+        # Any token is a valid HTTP method: unknown ones share a label (bounded cardinality).
+        method = req.method if req.method in _METHODS else "OTHER"
+        key = (endpoint, method, status)
+        pair = children.get(key)
+        if pair is None:
+            pair = children[key] = (
+                REQUESTS.labels(endpoint, method, str(status)),
+                LATENCY.labels(endpoint),
+            )
+        pair[0].inc()
+        pair[1].observe(elapsed)
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        if response.status_code >= 400 or ACCESS_LOG:
+        if status >= 400 or ACCESS_LOG:
             _access.log(
-                logging.WARNING if response.status_code >= 500 else logging.INFO,
+                logging.WARNING if status >= 500 else logging.INFO,
                 "request",
                 extra={
                     "request_id": g.get("request_id"),
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
+                    "method": req.method,
+                    "path": req.path,
+                    "status": status,
                     "ms": round(elapsed * 1000, 2),
                     "tenant": g.get("tenant_name"),
                 },

@@ -1,4 +1,4 @@
-"""Every response carries a request id: the caller's when sane, else a new unique one."""
+"""Request ids (the caller's when sane, else a new unique one) and metric label hygiene."""
 
 from __future__ import annotations
 
@@ -28,3 +28,10 @@ def test_forked_workers_never_share_ids():
     os.waitpid(pid, 0)
     child = set(os.read(read, 4096).decode().split())
     assert len(child) == 3 and not child & (parent | {ids.new() for _ in range(3)})
+
+
+def test_metrics_label_unknown_methods_as_one(client):
+    for verb in ("FOO1", "FOO2", "BREW"):
+        client.open("/healthz", method=verb)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'method="OTHER"' in metrics and "FOO1" not in metrics and "BREW" not in metrics
