@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable
 
 from gunicorn.app.base import BaseApplication
@@ -49,6 +50,10 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> di
         "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
+        # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections
+        # evenly; on one shared socket a worker could accept every keep-alive connection of a
+        # client pool and serve them all from one core while the others idled (measured).
+        "reuse_port": True,
         "keepalive": 5,
         "timeout": 30,
         "graceful_timeout": 10,
@@ -59,8 +64,24 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> di
     }
 
 
+class PortInUse(RuntimeError):
+    pass
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail fast on a busy port. With ``reuse_port`` the workers bind, not the master, and a
+    worker that cannot bind is respawned forever instead of stopping the server."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise PortInUse(f"cannot listen on {host}:{port}: {err.strerror}") from err
+
+
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int = 4) -> None:
     """Blocks until gunicorn stops. Workers inherit the store URL and the metrics dir."""
+    check_port_free(host, port)
     os.environ["REDIS_URL"] = redis_url(settings, role="serve")
     metrics_dir = settings.metrics_dir
     shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -17,7 +17,7 @@ import click
 import orjson
 
 from app.pages import DEMO_CATALOG
-from app.server import default_workers, serve
+from app.server import PortInUse, check_port_free, default_workers, serve
 from clickstream import catalog
 from clickstream.ingest import Ingestor, popularity_key
 from clickstream.simulator import simulate
@@ -96,6 +96,10 @@ def prepare_demo(port: int, seed_visitors: int = 400) -> dict:
 @click.option("--no-worker", is_flag=True, help="Do not start the background worker (archiver).")
 def demo(host: str, port: int, workers: int | None, no_worker: bool) -> None:
     """Run the demo: API server, background worker and the demo shop on http://HOST:PORT/demo/."""
+    try:
+        check_port_free(host, port)
+    except PortInUse as err:
+        raise click.ClickException(f"{err} (choose another with --port)") from err
     enrichment = prepare_enrichment()
     keys = prepare_demo(port)
     os.environ["OFFERWISE_DEMO"] = "1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.server import default_workers
+from app.server import PortInUse, default_workers
 from app.server import serve as run_server
 from store.config import load_settings
 
@@ -24,4 +24,7 @@ from store.config import load_settings
 )
 def serve(host: str, port: int, workers: int | None, threads: int) -> None:
     """Run the API server (uses REDIS_URL, else the embedded Redis of the data dir)."""
-    run_server(load_settings(), host, port, workers or default_workers(), threads)
+    try:
+        run_server(load_settings(), host, port, workers or default_workers(), threads)
+    except PortInUse as err:
+        raise click.ClickException(str(err)) from err

@@ -1,0 +1,83 @@
+"""`offerwise serve`: a busy port is a clear error; connections spread over the workers.
+
+The workers bind their own SO_REUSEPORT sockets, so without the check a busy port would make
+gunicorn respawn failing workers forever.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = str(Path(sys.executable).with_name("offerwise"))
+
+
+def _env_without_redis() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_busy_port_is_a_clear_error(command, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [CLI, command, "--host", "127.0.0.1", "--port", str(port)],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            env={**_env_without_redis(), "OFFERWISE_DATA_DIR": str(tmp_path / "var")},
+        )  # fmt: skip
+    assert proc.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "var" / "redis" / "redis.pid").exists()  # nothing was started
+
+
+def test_keepalive_connections_spread_over_all_workers(redis_server, tmp_path):
+    """A client pool's keep-alive connections must not all land on one worker (one core)."""
+    import http.client
+    import time
+    import urllib.request
+
+    import psutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "REDIS_URL": redis_server, "OFFERWISE_DATA_DIR": str(tmp_path / "var")}
+    server = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    conns: list[http.client.HTTPConnection] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "server did not start"
+                time.sleep(0.2)
+        workers = psutil.Process(server.pid).children()
+        assert len(workers) == 2
+        for _ in range(16):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conns.append(conn)
+        held = [
+            sum(1 for c in w.net_connections("tcp") if c.laddr.port == port and c.raddr)
+            for w in workers
+        ]
+        assert sum(held) == 16 and min(held) > 0, held
+    finally:
+        for conn in conns:
+            conn.close()
+        server.terminate()
+        server.wait(timeout=30)
