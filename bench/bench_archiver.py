@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,36 +24,17 @@ import orjson
 import psutil
 import redis
 
+from bench.private_redis import start_private_redis
 from clickstream.archiver import Archiver, read_archive
 from store import keys
-from store.embedded import find_redis_server
 
 TENANT = "bench"
 TYPES = ["page_view", "product_view", "product_view", "search", "add_to_cart", "purchase"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_redis(workdir: Path) -> tuple[subprocess.Popen, redis.Redis]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    r = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            r.ping()
-            return proc, r
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("redis-server did not start")
+    proc, url = start_private_redis(workdir)
+    return proc, redis.Redis.from_url(url)
 
 
 def event(i: int, now: int, rng: random.Random) -> dict:

@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,12 +52,6 @@ ATOL = 2e-6  # batch scores are written rounded to 6 decimals
 
 class BenchError(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _shared_data() -> Path:
@@ -300,6 +293,7 @@ def check_real_time(r, settings, bundle, data, src, batch_rows: dict, holdings: 
 def run(args: argparse.Namespace, running: list) -> int:
     import redis
 
+    from bench.private_redis import start_private_redis
     from enrichment.demographics import load_demographics
     from enrichment.segments import build_segments
     from models.batch import CHUNK_ROWS
@@ -308,7 +302,6 @@ def run(args: argparse.Namespace, running: list) -> int:
     from models.synthetic import SyntheticConfig, generate, install
     from models.training import TrainParams
     from store.config import Settings
-    from store.embedded import find_redis_server
 
     if not 0 < args.small < args.customers:
         raise BenchError("--small must be between 0 and --customers")
@@ -319,22 +312,10 @@ def run(args: argparse.Namespace, running: list) -> int:
     shutil.copytree(shared / "geonames", geo_dir)
     for f in geo_dir.iterdir():
         f.chmod(0o644)
-    port = _free_port()
-    redis_proc = subprocess.Popen(
-        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(work)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-    )  # fmt: skip
+    redis_proc, url = start_private_redis(work, preexec_fn=_die_with_parent)
     running.append(redis_proc)
-    url = f"redis://127.0.0.1:{port}/0"
     settings = Settings(data_dir=work / "var", geo_dir=geo_dir)
     r = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            r.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
 
     t0 = time.perf_counter()
     load_demographics(shared / "zcta_demographics.csv", settings)

@@ -15,7 +15,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -144,12 +143,6 @@ def _redis_cpu(r) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -164,7 +157,7 @@ def main() -> None:
 
     import redis
 
-    from store.embedded import find_redis_server
+    from bench.private_redis import start_private_redis
     from store.tenants import create_tenant
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-crm-"))
@@ -177,19 +170,8 @@ def main() -> None:
             f"generated {args.rows:,} customers x 40 columns ({customers.stat().st_size / 2**20:.0f} MB) "
             f"and {int(args.rows * args.holdings_per_customer):,} holdings ({holdings.stat().st_size / 2**20:.0f} MB) in {gen_s:.1f} s"
         )
-        port = _free_port()
-        proc = subprocess.Popen(
-            [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"redis://127.0.0.1:{port}/0"
+        proc, url = start_private_redis(tmp)
         r = redis.Redis.from_url(url)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         create_tenant(r, "bench")
         env = {**os.environ, "REDIS_URL": url, "OFFERWISE_DATA_DIR": str(tmp / "var")}
         child = subprocess.run(

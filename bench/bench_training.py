@@ -15,8 +15,6 @@ import argparse
 import os
 import resource
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,12 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGET_SECONDS_1M = 600.0
 TARGET_ROW_US = 200.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _shared_data() -> Path:
@@ -56,6 +48,7 @@ def main() -> None:
     import numpy as np
     import redis
 
+    from bench.private_redis import start_private_redis
     from clickstream.profiles import customer_visitors_key, read_profile
     from enrichment.crm import get_customer
     from enrichment.demographics import load_demographics
@@ -63,7 +56,6 @@ def main() -> None:
     from models.features import FeatureBuilder, ZipLookup
     from models.synthetic import SyntheticConfig, generate, install
     from models.training import TrainParams, save_result, train_tenant
-    from store.embedded import find_redis_server
     from store.tenants import get_tenant
 
     shared = _shared_data()
@@ -72,23 +64,12 @@ def main() -> None:
     shutil.copytree(shared / "geonames", geo_dir)
     for f in geo_dir.iterdir():
         f.chmod(0o644)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(work)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proc, url = start_private_redis(work)
     try:
         from store.config import Settings
 
         settings = Settings(data_dir=work / "var", geo_dir=geo_dir)
-        r = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+        r = redis.Redis.from_url(url)
         t0 = time.perf_counter()
         load_demographics(shared / "zcta_demographics.csv", settings)
         build_segments(settings, k=args.segments, seed=0)
