@@ -50,9 +50,10 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> di
         "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
-        # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections
-        # evenly; on one shared socket a worker could accept every keep-alive connection of a
-        # client pool and serve them all from one core while the others idled (measured).
+        # Each worker listens on its own SO_REUSEPORT socket, so the kernel (Linux; BSD kernels
+        # do not balance) spreads connections evenly; on one shared socket a worker could accept
+        # every keep-alive connection of a client pool and serve them all from one core while
+        # the others idled (measured).
         "reuse_port": True,
         "keepalive": 5,
         "timeout": 30,
