@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -43,6 +44,13 @@ def _child_exit(_server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def _post_worker_init(_worker) -> None:
+    # Everything loaded so far (Flask, numpy, xgboost, the app) lives as long as the worker:
+    # moved out of the collector's generations, a full collection no longer walks it, which
+    # showed as 40-50 ms stalls in p99 at a steady 800 req/s.
+    gc.freeze()
+
+
 def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> dict:
     """One configuration for the service and the benchmark's framework floor."""
     return {
@@ -62,6 +70,7 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> di
         "errorlog": "-",
         "loglevel": "warning",
         "child_exit": _child_exit,
+        "post_worker_init": _post_worker_init,
     }
 
 

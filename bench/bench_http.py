@@ -677,6 +677,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--strict", action="store_true", help="exit 1 when a target is missed")
     add("--keep-logs", action="store_true", help="keep the temporary dir with the server logs")
     add(
+        "--paced-rate",
+        type=float,
+        help="req/s offered in the paced runs (default: the target, 50%% of the floor's req/s): "
+        "p99 at a rate the endpoints sustain",
+    )
+    add(
         "--redis-tcp",
         action="store_true",
         help="reach Redis over TCP on 127.0.0.1 (default: a Unix socket, as the embedded Redis)",
@@ -768,7 +774,7 @@ def run(args: argparse.Namespace) -> int:
         )
         targets = start_targets(procs, args, workdir, redis_url, data)
         ctx = Context(r, redis_proc, load, args.duration, args.warmup)
-        paced = not args.no_paced and "floor" in args.scenarios
+        paced = not args.no_paced and ("floor" in args.scenarios or bool(args.paced_rate))
         print(
             f"servers up; {len(args.scenarios)} scenario(s){' saturated and paced' if paced else ''}"
             f" x {args.rounds} round(s), {args.duration:g} s each",
@@ -779,11 +785,11 @@ def run(args: argparse.Namespace) -> int:
                 runs.append(measure(ctx, scenario, targets[scenario], rnd, None))
                 _progress(runs[-1])
             if paced:
-                floor_rps = next(x.rps for x in runs if x.round == rnd and x.scenario == "floor")
+                rate = args.paced_rate or TARGET_RATIO * next(
+                    x.rps for x in runs if x.round == rnd and x.scenario == "floor"
+                )
                 for scenario in args.scenarios:
-                    runs.append(
-                        measure(ctx, scenario, targets[scenario], rnd, TARGET_RATIO * floor_rps)
-                    )
+                    runs.append(measure(ctx, scenario, targets[scenario], rnd, rate))
                     _progress(runs[-1])
     finally:
         procs.stop_all()

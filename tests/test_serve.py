@@ -81,3 +81,16 @@ def test_keepalive_connections_spread_over_all_workers(redis_server, tmp_path):
             conn.close()
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_workers_freeze_what_they_loaded_so_full_collections_stay_short():
+    import gc
+
+    from app.server import gunicorn_options
+
+    hook = gunicorn_options("127.0.0.1", 1, 1)["post_worker_init"]
+    try:
+        hook(None)
+        assert gc.get_freeze_count() > 10_000  # the interpreter, Flask, numpy... all frozen
+    finally:
+        gc.unfreeze()
