@@ -19,6 +19,7 @@ from store import keys
 
 PROFILE_TTL_S = 90 * 24 * 3600
 RECENT_ITEMS = 20
+AFFINITY_TOP = 10  # categories read back per profile
 # Housekeeping field of the ingest script (when the profile's expiries were last pushed back).
 EXPIRY_REFRESHED_FIELD = "ttl_at"
 RECENTLY_BOUGHT_S = 30 * 24 * 3600
@@ -35,7 +36,8 @@ def customer_visitors_key(tenant: str, customer_hash: str) -> str:
     return keys.tenant_key(tenant, "cv", customer_hash)
 
 
-def _text(v: bytes | str) -> str:
+def as_text(v: bytes | str) -> str:
+    """A Redis reply value as text (clients may or may not decode responses)."""
     return v.decode() if isinstance(v, bytes) else v
 
 
@@ -76,7 +78,7 @@ def queue_profile_reads(pipe: redis.client.Pipeline, tenant: str, visitor: str) 
     pipe.lrange(k["recent"], 0, RECENT_ITEMS - 1)
     pipe.smembers(k["cart"])
     pipe.zrangebyscore(k["bought"], time.time() - RECENTLY_BOUGHT_S, "+inf")
-    pipe.zrevrange(k["aff"], 0, 9, withscores=True)
+    pipe.zrevrange(k["aff"], 0, AFFINITY_TOP - 1, withscores=True)
 
 
 def parse_profile(visitor: str, replies: list) -> VisitorProfile:
@@ -84,7 +86,7 @@ def parse_profile(visitor: str, replies: list) -> VisitorProfile:
     counters: dict[str, int] = {}
     attributes: dict[str, str] = {}
     for k, v in raw_hash.items():
-        name, value = _text(k), _text(v)
+        name, value = as_text(k), as_text(v)
         if name.startswith("n_"):
             counters[name[2:]] = int(value)
         elif name != EXPIRY_REFRESHED_FIELD:
@@ -94,10 +96,10 @@ def parse_profile(visitor: str, replies: list) -> VisitorProfile:
         visitor=visitor,
         counters=counters,
         attributes=attributes,
-        recent=[_text(p) for p in recent],
-        cart={_text(p) for p in cart},
-        recently_bought={_text(p) for p in bought},
-        affinities={_text(c): decayed(s) / total for c, s in aff},
+        recent=[as_text(p) for p in recent],
+        cart={as_text(p) for p in cart},
+        recently_bought={as_text(p) for p in bought},
+        affinities={as_text(c): decayed(s) / total for c, s in aff},
     )
 
 
@@ -151,7 +153,9 @@ def with_identity(r: redis.Redis, tenant: str, profile: VisitorProfile) -> Visit
     if not profile.customer:
         return profile
     linked = r.srandmember(customer_visitors_key(tenant, profile.customer), MAX_LINKED_VISITORS + 1)
-    others = [_text(v) for v in linked or [] if _text(v) != profile.visitor][:MAX_LINKED_VISITORS]
+    others = [as_text(v) for v in linked or [] if as_text(v) != profile.visitor][
+        :MAX_LINKED_VISITORS
+    ]
     if not others:
         return profile
     pipe = r.pipeline(transaction=False)

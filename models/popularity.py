@@ -15,7 +15,7 @@ from operator import itemgetter
 import redis
 
 from clickstream.ingest import segment_popularity_key
-from clickstream.profiles import VisitorProfile
+from clickstream.profiles import VisitorProfile, as_text
 
 AFFINITY_BOOST = 1.0
 CANDIDATE_PAD = 50
@@ -68,12 +68,8 @@ class PopularitySnapshots:
             return None
         return entry[1]
 
-    @staticmethod
-    def queue(pipe: redis.client.Pipeline, key: str) -> None:
-        pipe.zrevrange(key, 0, SNAPSHOT_SIZE - 1, withscores=True)
-
     def store(self, key: str, reply: list) -> list[tuple[str, float]]:
-        top = [(_text(pid), float(score)) for pid, score in reply]
+        top = [(as_text(pid), float(score)) for pid, score in reply]
         if self.ttl > 0:
             if len(self._entries) >= MAX_SNAPSHOTS:
                 self._entries.clear()
@@ -112,10 +108,6 @@ def popularity_offers(
             active_ids, products, offers, blocked, n - len(offers)
         )
     return offers
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _reason(category: str, affinity: float, local: bool) -> tuple[str, str]:

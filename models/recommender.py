@@ -84,13 +84,12 @@ class Recommender:
         if popular is None:
             popular = self.popular.store(popular_key, state.popular or [])
         catalog = self.catalogs.get(r, name, state.catalog_version)
-        champion, rules_version = state.champion, state.rules_version
         profile = with_identity(r, name, state.profile) if track else state.profile
         customer = get_customer(r, name, profile.customer) if profile.customer else None
         blocked = set(exclude) | profile.cart | profile.recently_bought
         if customer:
             blocked |= {h["product_id"] for h in customer.get("holdings", [])}
-        bundle = self.champions.get(name, champion) if track else None
+        bundle = self.champions.get(name, state.champion) if track else None
         if bundle is None:
             offers = popularity_offers(
                 r, self.popular, name, catalog.products, catalog.active_ids, popular, profile,
@@ -98,7 +97,7 @@ class Recommender:
             )  # fmt: skip
             result = Recommendation(offers, "popularity")
         else:
-            rules = self.rules.get(r, name, int(rules_version or 0))
+            rules = self.rules.get(r, name, state.rules_version)
             result = self._model_offers(
                 bundle, catalog.products, rules, profile, customer, blocked, n, explain, now
             )

@@ -18,9 +18,11 @@ from redis.commands.core import Script
 from clickstream.catalog import version_key
 from clickstream.ingest import popularity_key
 from clickstream.profiles import (
+    AFFINITY_TOP,
     RECENT_ITEMS,
     RECENTLY_BOUGHT_S,
     VisitorProfile,
+    as_text,
     parse_profile,
     visitor_keys,
 )
@@ -28,8 +30,6 @@ from models.popularity import SNAPSHOT_SIZE
 from models.registry import champion_key
 from models.rules import rules_version_key
 from store.ratelimit import WINDOW_S, rate_key
-
-AFFINITY_TOP = 10
 
 _LUA = """
 local cnt = redis.call('INCR', KEYS[1])
@@ -61,10 +61,6 @@ class RequestState:
 
 def _pairs(flat: list) -> list[tuple[bytes, float]]:
     return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class RequestReads:
@@ -112,7 +108,7 @@ class RequestReads:
         return RequestState(
             count=int(reply[0]),
             catalog_version=int(catalog_version or 0),
-            champion=_text(champion),
+            champion=as_text(champion) if champion is not None else None,
             rules_version=int(rules_version or 0),
             popular=_pairs(reply[2]) if read_popular else None,
             profile=profile,

@@ -6,8 +6,6 @@ counter into the round trip they make anyway (the ingest script, the recommend p
 
 from __future__ import annotations
 
-import redis
-
 from store import keys
 
 WINDOW_S = 1
@@ -15,13 +13,6 @@ WINDOW_S = 1
 
 def rate_key(tenant: str, now_s: float) -> str:
     return keys.tenant_key(tenant, "rl", str(int(now_s)))
-
-
-def queue_rate_count(pipe: redis.client.Pipeline, tenant: str, now_s: float) -> None:
-    """Adds two replies: the request count of this window and the EXPIRE result."""
-    key = rate_key(tenant, now_s)
-    pipe.incr(key)
-    pipe.expire(key, WINDOW_S + 1)
 
 
 class Refused(Exception):
