@@ -26,6 +26,7 @@ from clickstream.profiles import (
     visitor_keys,
 )
 from store import keys
+from store.hot_script import HotScript
 from store.ratelimit import Refused, rate_key
 from store.tenants import Tenant
 
@@ -169,7 +170,7 @@ class Ingestor:
 
     def __init__(self, r: redis.Redis) -> None:
         self.r = r
-        self._script = r.register_script(_LUA)
+        self._script = HotScript(r, _LUA)
 
     def ingest(
         self,
@@ -219,7 +220,7 @@ class Ingestor:
                 event.get("product_id", ""),
                 event.get("category", ""),
             ]
-        reply = self._script(keys=script_keys, args=args)
+        reply = self._script(script_keys, args)
         if reply == -1:
             raise Refused("rate limit exceeded", retry_after=1)
         if reply == -2:

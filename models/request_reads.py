@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 
 import redis
-from redis.commands.core import Script
 
 from clickstream.catalog import version_key
 from clickstream.ingest import popularity_key
@@ -29,6 +28,7 @@ from clickstream.profiles import (
 from models.popularity import SNAPSHOT_SIZE
 from models.registry import champion_key
 from models.rules import rules_version_key
+from store.hot_script import HotScript
 from store.ratelimit import WINDOW_S, rate_key
 
 _LUA = """
@@ -65,7 +65,8 @@ def _pairs(flat: list) -> list[tuple[bytes, float]]:
 
 class RequestReads:
     def __init__(self) -> None:
-        self._script: Script | None = None
+        self._client: redis.Redis | None = None
+        self._script: HotScript | None = None
 
     def read(
         self,
@@ -78,20 +79,19 @@ class RequestReads:
         now: float | None = None,
     ) -> RequestState:
         now = time.time() if now is None else now
-        if self._script is None:
-            self._script = r.register_script(_LUA)
+        if self._script is None or self._client is not r:
+            self._client, self._script = r, HotScript(r, _LUA)
         vk = visitor_keys(tenant, visitor)
         reply = self._script(
-            keys=[
+            [
                 rate_key(tenant, now), version_key(tenant), champion_key(tenant),
                 rules_version_key(tenant), popularity_key(tenant),
                 vk["profile"], vk["recent"], vk["cart"], vk["bought"], vk["aff"],
             ],
-            args=[
+            [
                 WINDOW_S + 1, int(read_popular), SNAPSHOT_SIZE, int(track),
                 now - RECENTLY_BOUGHT_S, RECENT_ITEMS, AFFINITY_TOP,
             ],
-            client=r,
         )  # fmt: skip
         catalog_version, champion, rules_version = reply[1]
         if track:
