@@ -22,7 +22,8 @@ def site_tenant(site_key: str | None) -> Tenant:
     key = site_key or request.args.get("site") or request.headers.get("X-Site-Key")
     if not key:
         abort(401, message="site: a site key is required (body 'site', ?site= or X-Site-Key)")
-    found = services().keys.resolve(services().redis, key)
+    here = services()
+    found = here.keys.resolve(here.redis, key)
     if found is None or found[0] != "site":
         abort(401, message="site: unknown site key")
     tenant = found[1]

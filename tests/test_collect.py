@@ -52,6 +52,29 @@ def test_text_plain_beacon_is_accepted(client, r, acme):
     assert len(stream_events(r)) == 1
 
 
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 200),
+        ("Application/JSON; charset=utf-8", 200),
+        ("text/plain;charset=UTF-8", 200),
+        (" TEXT/PLAIN ", 200),
+        ("", 200),  # sendBeacon with a bare string body sends text/plain; no header is tolerated
+        ("application/x-www-form-urlencoded", 415),
+        ("multipart/form-data; boundary=x", 415),
+        ("application/jsonx", 415),
+    ],
+)
+def test_media_type_is_matched_without_parameters(client, r, acme, content_type, status):
+    body = orjson.dumps(batch(acme["site_key"]))
+    environ = {"CONTENT_TYPE": content_type}
+    res = client.post("/v1/collect", data=body, environ_overrides=environ)
+    assert res.status_code == status, res.json
+    assert r.xlen(keys.event_stream("acme")) == (1 if status == 200 else 0)
+    if status == 415:
+        assert "Content-Type" in res.json["message"]
+
+
 def test_retried_events_are_deduplicated(client, r, acme):
     events = [event(), event()]
     first = client.post("/v1/collect", json=batch(acme["site_key"], "v9", events))

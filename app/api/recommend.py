@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 
 from app.api_docs import SITE_KEY_ERRORS, responses
 from app.auth import site_tenant, tracking_allowed
-from app.observability import OFFERS
+from app.observability import OFFERS_BY
 from app.services import services
 from models.popularity import MAX_OFFERS
 from models.schemas import RecommendArgsSchema, RecommendResultSchema, fast_recommend_args
@@ -32,8 +32,9 @@ def _recommend(args: dict) -> dict:
     tenant = site_tenant(args.get("site"))
     track = tracking_allowed() and not args["dnt"]
     try:
-        result = services().recommender.recommend(
-            services().redis,
+        found = services()
+        result = found.recommender.recommend(
+            found.redis,
             tenant,
             args["visitor"],
             args["n"],
@@ -47,7 +48,7 @@ def _recommend(args: dict) -> dict:
             message=refused.reason,
             headers={"Retry-After": str(refused.retry_after)},
         )
-    OFFERS.labels(tenant.name, result.source.split(":")[0]).inc(len(result.offers))
+    OFFERS_BY(tenant.name, result.source.split(":")[0]).inc(len(result.offers))
     body = {
         "offers": [o.as_dict() for o in result.offers],
         "source": result.source,
