@@ -12,9 +12,12 @@ dofile(here .. "report.lua")
 local site, nonce, products, pool
 local counter = 0
 local now_ms
-local json_headers = { ["Content-Type"] = "application/json" }
-local beacon_headers = { ["Content-Type"] = "text/plain;charset=UTF-8" }
+local body_format, heads
 
+-- The whole body is one string.format over a template made once in init(), and the request
+-- head is a prefix made once per content type: wrk's own Lua shares the 2 cores with the
+-- server, and building each request from tables (wrk.format) cost it about 35 us more than the
+-- floor's prebuilt request.
 function init(args)
   site, nonce = args[1], args[2]
   products = {}
@@ -25,35 +28,32 @@ function init(args)
   now_ms = os.time() * 1000
   math.randomseed(id * 7919 + os.time())
   extra = { accepted = 0, duplicates = 0, unparsed = 0 }
-end
-
-local function event(eid, etype, pid, ts)
-  if etype == "page_view" then
-    return string.format(
-      '{"id":"%s","type":"page_view","ts":%d,"url":"https://shop.example/p/%s","page_type":"product"}',
-      eid, ts, pid)
+  local ev = '{"id":"%s-%d-%d-%d","type":"%s","ts":%d,"product_id":"%s"}'
+  body_format = '{"site":"' .. site .. '","visitor":"wrk-' .. nonce .. '-%d-%d","events":['
+    .. '{"id":"%s-%d-%d-0","type":"page_view","ts":%d,"url":"https://shop.example/p/%s","page_type":"product"},'
+    .. ev .. ',' .. ev .. ',' .. ev .. ',' .. ev .. ']}'
+  local host = wrk.headers["Host"]
+  local function head(content_type)
+    return "POST /v1/collect HTTP/1.1\r\nHost: " .. host .. "\r\nContent-Type: " .. content_type
+      .. "\r\nContent-Length: "
   end
-  return string.format('{"id":"%s","type":"%s","ts":%d,"product_id":"%s"}', eid, etype, ts, pid)
+  heads = { [0] = head("text/plain;charset=UTF-8"), [1] = head("application/json") }
 end
 
 function request()
   counter = counter + 1
-  local visitor = string.format("wrk-%s-%d-%d", nonce, id, counter % pool)
-  local base = string.format("%s-%d-%d", nonce, id, counter)
   local ts = now_ms + counter
-  local pid = products[math.random(#products)]
+  local n = #products
+  local pid = products[math.random(n)]
   local last = (counter % 4 == 0) and "add_to_cart" or "product_view"
-  local events = {
-    event(base .. "-0", "page_view", pid, ts),
-    event(base .. "-1", "product_view", pid, ts + 1),
-    event(base .. "-2", "product_view", products[math.random(#products)], ts + 2),
-    event(base .. "-3", "product_view", products[math.random(#products)], ts + 3),
-    event(base .. "-4", last, pid, ts + 4),
-  }
-  local body = string.format('{"site":"%s","visitor":"%s","events":[%s]}',
-    site, visitor, table.concat(events, ","))
-  local headers = (counter % 2 == 0) and beacon_headers or json_headers
-  return wrk.format("POST", "/v1/collect", headers, body)
+  local body = string.format(body_format,
+    id, counter % pool,
+    nonce, id, counter, ts, pid,
+    nonce, id, counter, 1, "product_view", ts + 1, pid,
+    nonce, id, counter, 2, "product_view", ts + 2, products[math.random(n)],
+    nonce, id, counter, 3, "product_view", ts + 3, products[math.random(n)],
+    nonce, id, counter, 4, last, ts + 4, pid)
+  return heads[counter % 2] .. #body .. "\r\n\r\n" .. body
 end
 
 function response(status, headers, body)
