@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import redis
 
-from clickstream.decay import decayed
 from store import keys
 
 PROFILE_TTL_S = 90 * 24 * 3600
@@ -91,7 +90,9 @@ def parse_profile(visitor: str, replies: list) -> VisitorProfile:
             counters[name[2:]] = int(value)
         elif name != EXPIRY_REFRESHED_FIELD:
             attributes[name] = value
-    total = sum(decayed(s) for _, s in aff) or 1.0
+    # Shares of the decayed total: every stored score carries the same growth factor, so it
+    # cancels and the stored scores give the shares directly (one division each, no pow).
+    total = sum(s for _, s in aff) or 1.0
     return VisitorProfile(
         visitor=visitor,
         counters=counters,
@@ -99,7 +100,7 @@ def parse_profile(visitor: str, replies: list) -> VisitorProfile:
         recent=[as_text(p) for p in recent],
         cart={as_text(p) for p in cart},
         recently_bought={as_text(p) for p in bought},
-        affinities={as_text(c): decayed(s) / total for c, s in aff},
+        affinities={as_text(c): s / total for c, s in aff},
     )
 
 

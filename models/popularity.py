@@ -8,6 +8,7 @@ baseline that trained models must beat, and what a tenant without a model is ser
 from __future__ import annotations
 
 import time
+from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
@@ -130,20 +131,34 @@ class PopularityRecommender:
         n: int,
         local: bool = False,
     ) -> list[Offer]:
-        if not popular:
+        if not popular or n <= 0:
             return []
         top = popular[0][1] or 1.0
         affinities = profile.affinities
         # The affinity boost reorders the head of the list, never its tail: the first
         # n + CANDIDATE_PAD offerable products are the candidates (as the Redis read once was).
         wanted = n + CANDIDATE_PAD
+        # No later candidate can score above (its popularity share) x (the largest boost), and
+        # popularity only falls down the list: once that bound is no better than the n-th best
+        # score so far, the rest cannot enter the top n (a tie would rank after it anyway). For
+        # a visitor without affinities that is right after the first n candidates.
+        max_boost = 1.0 + AFFINITY_BOOST * max(affinities.values(), default=0.0)
         scored: list[tuple[float, float, dict]] = []
+        best: list[float] = []  # the n best scores so far, ascending
         for pid, stored in popular:
+            if len(best) == n and (stored / top) * max_boost <= best[0]:
+                break
             product = products.get(pid)
             if product is None or pid in blocked or not product.get("active", True):
                 continue
             affinity = affinities.get(product["category"], 0.0) if affinities else 0.0
-            scored.append(((stored / top) * (1.0 + AFFINITY_BOOST * affinity), affinity, product))
+            score = (stored / top) * (1.0 + AFFINITY_BOOST * affinity)
+            scored.append((score, affinity, product))
+            if len(best) < n:
+                insort(best, score)
+            elif score > best[0]:
+                best[0] = score
+                best.sort()
             if len(scored) == wanted:
                 break
         # Stable: equal scores keep popularity order. Offers (and reasons) only for the winners.
