@@ -182,6 +182,10 @@ class EmbeddedRedis:
 
         Returns True when the server was stopped.
         """
+        if self._lease is not None and self._lease.name.split(".", 1)[0] != str(os.getpid()):
+            # A forked child (a gunicorn worker) inherits this object and its atexit hook, but
+            # the lease is its parent's: one worker exiting must not stop the parent's server.
+            return False
         with self._locked():
             if self._lease is not None:
                 with contextlib.suppress(FileNotFoundError):

@@ -104,3 +104,67 @@ def test_serve_with_gunicorn_uses_embedded_redis(data_dir, tmp_path):
     assert not EmbeddedRedis(data_dir / "redis").is_running(), (
         "serve stops the server it kept alive"
     )
+
+
+def test_forked_child_cannot_release_the_parents_lease(data_dir):
+    holder = EmbeddedRedis(data_dir / "redis")
+    holder.acquire("serve")
+    try:
+        pid = os.fork()
+        if pid == 0:  # a gunicorn worker inherits the object and its atexit hook
+            try:
+                holder.release()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert holder.is_running(), "a forked child's exit stopped the server its parent uses"
+        assert any(holder.leases_dir.glob(f"{os.getpid()}.*")), "the parent's lease was removed"
+    finally:
+        assert holder.release() is True
+
+
+def test_a_gunicorn_worker_exiting_leaves_the_embedded_server_up(data_dir):
+    import signal
+    import socket
+
+    import psutil
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["OFFERWISE_DATA_DIR"] = str(data_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+        cwd=REPO,
+        env=env,
+    )
+    ready = f"http://127.0.0.1:{port}/readyz"
+
+    def wait_ready() -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(ready, timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+
+    try:
+        wait_ready()
+        workers = psutil.Process(proc.pid).children()
+        assert len(workers) == 2
+        # A graceful worker exit (as on a HUP reload or a worker restart) runs its atexit hooks.
+        workers[0].send_signal(signal.SIGTERM)
+        workers[0].wait(timeout=30)
+        time.sleep(1.0)
+        assert EmbeddedRedis(data_dir / "redis").is_running(), "a worker's exit stopped Redis"
+        wait_ready()
+        cli(data_dir, "tenant", "create", "shop4")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert not EmbeddedRedis(data_dir / "redis").is_running()
