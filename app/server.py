@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import socket
 from collections.abc import Callable
 
@@ -51,6 +52,20 @@ def _post_worker_init(_worker) -> None:
     gc.freeze()
 
 
+def _worker_int(_worker) -> None:
+    # Ctrl+C reaches the workers twice: from the terminal (the whole process group) and from the
+    # master passing it on. The second one landed while the first exit ran the atexit hooks and
+    # printed a traceback per worker; once a worker is exiting, further quits are moot.
+    # A no-op handler, not SIG_IGN: a quit already pending when this runs would then raise
+    # "signal ignored due to race condition" instead.
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, _ignore)
+
+
+def _ignore(_sig: int, _frame: object) -> None:
+    pass
+
+
 def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> dict:
     """One configuration for the service and the benchmark's framework floor."""
     return {
@@ -71,6 +86,7 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> di
         "loglevel": "warning",
         "child_exit": _child_exit,
         "post_worker_init": _post_worker_init,
+        "worker_int": _worker_int,
     }
 
 

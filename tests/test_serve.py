@@ -94,3 +94,43 @@ def test_workers_freeze_what_they_loaded_so_full_collections_stay_short():
         assert gc.get_freeze_count() > 10_000  # the interpreter, Flask, numpy... all frozen
     finally:
         gc.unfreeze()
+
+
+def test_ctrl_c_stops_everything_without_a_traceback(tmp_path):
+    """Ctrl+C signals the whole process group: the master and every worker at once."""
+    import signal
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data_dir = tmp_path / "var"
+    server = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "3"],
+        env={**_env_without_redis(), "OFFERWISE_DATA_DIR": str(data_dir)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "not ready"
+                time.sleep(0.2)
+        os.killpg(server.pid, signal.SIGINT)
+        output, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert "Traceback" not in output, output[-3000:]
+    assert not _redis_alive(data_dir), "the embedded Redis was left running"
+
+
+def _redis_alive(data_dir: Path) -> bool:
+    from store.embedded import EmbeddedRedis
+
+    return EmbeddedRedis(data_dir / "redis").is_running()
