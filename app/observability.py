@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_mp
+from prometheus_client.metrics import MetricWrapperBase
 
 REQUESTS = Counter(
     "offerwise_http_requests_total", "HTTP requests", ["endpoint", "method", "status"]
@@ -40,19 +41,21 @@ OFFERS = Counter("offerwise_offers_served_total", "Offers served", ["tenant", "s
 class LabelChildren:
     """A metric's children by label values, each made once: ``labels()`` validates the values
     and takes a lock on every call, a measurable share of a collect request. Only for labels of
-    bounded cardinality (tenants, outcomes)."""
+    bounded cardinality (tenants, outcomes, routes, methods, statuses)."""
 
-    def __init__(self, metric: Counter) -> None:
+    def __init__(self, metric: MetricWrapperBase) -> None:
         self._metric = metric
-        self._children: dict[tuple[str, ...], Counter] = {}
+        self._children: dict[tuple[str, ...], MetricWrapperBase] = {}
 
-    def __call__(self, *values: str) -> Counter:
+    def __call__(self, *values: str) -> MetricWrapperBase:
         child = self._children.get(values)
         if child is None:
             child = self._children[values] = self._metric.labels(*values)
         return child
 
 
+REQUESTS_BY = LabelChildren(REQUESTS)
+LATENCY_BY = LabelChildren(LATENCY)
 EVENTS_BY = LabelChildren(EVENTS)
 OFFERS_BY = LabelChildren(OFFERS)
 MODEL_LOAD_FAILURES = Counter(
@@ -126,9 +129,6 @@ def instrument(app: Flask) -> None:
             incoming if 0 < len(incoming) <= 64 and incoming.isascii() else _request_ids.new()
         )
 
-    # Label children by (endpoint, method, status): labels() validates and locks on every call.
-    children: dict[tuple[str, str, int], tuple] = {}
-
     @app.after_request
     def _finish(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("t0", time.perf_counter())
@@ -137,15 +137,8 @@ def instrument(app: Flask) -> None:
         status = response.status_code
         # Any token is a valid HTTP method: unknown ones share a label (bounded cardinality).
         method = req.method if req.method in _METHODS else "OTHER"
-        key = (endpoint, method, status)
-        pair = children.get(key)
-        if pair is None:
-            pair = children[key] = (
-                REQUESTS.labels(endpoint, method, str(status)),
-                LATENCY.labels(endpoint),
-            )
-        pair[0].inc()
-        pair[1].observe(elapsed)
+        REQUESTS_BY(endpoint, method, str(status)).inc()
+        LATENCY_BY(endpoint).observe(elapsed)
         response.headers["X-Request-ID"] = g.get("request_id", "")
         if status >= 400 or ACCESS_LOG:
             _access.log(
