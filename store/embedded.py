@@ -52,6 +52,12 @@ def find_redis_server() -> str:
     )
 
 
+def _lease_pid(lease: Path) -> int:
+    """The process a lease file ``<pid>.<role>`` belongs to; 0 for a name not of that form."""
+    head = lease.name.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -159,7 +165,7 @@ class EmbeddedRedis:
     def _live_leases(self) -> list[Path]:
         live = []
         for lease in self.leases_dir.glob("*"):
-            pid = int(lease.name.split(".", 1)[0]) if lease.name.split(".", 1)[0].isdigit() else 0
+            pid = _lease_pid(lease)
             if pid and _pid_alive(pid):
                 live.append(lease)
             else:
@@ -182,7 +188,7 @@ class EmbeddedRedis:
 
         Returns True when the server was stopped.
         """
-        if self._lease is not None and self._lease.name.split(".", 1)[0] != str(os.getpid()):
+        if self._lease is not None and _lease_pid(self._lease) != os.getpid():
             # A forked child (a gunicorn worker) inherits this object and its atexit hook, but
             # the lease is its parent's: one worker exiting must not stop the parent's server.
             return False
