@@ -61,6 +61,7 @@ from clickstream.archive_files import (
 )
 from clickstream.event_table import entries_to_tables
 from store import keys
+from store.redis_client import reply_text
 from store.tenants import list_tenants, validate_name
 
 __all__ = [
@@ -112,10 +113,6 @@ redis.call('HINCRBY', KEYS[2], 'archived', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 return 1
 """
-
-
-def _text(v: bytes | str | None) -> str | None:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 @dataclass
@@ -198,11 +195,11 @@ class Archiver:
 
     # -- state -----------------------------------------------------------------------------
     def cursor(self, tenant: str) -> StreamId | None:
-        raw = _text(self.r.hget(state_key(tenant), "cursor"))
+        raw = reply_text(self.r.hget(state_key(tenant), "cursor"))
         return StreamId.parse(raw) if raw else None
 
     def _committed_batch(self, tenant: str) -> str:
-        return _text(self.r.hget(state_key(tenant), "batch")) or ""
+        return reply_text(self.r.hget(state_key(tenant), "batch")) or ""
 
     def pending(self, tenant: str) -> tuple[int, float | None]:
         """(entries waiting after the cursor, age in seconds of the oldest one or None)."""
@@ -363,7 +360,7 @@ class Archiver:
             with self._fs_lock(tdir, lock):
                 result.recovered = self._recover(tenant, tdir, lock)
             last_entry = self.r.xrevrange(keys.event_stream(tenant), count=1)
-            end = _text(last_entry[0][0]) if last_entry else None
+            end = reply_text(last_entry[0][0]) if last_entry else None
             cursor = self.cursor(tenant)
             while end and (max_batches is None or result.batches < max_batches):
                 done = self._archive_batch(tenant, tdir, lock, cursor, end)
@@ -412,7 +409,7 @@ def _scan_stream(r: redis.Redis, stream: str, chunk: int = 10_000):
                     yield sid, e.get("visitor"), e.get("customer")
         if len(entries) < chunk:
             return
-        start = f"({_text(entries[-1][0])}"
+        start = f"({reply_text(entries[-1][0])}"
 
 
 # XDEL only flags an entry: its bytes stay in the stream's listpack until the whole node goes.

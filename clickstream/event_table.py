@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import orjson
 import pyarrow as pa
 
+from store.redis_client import reply_text
+
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
 # Column order is part of the file format: readers conform older files to this schema.
@@ -98,10 +100,6 @@ class _Columns:
         )
 
 
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def _as_ms(v: object) -> int | None:
     if type(v) is int:
         ms = v
@@ -143,10 +141,10 @@ def entries_to_tables(
     by_date: dict[str, _Columns] = {}
     bad: list[Quarantined] = []
     for raw_id, entry_fields in entries:
-        sid = _text(raw_id)
+        sid = reply_text(raw_id)
         payload = _payload(entry_fields)
         if payload is None:
-            bad.append(Quarantined(sid, "entry has no 'e' field", _text(repr(entry_fields))))
+            bad.append(Quarantined(sid, "entry has no 'e' field", repr(entry_fields)))
             continue
         try:
             event = orjson.loads(payload)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import redis
 
 from store import keys
+from store.redis_client import reply_text
 
 PROFILE_TTL_S = 90 * 24 * 3600
 RECENT_ITEMS = 20
@@ -33,11 +34,6 @@ def visitor_keys(tenant: str, visitor: str) -> dict[str, str]:
 def customer_visitors_key(tenant: str, customer_hash: str) -> str:
     """Visitors linked to one CRM customer by ``identify`` (erasure and cross-device merge)."""
     return keys.tenant_key(tenant, "cv", customer_hash)
-
-
-def as_text(v: bytes | str) -> str:
-    """A Redis reply value as text (clients may or may not decode responses)."""
-    return v.decode() if isinstance(v, bytes) else v
 
 
 @dataclass
@@ -85,7 +81,7 @@ def parse_profile(visitor: str, replies: list) -> VisitorProfile:
     counters: dict[str, int] = {}
     attributes: dict[str, str] = {}
     for k, v in raw_hash.items():
-        name, value = as_text(k), as_text(v)
+        name, value = reply_text(k), reply_text(v)
         if name.startswith("n_"):
             counters[name[2:]] = int(value)
         elif name != EXPIRY_REFRESHED_FIELD:
@@ -97,10 +93,10 @@ def parse_profile(visitor: str, replies: list) -> VisitorProfile:
         visitor=visitor,
         counters=counters,
         attributes=attributes,
-        recent=[as_text(p) for p in recent],
-        cart={as_text(p) for p in cart},
-        recently_bought={as_text(p) for p in bought},
-        affinities={as_text(c): s / total for c, s in aff},
+        recent=[reply_text(p) for p in recent],
+        cart={reply_text(p) for p in cart},
+        recently_bought={reply_text(p) for p in bought},
+        affinities={reply_text(c): s / total for c, s in aff},
     )
 
 
@@ -154,7 +150,7 @@ def with_identity(r: redis.Redis, tenant: str, profile: VisitorProfile) -> Visit
     if not profile.customer:
         return profile
     linked = r.srandmember(customer_visitors_key(tenant, profile.customer), MAX_LINKED_VISITORS + 1)
-    others = [as_text(v) for v in linked or [] if as_text(v) != profile.visitor][
+    others = [reply_text(v) for v in linked or [] if reply_text(v) != profile.visitor][
         :MAX_LINKED_VISITORS
     ]
     if not others:

@@ -16,7 +16,8 @@ from operator import itemgetter
 import redis
 
 from clickstream.ingest import segment_popularity_key
-from clickstream.profiles import VisitorProfile, as_text
+from clickstream.profiles import VisitorProfile
+from store.redis_client import reply_text
 
 AFFINITY_BOOST = 1.0
 CANDIDATE_PAD = 50
@@ -70,7 +71,7 @@ class PopularitySnapshots:
         return entry[1]
 
     def store(self, key: str, reply: list) -> list[tuple[str, float]]:
-        top = [(as_text(pid), float(score)) for pid, score in reply]
+        top = [(reply_text(pid), float(score)) for pid, score in reply]
         if self.ttl > 0:
             if len(self._entries) >= MAX_SNAPSHOTS:
                 self._entries.clear()

@@ -20,6 +20,7 @@ import redis
 from models.erasure import trained_versions_key
 from store import keys
 from store.config import Settings
+from store.redis_client import reply_text
 
 
 class RegistryError(ValueError):
@@ -52,12 +53,8 @@ def version_dir(settings: Settings, tenant: str, version: str) -> Path:
     return models_dir(settings, tenant) / version
 
 
-def _text(v: bytes | str | None) -> str | None:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def champion(r: redis.Redis, tenant: str) -> str | None:
-    return _text(r.get(champion_key(tenant)))
+    return reply_text(r.get(champion_key(tenant)))
 
 
 def get_version(r: redis.Redis, tenant: str, version: str) -> dict | None:
@@ -81,7 +78,7 @@ def promote(r: redis.Redis, tenant: str, version: str, reason: str = "staff") ->
 
     def switch(pipe: redis.client.Pipeline) -> str | None:
         # WATCHed: two staff promoting at once cannot both push the same previous champion.
-        previous = _text(pipe.get(champion_key(tenant)))
+        previous = reply_text(pipe.get(champion_key(tenant)))
         if previous == version:
             return previous
         pipe.multi()
@@ -122,8 +119,8 @@ def rollback(r: redis.Redis, tenant: str) -> dict:
         raise RegistryError("no earlier champion to roll back to")
     return {
         "tenant": tenant,
-        "champion": _text(previous),
-        "previous": _text(current),
+        "champion": reply_text(previous),
+        "previous": reply_text(current),
         "changed": True,
         "reason": "rollback",
     }

@@ -21,7 +21,6 @@ from clickstream.profiles import (
     RECENT_ITEMS,
     RECENTLY_BOUGHT_S,
     VisitorProfile,
-    as_text,
     parse_profile,
     visitor_keys,
 )
@@ -30,6 +29,7 @@ from models.registry import champion_key
 from models.rules import rules_version_key
 from store.hot_script import HotScript
 from store.ratelimit import WINDOW_S, rate_key
+from store.redis_client import reply_text
 
 _LUA = """
 local cnt = redis.call('INCR', KEYS[1])
@@ -108,7 +108,7 @@ class RequestReads:
         return RequestState(
             count=int(reply[0]),
             catalog_version=int(catalog_version or 0),
-            champion=as_text(champion) if champion is not None else None,
+            champion=reply_text(champion),
             rules_version=int(rules_version or 0),
             popular=_pairs(reply[2]) if read_popular else None,
             profile=profile,

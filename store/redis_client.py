@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from typing import overload
 
 import redis
 
@@ -14,6 +15,15 @@ from store.embedded import EmbeddedRedis
 _lock = threading.Lock()
 _clients: dict[tuple[str, bool], redis.Redis] = {}
 _embedded: EmbeddedRedis | None = None
+
+
+@overload
+def reply_text(v: bytes | str) -> str: ...
+@overload
+def reply_text(v: None) -> None: ...
+def reply_text(v: bytes | str | None) -> str | None:
+    """A Redis reply value as text: clients may or may not decode responses."""
+    return v.decode() if isinstance(v, bytes) else v
 
 
 def redis_url(settings: Settings | None = None, role: str = "cli") -> str:

@@ -32,6 +32,7 @@ import redis
 from enrichment.crm.jsonenc import json_arrays, json_values
 from enrichment.crm.workers import Serial, column_map
 from store import keys
+from store.redis_client import reply_text
 
 BUCKET_CHARS = 3
 BUCKETS = [f"{i:03x}" for i in range(16**BUCKET_CHARS)]
@@ -76,12 +77,8 @@ def version_of(sid: str | None) -> str | None:
     return sid.split(".", 1)[0] if sid else None
 
 
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def live_serving_id(r: redis.Redis, tenant: str) -> str | None:
-    return _text(r.get(current_key(tenant)))
+    return reply_text(r.get(current_key(tenant)))
 
 
 def current_version(r: redis.Redis, tenant: str) -> str | None:
@@ -190,7 +187,7 @@ def go_live(r: redis.Redis, tenant: str, sid: str) -> str | None:
     pipe.get(current_key(tenant))
     pipe.set(current_key(tenant), sid)
     previous, _ = pipe.execute()
-    return _text(previous)
+    return reply_text(previous)
 
 
 def drop_namespace(r: redis.Redis, tenant: str, sid: str) -> None:
@@ -205,7 +202,7 @@ def drop_namespace(r: redis.Redis, tenant: str, sid: str) -> None:
 
 
 def namespaces(r: redis.Redis, tenant: str) -> list[str]:
-    return sorted(_text(s) or "" for s in r.smembers(namespaces_key(tenant)))
+    return sorted(reply_text(s) or "" for s in r.smembers(namespaces_key(tenant)))
 
 
 def remove_customer(r: redis.Redis, tenant: str, customer_hash: str) -> int:
@@ -249,7 +246,7 @@ def get_customer(r: redis.Redis, tenant: str, customer_hash: str) -> dict | None
         pipe.get(current_key(tenant))
         pipe.hget(bucket_key(tenant, sid, bucket), customer_hash)
         live, blob = pipe.execute()
-        live = _text(live)
+        live = reply_text(live)
     else:
         live = live_serving_id(r, tenant)
     if live is None:
