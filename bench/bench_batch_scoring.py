@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -42,6 +41,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.child_processes import die_with_parent
+from bench.shared_data import shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "batch_scoring.json"
 TENANT = "bench"
@@ -52,22 +54,6 @@ ATOL = 2e-6  # batch scores are written rounded to 6 decimals
 
 class BenchError(RuntimeError):
     pass
-
-
-def _shared_data() -> Path:
-    default = ROOT / ".." / "shared" / "data"
-    path = Path(os.environ.get("OFFERWISE_SHARED_DATA", default)).resolve()
-    if not (path / "zcta_demographics.csv").is_file():
-        sys.exit(f"shared data not found at {path}; set OFFERWISE_SHARED_DATA")
-    return path
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: own process group (Ctrl+C reaches only the benchmark, which
-    stops its children in order) and SIGTERM if the benchmark dies, even by SIGKILL (Linux)."""
-    os.setsid()
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
@@ -163,7 +149,7 @@ def run_score(
     with open(log_out, "wb") as so, open(log_err, "wb") as se:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=so, stderr=se, preexec_fn=_die_with_parent
+            args, env=env, cwd=ROOT, stdout=so, stderr=se, preexec_fn=die_with_parent
         )
     running.append(proc)
     polled_peak, next_note, samples = 0, started + 15, []
@@ -305,14 +291,14 @@ def run(args: argparse.Namespace, running: list) -> int:
 
     if not 0 < args.small < args.customers:
         raise BenchError("--small must be between 0 and --customers")
-    shared = _shared_data()
+    shared = shared_data()
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     running.append(work)
     geo_dir = work / "geo"
     shutil.copytree(shared / "geonames", geo_dir)
     for f in geo_dir.iterdir():
         f.chmod(0o644)
-    redis_proc, url = start_private_redis(work, preexec_fn=_die_with_parent)
+    redis_proc, url = start_private_redis(work, preexec_fn=die_with_parent)
     running.append(redis_proc)
     settings = Settings(data_dir=work / "var", geo_dir=geo_dir)
     r = redis.Redis.from_url(url)

@@ -35,14 +35,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import platform
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +52,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.child_processes import die_with_parent, free_port  # noqa: E402 (needs ROOT on the path)
 
 WRK_DIR = ROOT / "bench" / "wrk"
 DEFAULT_OUT = ROOT / "bench" / "results" / "http.json"
@@ -73,19 +73,6 @@ class BenchError(RuntimeError):
 # -- processes ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the benchmark dies, even by SIGKILL (Linux)."""
-    os.setsid()
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Processes:
     """Every long-lived child of the benchmark, stopped (whole process group) on the way out."""
 
@@ -97,7 +84,7 @@ class Processes:
     ) -> subprocess.Popen:
         out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - kept open for the child
         proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
         if log:
             out.close()

@@ -12,7 +12,6 @@ Also prints the single-row feature-vector latency (live profile + CRM + ZIP -> f
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import sys
@@ -22,16 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.shared_data import shared_data
+
 TARGET_SECONDS_1M = 600.0
 TARGET_ROW_US = 200.0
-
-
-def _shared_data() -> Path:
-    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    path = Path(os.environ.get("OFFERWISE_SHARED_DATA", default)).resolve()
-    if not (path / "zcta_demographics.csv").is_file():
-        sys.exit(f"shared data not found at {path}; set OFFERWISE_SHARED_DATA")
-    return path
 
 
 def main() -> None:
@@ -58,7 +51,7 @@ def main() -> None:
     from models.training import TrainParams, save_result, train_tenant
     from store.tenants import get_tenant
 
-    shared = _shared_data()
+    shared = shared_data()
     work = Path(tempfile.mkdtemp(prefix="bench-training-"))
     geo_dir = work / "geo"
     shutil.copytree(shared / "geonames", geo_dir)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -10,13 +9,8 @@ from pathlib import Path
 
 import redis
 
+from bench.child_processes import free_port
 from store.embedded import find_redis_server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_private_redis(
