@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import socket
+import subprocess
 import time
+import urllib.request
 
 _ids = itertools.count()
 
@@ -29,3 +32,26 @@ def event(type_: str = "product_view", **fields: object) -> dict:
 
 def batch(site: str, visitor: str = "v1", events: list[dict] | None = None) -> dict:
     return {"site": site, "visitor": visitor, "events": events if events is not None else [event()]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ok(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until GET ``url`` answers 200; fails if ``proc`` (the server) exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as res:
+                if res.status == 200:
+                    return
+        except OSError:
+            pass
+        assert proc.poll() is None, (
+            f"the server exited with {proc.returncode} before {url} answered"
+        )
+        assert time.monotonic() < deadline, f"{url} did not answer 200 within {timeout:g} s"
+        time.sleep(0.2)

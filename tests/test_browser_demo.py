@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import orjson
@@ -12,12 +11,7 @@ from models import tokens
 from store import keys
 from store.tenants import get_tenant
 from tests.browser import browser, require_chromium, serve_in_thread
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import free_port
 
 
 @pytest.fixture
@@ -25,7 +19,7 @@ def demo_site(app, monkeypatch):
     require_chromium()
     from app.cli.demo import prepare_demo
 
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("OFFERWISE_DEMO", "1")
     prepare_demo(port, seed_visitors=60)
     with serve_in_thread(app, port) as base:

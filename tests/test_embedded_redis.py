@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from store.embedded import EmbeddedRedis
+from tests.helpers import free_port, wait_until_ok
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,31 +70,30 @@ def test_dead_process_lease_does_not_pin_the_server(data_dir):
     assert not embedded.is_running()
 
 
-def test_serve_with_gunicorn_uses_embedded_redis(data_dir, tmp_path):
-    import socket
-
-    import requests
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def start_serve(data_dir: Path, workers: int = 2) -> tuple[subprocess.Popen, int]:
+    """`offerwise serve` on the embedded Redis of ``data_dir``, once /readyz answers."""
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["OFFERWISE_DATA_DIR"] = str(data_dir)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", str(workers)],
         cwd=REPO,
         env=env,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+        wait_until_ok(f"http://127.0.0.1:{port}/readyz", proc, timeout=30)
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=30)
+        raise
+    return proc, port
+
+
+def test_serve_with_gunicorn_uses_embedded_redis(data_dir, tmp_path):
+    import requests
+
+    proc, port = start_serve(data_dir)
+    try:
         cli(data_dir, "tenant", "create", "shop3")
         assert EmbeddedRedis(data_dir / "redis").is_running()
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -125,36 +125,11 @@ def test_forked_child_cannot_release_the_parents_lease(data_dir):
 
 def test_a_gunicorn_worker_exiting_leaves_the_embedded_server_up(data_dir):
     import signal
-    import socket
 
     import psutil
-    import requests
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env["OFFERWISE_DATA_DIR"] = str(data_dir)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
-        cwd=REPO,
-        env=env,
-    )
-    ready = f"http://127.0.0.1:{port}/readyz"
-
-    def wait_ready() -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(ready, timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-
+    proc, port = start_serve(data_dir)
     try:
-        wait_ready()
         workers = psutil.Process(proc.pid).children()
         assert len(workers) == 2
         # A graceful worker exit (as on a HUP reload or a worker restart) runs its atexit hooks.
@@ -162,7 +137,7 @@ def test_a_gunicorn_worker_exiting_leaves_the_embedded_server_up(data_dir):
         workers[0].wait(timeout=30)
         time.sleep(1.0)
         assert EmbeddedRedis(data_dir / "redis").is_running(), "a worker's exit stopped Redis"
-        wait_ready()
+        wait_until_ok(f"http://127.0.0.1:{port}/readyz", proc, timeout=30)
         cli(data_dir, "tenant", "create", "shop4")
     finally:
         proc.terminate()

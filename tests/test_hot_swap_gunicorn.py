@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from models import registry
 from models.pipeline import train_and_register
 from models.synthetic import SyntheticConfig
 from models.training import TrainParams
+from tests.helpers import free_port
 from tests.synth_world import World, make_world
 
 HOST = "127.0.0.1"
@@ -45,12 +45,6 @@ FRESH_THREADS = 2  # load threads that open a new connection for every request
 PER_WINDOW = 20  # answers each worker (and the fresh connections) give between two switches
 FINAL_FRESH = 40
 HTTP_TIMEOUT = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 # ----------------------------------------------------------------------------- HTTP helpers
@@ -144,7 +138,7 @@ def server(world: World, versions, site, tmp_path_factory) -> Iterator[Server]:
     exe = Path(sys.executable).with_name("offerwise")
     if not exe.exists():
         pytest.skip(f"no offerwise console script next to {sys.executable} (pip install -e .)")
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("hot-swap-server") / "server.log"
     env = {
         **os.environ,

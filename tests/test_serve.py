@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port, wait_until_ok
+
 CLI = str(Path(sys.executable).with_name("offerwise"))
 
 
@@ -41,14 +43,10 @@ def test_busy_port_is_a_clear_error(command, tmp_path):
 def test_keepalive_connections_spread_over_all_workers(redis_server, tmp_path):
     """A client pool's keep-alive connections must not all land on one worker (one core)."""
     import http.client
-    import time
-    import urllib.request
 
     import psutil
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "REDIS_URL": redis_server, "OFFERWISE_DATA_DIR": str(tmp_path / "var")}
     server = subprocess.Popen(
         [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
@@ -56,14 +54,7 @@ def test_keepalive_connections_spread_over_all_workers(redis_server, tmp_path):
     )  # fmt: skip
     conns: list[http.client.HTTPConnection] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-                time.sleep(0.2)
+        wait_until_ok(f"http://127.0.0.1:{port}/healthz", server)
         workers = psutil.Process(server.pid).children()
         assert len(workers) == 2
         for _ in range(16):
@@ -99,12 +90,8 @@ def test_workers_freeze_what_they_loaded_so_full_collections_stay_short():
 def test_ctrl_c_stops_everything_without_a_traceback(tmp_path):
     """Ctrl+C signals the whole process group: the master and every worker at once."""
     import signal
-    import time
-    import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     data_dir = tmp_path / "var"
     server = subprocess.Popen(
         [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "3"],
@@ -112,14 +99,7 @@ def test_ctrl_c_stops_everything_without_a_traceback(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "not ready"
-                time.sleep(0.2)
+        wait_until_ok(f"http://127.0.0.1:{port}/readyz", server)
         os.killpg(server.pid, signal.SIGINT)
         output, _ = server.communicate(timeout=60)
     finally:
