@@ -17,8 +17,3 @@ HALF_LIFE_S = 7 * 24 * 3600
 def growth(now_s: float | None = None, half_life_s: float = HALF_LIFE_S) -> float:
     now_s = time.time() if now_s is None else now_s
     return 2.0 ** ((now_s - EPOCH_S) / half_life_s)
-
-
-def decayed(stored: float, now_s: float | None = None, half_life_s: float = HALF_LIFE_S) -> float:
-    """A stored score as its value today."""
-    return stored / growth(now_s, half_life_s)
