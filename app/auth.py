@@ -7,8 +7,17 @@ import hmac
 from flask import g, request
 from flask_smorest import abort
 
-from app.services import services
+from app.services import Services, services
 from store.tenants import Tenant
+
+
+class SiteKeyRefused(Exception):
+    """A site-key request that may not proceed: status 401 or 403 and the reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def _bearer() -> str | None:
@@ -17,19 +26,29 @@ def _bearer() -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def site_tenant(site_key: str | None) -> Tenant:
-    """The tenant of a site key, checked against the request's Origin."""
-    key = site_key or request.args.get("site") or request.headers.get("X-Site-Key")
+def tenant_of_site_key(here: Services, key: str | None, origin: str | None) -> Tenant:
+    """The tenant of a site key, checked against the request's Origin; raises SiteKeyRefused.
+    ``key`` is the first of: the body's or query's ``site``, the X-Site-Key header."""
     if not key:
-        abort(401, message="site: a site key is required (body 'site', ?site= or X-Site-Key)")
-    here = services()
+        raise SiteKeyRefused(
+            401, "site: a site key is required (body 'site', ?site= or X-Site-Key)"
+        )
     found = here.keys.resolve(here.redis, key)
     if found is None or found[0] != "site":
-        abort(401, message="site: unknown site key")
+        raise SiteKeyRefused(401, "site: unknown site key")
     tenant = found[1]
-    origin = request.headers.get("Origin")
     if not tenant.allows_origin(origin):
-        abort(403, message=f"origin {origin} is not allowed for this site key")
+        raise SiteKeyRefused(403, f"origin {origin} is not allowed for this site key")
+    return tenant
+
+
+def site_tenant(site_key: str | None) -> Tenant:
+    """The tenant of this request's site key (see tenant_of_site_key); aborts when refused."""
+    key = site_key or request.args.get("site") or request.headers.get("X-Site-Key")
+    try:
+        tenant = tenant_of_site_key(services(), key, request.headers.get("Origin"))
+    except SiteKeyRefused as refused:
+        abort(refused.status, message=refused.message)
     g.tenant_name = tenant.name
     return tenant
 
@@ -66,4 +85,9 @@ def require_staff() -> None:
 
 def tracking_allowed() -> bool:
     """Do-Not-Track and Global Privacy Control: no profile for this visitor."""
-    return request.headers.get("DNT") != "1" and request.headers.get("Sec-GPC") != "1"
+    return tracking_allowed_by(request.headers.get("DNT"), request.headers.get("Sec-GPC"))
+
+
+def tracking_allowed_by(dnt: str | None, gpc: str | None) -> bool:
+    """The rule behind tracking_allowed, from the two header values."""
+    return dnt != "1" and gpc != "1"

@@ -11,8 +11,17 @@ import logging
 from flask import Flask, jsonify
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger("offerwise.errors")
+
+INTERNAL_ERROR = "internal error; it has been logged with this request's id"
+
+
+def error_payload(status: int, message: str) -> dict:
+    """The error shape for a status and message, as flask-smorest's ``abort`` writes it; for
+    answers built outside a Flask request (app.fast_lane)."""
+    return {"code": status, "status": HTTP_STATUS_CODES.get(status, "Unknown"), "message": message}
 
 
 def _first_problem(errors: object, path: tuple[str, ...] = ()) -> str | None:
@@ -48,9 +57,4 @@ def register_fallback(app: Flask) -> None:
         if isinstance(err, HTTPException):
             raise err
         log.exception("unhandled error")
-        body = {
-            "code": 500,
-            "status": "Internal Server Error",
-            "message": "internal error; it has been logged with this request's id",
-        }
-        return jsonify(body), 500
+        return jsonify(error_payload(500, INTERNAL_ERROR)), 500

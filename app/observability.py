@@ -117,42 +117,65 @@ class RequestIds:
 _request_ids = RequestIds()
 
 
+def request_id(incoming: str) -> str:
+    """The caller's X-Request-ID when it is sane (so ids follow a request across services),
+    else a new one."""
+    return incoming if 0 < len(incoming) <= 64 and incoming.isascii() else _request_ids.new()
+
+
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def observe_request(
+    endpoint: str,
+    method: str,
+    path: str,
+    status: int,
+    elapsed: float,
+    rid: str,
+    tenant: str | None,
+) -> None:
+    """Metrics for one answered request, and its access-log line when it failed or when
+    access logging is on; shared by the Flask hooks and app.fast_lane."""
+    # Any token is a valid HTTP method: unknown ones share a label (bounded cardinality).
+    REQUESTS_BY(endpoint, method if method in _METHODS else "OTHER", str(status)).inc()
+    LATENCY_BY(endpoint).observe(elapsed)
+    if status >= 400 or ACCESS_LOG:
+        _access.log(
+            logging.WARNING if status >= 500 else logging.INFO,
+            "request",
+            extra={
+                "request_id": rid or None,
+                "method": method,
+                "path": path,
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+                "tenant": tenant,
+            },
+        )
 
 
 def instrument(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         g.t0 = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = (
-            incoming if 0 < len(incoming) <= 64 and incoming.isascii() else _request_ids.new()
-        )
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
 
     @app.after_request
     def _finish(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("t0", time.perf_counter())
         req = request._get_current_object()
-        endpoint = req.url_rule.rule if req.url_rule else "unmatched"
-        status = response.status_code
-        # Any token is a valid HTTP method: unknown ones share a label (bounded cardinality).
-        method = req.method if req.method in _METHODS else "OTHER"
-        REQUESTS_BY(endpoint, method, str(status)).inc()
-        LATENCY_BY(endpoint).observe(elapsed)
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        if status >= 400 or ACCESS_LOG:
-            _access.log(
-                logging.WARNING if status >= 500 else logging.INFO,
-                "request",
-                extra={
-                    "request_id": g.get("request_id"),
-                    "method": req.method,
-                    "path": req.path,
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                    "tenant": g.get("tenant_name"),
-                },
-            )
+        rid = g.get("request_id", "")
+        observe_request(
+            req.url_rule.rule if req.url_rule else "unmatched",
+            req.method,
+            req.path,
+            response.status_code,
+            elapsed,
+            rid,
+            g.get("tenant_name"),
+        )
+        response.headers["X-Request-ID"] = rid
         return response
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import redis
-from flask import current_app
+from flask import Flask, current_app
 
 from app.observability import MODEL_LOAD_FAILURES
 from clickstream.catalog import CatalogCache
@@ -52,8 +52,12 @@ class Services:
 
 def services() -> Services:
     """This process's services; rebuilt after a fork so no connection is shared across workers."""
-    current: Services | None = current_app.extensions.get("offerwise")
+    return services_of(current_app)
+
+
+def services_of(app: Flask) -> Services:
+    current: Services | None = app.extensions.get("offerwise")
     if current is None or current.pid != os.getpid():
-        current = Services(current_app.config["OFFERWISE_SETTINGS"], os.getpid())
-        current_app.extensions["offerwise"] = current
+        current = Services(app.config["OFFERWISE_SETTINGS"], os.getpid())
+        app.extensions["offerwise"] = current
     return current

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import orjson
 from flask import Response, request
 from flask_smorest import Blueprint, abort
@@ -11,7 +13,7 @@ from app.api_docs import SITE_KEY_ERRORS, responses
 from app.auth import site_tenant, tracking_allowed
 from app.enrich import zip_block
 from app.observability import EVENTS_BY
-from app.services import services
+from app.services import Services, services
 from clickstream.schemas import (
     MAX_BODY_BYTES,
     MAX_EVENTS_PER_BATCH,
@@ -23,6 +25,7 @@ from clickstream.schemas import (
     parse_json,
 )
 from store.ratelimit import Refused
+from store.tenants import Tenant
 
 blp = Blueprint("collect", __name__, url_prefix="/v1", description="Clickstream collection")
 
@@ -70,8 +73,7 @@ ACCEPTED_TYPES = ("application/json", "text/plain", "")
     ),
 )
 def collect():
-    # The media type without parameters, as request.mimetype gives it, without its parser.
-    kind = request.environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    kind = media_type(request.environ)
     if kind not in ACCEPTED_TYPES:
         abort(
             415,
@@ -99,25 +101,47 @@ def collect():
         )
     track = tracking_allowed() and not batch["dnt"]
     try:
-        result = services().ingestor.ingest(
-            tenant, batch["visitor"], [event for _, event in good], track=track, on_zip=zip_block
-        )
+        answer = store_batch(services(), tenant, batch, good, bad, track)
     except Refused as refused:
         abort(
             refused.status,
             message=refused.reason,
             headers={"Retry-After": str(refused.retry_after)},
         )
+    # Plain data already: a ready Response skips Flask's JSON provider (the schema documents it).
+    return Response(orjson.dumps(answer), mimetype="application/json")
+
+
+def media_type(environ: dict) -> str:
+    """The media type without parameters, as request.mimetype gives it, without its parser."""
+    return environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+
+
+def store_batch(
+    here: Services,
+    tenant: Tenant,
+    batch: dict,
+    good: list[tuple[int, dict]],
+    bad: list[dict],
+    track: bool,
+) -> dict:
+    """Store a validated batch with at least one good event and count it: the answer of a
+    successful collect, for this view and app.fast_lane. Raises Refused (rate, backlog)."""
+    result = here.ingestor.ingest(
+        tenant,
+        batch["visitor"],
+        [event for _, event in good],
+        track=track,
+        on_zip=partial(zip_block, settings=here.settings),
+    )
     EVENTS_BY(tenant.name, "accepted").inc(len(result.accepted))
     if bad:
         EVENTS_BY(tenant.name, "rejected").inc(len(bad))
     if result.duplicates:
         EVENTS_BY(tenant.name, "duplicate").inc(result.duplicates)
-    answer = {
+    return {
         "accepted": len(result.accepted),
         "duplicates": result.duplicates,
         "rejected": bad,
         "profile": track,
     }
-    # Plain data already: a ready Response skips Flask's JSON provider (the schema documents it).
-    return Response(orjson.dumps(answer), mimetype="application/json")

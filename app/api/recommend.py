@@ -11,10 +11,11 @@ from marshmallow import ValidationError
 from app.api_docs import SITE_KEY_ERRORS, responses
 from app.auth import site_tenant, tracking_allowed
 from app.observability import OFFERS_BY
-from app.services import services
+from app.services import Services, services
 from models.popularity import MAX_OFFERS
 from models.schemas import RecommendArgsSchema, RecommendResultSchema, fast_recommend_args
 from store.ratelimit import Refused
+from store.tenants import Tenant
 
 # An instance, not the class: webargs would build a new schema object on every request.
 ARGS = RecommendArgsSchema()
@@ -28,26 +29,34 @@ LIMITS = (
 )
 
 
-def _recommend(args: dict) -> dict:
+def _recommend(args: dict) -> Response:
     tenant = site_tenant(args.get("site"))
     track = tracking_allowed() and not args["dnt"]
     try:
-        found = services()
-        result = found.recommender.recommend(
-            found.redis,
-            tenant,
-            args["visitor"],
-            args["n"],
-            exclude=frozenset(args["exclude"]),
-            track=track,
-            explain=args["explain"],
-        )
+        body = offers_answer(services(), tenant, args, track)
     except Refused as refused:
         abort(
             refused.status,
             message=refused.reason,
             headers={"Retry-After": str(refused.retry_after)},
         )
+    # Already plain data: a ready Response skips the schema dump flask-smorest would do (the
+    # schema still documents it).
+    return Response(orjson.dumps(body), mimetype="application/json")
+
+
+def offers_answer(here: Services, tenant: Tenant, args: dict, track: bool) -> dict:
+    """Rank and count the offers for validated arguments: the answer of a successful
+    recommend, for this view and app.fast_lane. Raises Refused (rate limit)."""
+    result = here.recommender.recommend(
+        here.redis,
+        tenant,
+        args["visitor"],
+        args["n"],
+        exclude=frozenset(args["exclude"]),
+        track=track,
+        explain=args["explain"],
+    )
     OFFERS_BY(tenant.name, result.source.split(":")[0]).inc(len(result.offers))
     body = {
         "offers": [o.as_dict() for o in result.offers],
@@ -56,9 +65,7 @@ def _recommend(args: dict) -> dict:
     }
     if args["explain"]:
         body["explanations"] = result.explanations
-    # Already plain data: a ready Response skips the schema dump flask-smorest would do (the
-    # schema still documents it).
-    return Response(orjson.dumps(body), mimetype="application/json")
+    return body
 
 
 RESPONSES = responses(
