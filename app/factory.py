@@ -12,6 +12,7 @@ from flask.json.provider import DefaultJSONProvider
 from app import cors
 from app.api import blueprints
 from app.errors import OfferwiseApi, register_fallback
+from app.fast_lane import FastLane
 from app.observability import configure_logging, instrument
 from app.pages import pages
 from clickstream.schemas import MAX_BODY_BYTES, EventSchema
@@ -103,4 +104,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     instrument(app)
     cors.install(app)
     register_fallback(app)
+    # The hot paths' everyday requests skip Flask's per-request machinery (see app.fast_lane).
+    app.wsgi_app = FastLane(app)  # type: ignore[method-assign]
     return app
