@@ -38,7 +38,7 @@ from app.auth import SiteKeyRefused, tenant_of_site_key, tracking_allowed_by
 from app.cors import allowed_origin_headers
 from app.errors import INTERNAL_ERROR, error_payload
 from app.observability import observe_request, request_id
-from app.services import services_of
+from app.services import Services, services_of
 from clickstream.schemas import MAX_BODY_BYTES, load_batch, load_events, parse_json
 from models.schemas import fast_recommend_args
 from store.ratelimit import Refused
@@ -65,7 +65,7 @@ class FastLane:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.flask_wsgi = app.wsgi_app
-        self._routes: dict[tuple[str, str], Callable[[dict], Answer | None]] = {
+        self._routes: dict[tuple[str, str], Callable[[dict, Services], Answer | None]] = {
             ("POST", COLLECT): self._collect,
             ("GET", RECOMMEND): self._recommend,
         }
@@ -77,7 +77,7 @@ class FastLane:
             return self.flask_wsgi(environ, start_response)
         t0 = time.perf_counter()
         try:
-            answer = handler(environ)
+            answer = handler(environ, services_of(self.app))
         except Exception:
             log.exception("unhandled error")
             answer = Answer(500, error_payload(500, INTERNAL_ERROR), _vary(environ))
@@ -98,7 +98,7 @@ class FastLane:
 
     # -- the two routes: None hands the request to Flask ------------------------------------
 
-    def _collect(self, environ: dict) -> Answer | None:
+    def _collect(self, environ: dict, here: Services) -> Answer | None:
         length = environ.get("CONTENT_LENGTH", "")
         if media_type(environ) not in ACCEPTED_TYPES or not length.isdigit():
             return None
@@ -116,34 +116,34 @@ class FastLane:
             if query is None:
                 return None
             key = query.get("site")
-        tenant = self._tenant(environ, key)
+        tenant = _tenant(environ, here, key)
         if tenant is None:
             return None
         good, bad = load_events(batch["events"])
         if not good:
             return None
         track = _tracking(environ) and not batch["dnt"]
-        here = services_of(self.app)
         return _answer(environ, tenant, lambda: store_batch(here, tenant, batch, good, bad, track))
 
-    def _recommend(self, environ: dict) -> Answer | None:
+    def _recommend(self, environ: dict, here: Services) -> Answer | None:
         query = _query(environ)
         args = None if query is None else fast_recommend_args(query)
         if args is None:
             return None
-        tenant = self._tenant(environ, args.get("site"))
+        tenant = _tenant(environ, here, args.get("site"))
         if tenant is None:
             return None
         track = _tracking(environ)
-        here = services_of(self.app)
         return _answer(environ, tenant, lambda: offers_answer(here, tenant, args, track))
 
-    def _tenant(self, environ: dict, key: str | None) -> Tenant | None:
-        key = key or environ.get("HTTP_X_SITE_KEY")
-        try:
-            return tenant_of_site_key(services_of(self.app), key, environ.get("HTTP_ORIGIN"))
-        except SiteKeyRefused:
-            return None
+
+def _tenant(environ: dict, here: Services, key: str | None) -> Tenant | None:
+    """The site key's tenant, or None when refused (Flask then words the refusal)."""
+    key = key or environ.get("HTTP_X_SITE_KEY")
+    try:
+        return tenant_of_site_key(here, key, environ.get("HTTP_ORIGIN"))
+    except SiteKeyRefused:
+        return None
 
 
 def _answer(environ: dict, tenant: Tenant, work: Callable[[], dict]) -> Answer:

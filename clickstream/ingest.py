@@ -205,6 +205,7 @@ class Ingestor:
             DEDUPE_TTL_S, RECENT_ITEMS, int(track), MAX_STREAM_LEN, TTL_REFRESH_S,
         ]  # fmt: skip
         records = []
+        dedupe_prefix = dedupe_key(name, visitor, "")
         for event in events:
             record = dict(event)
             if "customer_id" in record:
@@ -213,7 +214,7 @@ class Ingestor:
             record["server_ts"] = now_ms
             record["visitor"] = visitor
             records.append(record)
-            script_keys.append(dedupe_key(name, visitor, event["id"]))
+            script_keys.append(dedupe_prefix + event["id"])
             args += [
                 orjson.dumps(record),
                 event["type"],

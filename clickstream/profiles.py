@@ -28,7 +28,9 @@ ZIP_PREFIX = "zip_"
 
 
 def visitor_keys(tenant: str, visitor: str) -> dict[str, str]:
-    return {part: keys.visitor_key(tenant, visitor, part) for part in PROFILE_PARTS}
+    # keys.visitor_key(tenant, visitor, part) for each part; its prefix built once (hot path).
+    base = keys.visitor_key(tenant, visitor, "")
+    return {part: base + part for part in PROFILE_PARTS}
 
 
 def customer_visitors_key(tenant: str, customer_hash: str) -> str:

@@ -199,13 +199,14 @@ def fast_event(raw: object, now_ms: float) -> dict | None:
         return None
     if ts < MIN_TS_MS or ts > now_ms + MAX_CLOCK_SKEW_MS:
         return None
-    if "product_id" in raw and not fast_id(raw["product_id"]):
-        return None
-    for name, (lo, hi) in _FAST_TEXT.items():
-        if name in raw:
-            v = raw[name]
-            if type(v) is not str or not lo <= len(v) <= hi:
+    for name, v in raw.items():
+        # Walk the event's own fields (usually four), not every optional one.
+        bounds = _FAST_TEXT.get(name)
+        if bounds is not None:
+            if type(v) is not str or not bounds[0] <= len(v) <= bounds[1]:
                 return None
+        elif name == "product_id" and not fast_id(v):
+            return None
     for name in REQUIRED_BY_TYPE.get(etype, ()):
         if not raw.get(name):
             return None
