@@ -152,11 +152,12 @@ def collect_requests(draw):
 
 
 def _collect(client, req: dict, site_key: str, tag: str):
-    """Send ``req`` with its event ids made unique to this send (so both sends store)."""
+    """Send ``req`` with its event ids made unique to this send (so both sends store); of one
+    length, so that the two sends' bodies differ only in the ids' digits."""
     ids: dict[int, str] = {}
     events = []
     for raw in req["events"]:
-        e = {"id": ids.setdefault(id(raw), f"{tag}{next(_ids)}"), "ts": event()["ts"], **raw}
+        e = {"id": ids.setdefault(id(raw), f"{tag}{next(_ids):09d}"), "ts": event()["ts"], **raw}
         events.append(e)
     body: object = {"visitor": req["visitor"], "events": events}
     site = site_key if req["site_known"] else "unknown-key"
