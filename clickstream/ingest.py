@@ -30,7 +30,12 @@ from store.hot_script import HotScript
 from store.ratelimit import Refused, rate_key
 from store.tenants import Tenant
 
-DEDUPE_TTL_S = 48 * 3600
+# Event ids are remembered per visitor in one hash per UTC day (server clock), checked over
+# today and the two days before: a retry is recognised for at least 48 h. A small hash is stored
+# compactly (listpack), so a visitor-day costs a fraction of the memory and AOF bytes of a key
+# per event, and erasure deletes known keys instead of scanning the keyspace.
+DEDUPE_DAYS = 3
+DAY_S = 86400
 # Stream length beyond which collection pushes back (503) instead of exhausting Redis memory
 # when the archiver is down; the archiver trims the stream as it writes Parquet.
 MAX_STREAM_LEN = 5_000_000
@@ -38,8 +43,9 @@ MAX_STREAM_LEN = 5_000_000
 TTL_REFRESH_S = 3600
 WEIGHTS = {"product_view": 1, "add_to_cart": 3, "purchase": 5, "offer_click": 2}
 
-# Per-batch aggregation: one ZINCRBY per distinct product or category, one HINCRBY per event
-# type, one HMGET for missing categories, one LPUSH for all views. Every write here is also
+# Per-batch aggregation: one HMGET per dedupe day and one HSET for the new ids, one
+# ZINCRBY per distinct product or category, one HINCRBY per event type, one HMGET for missing
+# categories, one LPUSH for all views. Every write here is also
 # appended to the AOF, so each command saved is saved twice. A key gets its TTL when a write
 # creates it (the reply says so) and all profile keys are refreshed once per ARGV[10] seconds
 # of activity, instead of five EXPIREs per batch.
@@ -62,10 +68,22 @@ if profile then
   seg = h[1]
   fresh = h[2] and tonumber(now) - tonumber(h[2]) < tonumber(ARGV[10])
 end
-for i = 1, #KEYS - 10 do
-  local b = 10 + (i - 1) * 4
-  local payload, etype, pid, cat = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
-  if redis.call('SET', KEYS[10 + i], '1', 'NX', 'EX', ARGV[6]) then
+-- KEYS[11..]: the visitor's dedupe hashes (event id -> 1), today's first (see DEDUPE_DAYS).
+local n = (#ARGV - 10) / 5
+local ids = {}
+for i = 1, n do ids[i] = ARGV[10 + (i - 1) * 5 + 1] end
+local known, new_ids = {}, {}
+for k = 11, #KEYS do
+  local m = redis.call('HMGET', KEYS[k], unpack(ids))
+  for i = 1, n do if m[i] then known[ids[i]] = true end end
+end
+for i = 1, n do
+  local b = 10 + (i - 1) * 5
+  local id, payload, etype, pid, cat = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
+  if not known[id] then
+    known[id] = true  -- a second copy within the batch is a duplicate too
+    new_ids[#new_ids + 1] = id
+    new_ids[#new_ids + 1] = '1'
     out[i] = 1
     if store_events then redis.call('XADD', KEYS[2], '*', 'e', payload) end
     types[etype] = (types[etype] or 0) + 1
@@ -91,6 +109,9 @@ for i = 1, #KEYS - 10 do
   else
     out[i] = 0
   end
+end
+if #new_ids > 0 and redis.call('HSET', KEYS[11], unpack(new_ids)) == redis.call('HLEN', KEYS[11]) then
+  redis.call('EXPIREAT', KEYS[11], ARGV[6])  -- a new hash: it lives until its last check
 end
 for pid, w in pairs(pop) do
   redis.call('ZINCRBY', KEYS[4], w * growth, pid)
@@ -161,8 +182,15 @@ def segment_popularity_key(tenant: str, segment: int | str) -> str:
     return f"{popularity_key(tenant)}:seg:{segment}"
 
 
-def dedupe_key(tenant: str, visitor: str, event_id: str) -> str:
-    return keys.tenant_key(tenant, "dd", visitor, event_id)
+def dedupe_key(tenant: str, visitor: str, day: int) -> str:
+    """The event ids ``visitor`` sent on UTC day number ``day`` (epoch days), as hash fields."""
+    return keys.tenant_key(tenant, "dd", visitor, str(day))
+
+
+def dedupe_keys(tenant: str, visitor: str, now: float) -> list[str]:
+    """The dedupe hashes a batch at ``now`` is checked against, today's first."""
+    today = int(now // DAY_S)
+    return [dedupe_key(tenant, visitor, today - back) for back in range(DEDUPE_DAYS)]
 
 
 class Ingestor:
@@ -199,13 +227,15 @@ class Ingestor:
             popularity_key(name),
             catalog.category_key(name),
             vk["profile"], vk["recent"], vk["cart"], vk["bought"], vk["aff"],
+            *dedupe_keys(name, visitor, now),
         ]  # fmt: skip
+        # Today's hash is last checked at the end of the day DEDUPE_DAYS - 1 days from now.
+        forget_at = (int(now // DAY_S) + DEDUPE_DAYS) * DAY_S
         args: list[object] = [
             tenant.rate_limit, int(now), repr(growth(now)), int(track), PROFILE_TTL_S,
-            DEDUPE_TTL_S, RECENT_ITEMS, int(track), MAX_STREAM_LEN, TTL_REFRESH_S,
+            forget_at, RECENT_ITEMS, int(track), MAX_STREAM_LEN, TTL_REFRESH_S,
         ]  # fmt: skip
         records = []
-        dedupe_prefix = dedupe_key(name, visitor, "")
         for event in events:
             record = dict(event)
             if "customer_id" in record:
@@ -214,8 +244,8 @@ class Ingestor:
             record["server_ts"] = now_ms
             record["visitor"] = visitor
             records.append(record)
-            script_keys.append(dedupe_prefix + event["id"])
             args += [
+                event["id"],
                 orjson.dumps(record),
                 event["type"],
                 event.get("product_id", ""),

@@ -15,6 +15,7 @@ import orjson
 import redis
 
 from clickstream.archiver import erase_events
+from clickstream.ingest import DAY_S, DEDUPE_DAYS, dedupe_key
 from clickstream.profiles import customer_visitors_key, erase_visitor
 from enrichment.crm import erase_customer
 from store import keys
@@ -38,17 +39,12 @@ def trained_versions_key(tenant: str) -> str:
 
 
 def _erase_dedupe_keys(r: redis.Redis, tenant: str, visitor: str) -> int:
-    # Dedupe keys carry the visitor id in their name; they expire in 48 h but erasure is now.
-    removed = 0
-    batch: list[bytes] = []
-    for key in r.scan_iter(match=keys.tenant_key(tenant, "dd", visitor, "*"), count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            removed += r.unlink(*batch)
-            batch.clear()
-    if batch:
-        removed += r.unlink(*batch)
-    return removed
+    # The dedupe hashes carry the visitor id in their names; they expire within DEDUPE_DAYS but
+    # erasure is now.
+    # (Per-event dedupe keys of versions before 2026-11 expired 48 h after the upgrade.)
+    today = int(time.time() // DAY_S)
+    days = range(today - DEDUPE_DAYS, today + 2)  # a day either side for clock edges
+    return int(r.unlink(*(dedupe_key(tenant, visitor, day) for day in days)))
 
 
 def erase_person(

@@ -97,10 +97,13 @@ def test_erase_visitor_only_and_bad_requests(client, r, acme, acme_catalog):
     site, auth = acme["site_key"], {"Authorization": f"Bearer {acme['admin_key']}"}
     _post(client, site, "v-anon", event(product_id="p1"))
     _post(client, site, "v-other", event(product_id="p2"))
+    _post(client, site, "v-anon:2", event(product_id="p2"))  # a prefix is not the same visitor
     res = client.post("/v1/admin/erase", json={"visitor_id": "v-anon"}, headers=auth)
     assert res.status_code == 200 and res.json["removed"]["stream_events"] == 1
-    assert _redis_mentions(r, b"v-anon", (b":erasures",)) == []
+    assert res.json["removed"]["dedupe_keys"] == 1
+    assert _redis_mentions(r, b"v-anon", (b":erasures", b"v-anon:2")) == []
     assert _redis_mentions(r, b"v-other") != []
+    assert _redis_mentions(r, b"v-anon:2") != []
     bad = client.post("/v1/admin/erase", json={}, headers=auth)
     assert bad.status_code == 422 and "customer_id" in bad.json["message"]
     assert client.post("/v1/admin/erase", json={"visitor_id": "v-other"}).status_code == 401

@@ -16,7 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clickstream.decay import growth
-from clickstream.ingest import WEIGHTS, Ingestor, popularity_key, stats_key
+from clickstream.ingest import (
+    DAY_S,
+    DEDUPE_DAYS,
+    WEIGHTS,
+    Ingestor,
+    dedupe_key,
+    popularity_key,
+    stats_key,
+)
 from clickstream.profiles import RECENT_ITEMS, read_profile, visitor_keys
 from store.tenants import create_tenant, get_tenant
 
@@ -124,3 +132,28 @@ def test_every_key_the_script_creates_expires(r, shop):
         assert r.ttl(vk[part]) > 0, f"{part} has no expiry"
     day = time.strftime("%Y-%m-%d", time.gmtime(now))
     assert r.ttl(stats_key("agg", day)) > 0
+
+
+def test_retries_are_recognised_for_at_least_48_hours_in_one_hash_per_visitor_day(
+    r: redis.Redis,
+) -> None:
+    create_tenant(r, "dd", rate_limit=0)
+    tenant = get_tenant(r, "dd")
+    ingestor = Ingestor(r)
+    # Late in a (future) day: the hardest case for day-sized dedupe hashes.
+    first_day = int(time.time() // DAY_S) + 1
+    t0 = first_day * DAY_S + 23.9 * 3600
+    e = {"id": "retry-me", "type": "page_view", "ts": int(t0 * 1000)}
+    first = ingestor.ingest(tenant, "v", [e, dict(e)], now=t0)
+    assert (len(first.accepted), first.duplicates) == (1, 1)  # a copy within the batch
+    for later_s in (1, 3600, 24 * 3600, 48 * 3600):
+        assert ingestor.ingest(tenant, "v", [e], now=t0 + later_s).duplicates == 1, later_s
+    assert len(ingestor.ingest(tenant, "v", [e], now=t0 + 73 * 3600).accepted) == 1
+    # Another visitor's id space is its own.
+    assert len(ingestor.ingest(tenant, "v:2", [e], now=t0).accepted) == 1
+    # One hash per visitor and day, expiring once no batch checks it any more.
+    days = range(first_day - 1, first_day + 6)
+    assert [d for d in days if r.exists(dedupe_key("dd", "v", d))] == [first_day, first_day + 4]
+    assert r.hlen(dedupe_key("dd", "v", first_day)) == 1
+    forget_at = (first_day + DEDUPE_DAYS) * DAY_S
+    assert abs(r.ttl(dedupe_key("dd", "v", first_day)) - (forget_at - time.time())) < 5
