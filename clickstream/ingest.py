@@ -183,8 +183,10 @@ def segment_popularity_key(tenant: str, segment: int | str) -> str:
 
 
 def dedupe_key(tenant: str, visitor: str, day: int) -> str:
-    """The event ids ``visitor`` sent on UTC day number ``day`` (epoch days), as hash fields."""
-    return keys.tenant_key(tenant, "dd", visitor, str(day))
+    """The event ids ``visitor`` sent on UTC day number ``day`` (epoch days), as hash fields.
+    Not under ``dd``, the per-event string keys of earlier versions: an event id that happened
+    to be a day number would have named a string key."""
+    return keys.tenant_key(tenant, "dedupe", visitor, str(day))
 
 
 def dedupe_keys(tenant: str, visitor: str, now: float) -> list[str]:

@@ -195,7 +195,7 @@ def test_dnt_and_gpc_build_no_profile(client, r, acme):
         assert res.status_code == 200 and res.json["profile"] is False
     assert not read_profile(r, "acme", "private").known
     assert r.xlen(keys.event_stream("acme")) == 0
-    assert not [k for k in r.keys("*private*") if b":dd:" not in k]
+    assert not [k for k in r.keys("*private*") if b":dedupe:" not in k]
     assert int(r.hget(next(iter(r.keys("{t:acme}:stats:*"))), "product_view")) == 2
 
 
