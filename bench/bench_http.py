@@ -112,15 +112,15 @@ def _log_tail(path: Path, chars: int = 2000) -> str:
 
 
 def start_redis(procs: Processes, workdir: Path, tcp: bool = False):
-    """A fresh redis-server configured as the embedded one: append-only file, fsync every
-    second, and (unless ``tcp``) a Unix socket, which is how `offerwise serve` reaches it."""
+    """A fresh redis-server configured as the embedded one (store.embedded.persistence_args:
+    append-only file, fsync every second) and, unless ``tcp``, on a Unix socket, which is how
+    `offerwise serve` reaches it."""
     import redis
 
-    from store.embedded import find_redis_server
+    from store.embedded import find_redis_server, persistence_args
 
     log = workdir / "redis.log"
-    common = [find_redis_server(), "--dir", str(workdir), "--appendonly", "yes",
-              "--appendfsync", "everysec", "--save", ""]  # fmt: skip
+    common = [find_redis_server(), "--dir", str(workdir), *persistence_args()]
     if tcp:
         port = free_port()
         proc = procs.start("redis", [*common, "--bind", HOST, "--port", str(port)], log=log)
