@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from gunicorn.app.base import BaseApplication
 
+from app.connection_balance import ConnectionBalance
 from store.config import Settings
 from store.redis_client import redis_url
 
@@ -68,6 +69,12 @@ def _ignore(_sig: int, _frame: object) -> None:
 
 def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> dict:
     """One configuration for the service and the benchmark's framework floor."""
+    balance = ConnectionBalance(slots=2 * workers)
+
+    def child_exit(server: object, worker: object) -> None:
+        _child_exit(server, worker)
+        balance.release(server, worker)
+
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -84,7 +91,9 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> di
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        "child_exit": _child_exit,
+        "pre_fork": balance.assign,
+        "pre_request": balance.before_request,
+        "child_exit": child_exit,
         "post_worker_init": _post_worker_init,
         "worker_int": _worker_int,
     }
