@@ -46,25 +46,36 @@ def _child_exit(_server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def _post_worker_init(_worker) -> None:
+def _post_worker_init(worker) -> None:
     # Everything loaded so far (Flask, numpy, xgboost, the app) lives as long as the worker:
     # moved out of the collector's generations, a full collection no longer walks it, which
     # showed as 40-50 ms stalls in p99 at a steady 800 req/s.
     gc.freeze()
+    _quit_once(worker)
 
 
-def _worker_int(_worker) -> None:
-    # Ctrl+C reaches the workers twice: from the terminal (the whole process group) and from the
-    # master passing it on. The second one landed while the first exit ran the atexit hooks and
-    # printed a traceback per worker; once a worker is exiting, further quits are moot.
-    # A no-op handler, not SIG_IGN: a quit already pending when this runs would then raise
-    # "signal ignored due to race condition" instead.
+def _quit_once(worker) -> None:
+    """Handle the first quit signal only.
+
+    Ctrl+C reaches each worker twice: from the terminal (the whole process group) and as the
+    master's SIGQUIT. gthread's handle_quit shuts its thread pool down under a non-reentrant
+    lock, and a second quit arriving inside that re-entered it: the worker deadlocked until the
+    master killed it after graceful_timeout ("Worker was sent SIGKILL", a 10 s stop; py-spy
+    showed handle_quit nested in handle_quit). Earlier, a second quit during the atexit hooks
+    printed a traceback per worker.
+    """
+    handle_quit = worker.handle_quit
+    quitting = False
+
+    def once(sig: int, frame: object) -> None:
+        nonlocal quitting
+        if not quitting:
+            quitting = True
+            handle_quit(sig, frame)
+
+    # gunicorn installed its handlers before this hook runs.
     for sig in (signal.SIGINT, signal.SIGQUIT):
-        signal.signal(sig, _ignore)
-
-
-def _ignore(_sig: int, _frame: object) -> None:
-    pass
+        signal.signal(sig, once)
 
 
 def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> dict:
@@ -95,7 +106,6 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> di
         "pre_request": balance.before_request,
         "child_exit": child_exit,
         "post_worker_init": _post_worker_init,
-        "worker_int": _worker_int,
     }
 
 
