@@ -104,7 +104,10 @@ class FastLane:
             return None
         if int(length) > MAX_BODY_BYTES:
             return None
-        body = environ["wsgi.input"].read(int(length))
+        try:
+            body = environ["wsgi.input"].read(int(length))
+        except OSError:  # the client went away mid-body: Flask finds it short and says 400
+            body = b""
         environ["wsgi.input"] = io.BytesIO(body)
         try:
             batch = load_batch(parse_json(body))

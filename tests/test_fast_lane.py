@@ -8,6 +8,7 @@ and the headers clients act on.
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import re
@@ -299,3 +300,22 @@ def test_unexpected_failure_is_a_logged_500_without_trace(
     assert "Traceback" not in via_lane.get_data(as_text=True)
     assert any(rec.exc_info for rec in caplog.records)
     reset_clients()
+
+
+class _Disconnected(io.BytesIO):
+    """A WSGI input whose client went away: gunicorn's body reader raises an OSError."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise OSError("client disconnected")
+
+
+@pytest.mark.parametrize("stream", [io.BytesIO(b'{"site": "k", "visi'), _Disconnected()])
+def test_a_body_cut_short_is_flasks_400(both, stream):
+    client, _, handed = both
+    res = client.post(
+        "/v1/collect",
+        content_type="text/plain",
+        environ_overrides={"CONTENT_LENGTH": "4000", "wsgi.input": stream},
+    )
+    assert res.status_code == 400, res.get_data()
+    assert handed == ["POST /v1/collect"]
