@@ -55,3 +55,16 @@ def wait_until_ok(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> No
         )
         assert time.monotonic() < deadline, f"{url} did not answer 200 within {timeout:g} s"
         time.sleep(0.2)
+
+
+def wait_for_workers(server: subprocess.Popen, count: int, timeout: float = 60.0) -> list:
+    """The gunicorn master's worker processes once ``count`` run: the first worker can answer
+    readiness probes while the others are still starting."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while len(workers := psutil.Process(server.pid).children()) < count:
+        assert server.poll() is None, f"the server exited with {server.returncode}"
+        assert time.monotonic() < deadline, f"{len(workers)} of {count} workers started"
+        time.sleep(0.1)
+    return workers

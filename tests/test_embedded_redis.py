@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from store.embedded import EmbeddedRedis
-from tests.helpers import free_port, wait_until_ok
+from tests.helpers import free_port, wait_for_workers, wait_until_ok
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,8 @@ def test_dead_process_lease_does_not_pin_the_server(data_dir):
 
 
 def start_serve(data_dir: Path, workers: int = 2) -> tuple[subprocess.Popen, int]:
-    """`offerwise serve` on the embedded Redis of ``data_dir``, once /readyz answers."""
+    """`offerwise serve` on the embedded Redis of ``data_dir``, once /readyz answers and every
+    worker has started."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["OFFERWISE_DATA_DIR"] = str(data_dir)
@@ -82,6 +83,7 @@ def start_serve(data_dir: Path, workers: int = 2) -> tuple[subprocess.Popen, int
     )
     try:
         wait_until_ok(f"http://127.0.0.1:{port}/readyz", proc, timeout=30)
+        wait_for_workers(proc, workers)
     except BaseException:
         proc.terminate()
         proc.wait(timeout=30)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, wait_until_ok
+from tests.helpers import free_port, wait_for_workers, wait_until_ok
 
 CLI = str(Path(sys.executable).with_name("offerwise"))
 
@@ -46,8 +46,6 @@ def test_keepalive_connections_even_out_over_the_workers(redis_server, tmp_path)
     worker (app.connection_balance), however the kernel first hashed them."""
     import http.client
 
-    import psutil
-
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_server, "OFFERWISE_DATA_DIR": str(tmp_path / "var")}
     server = subprocess.Popen(
@@ -57,10 +55,7 @@ def test_keepalive_connections_even_out_over_the_workers(redis_server, tmp_path)
     pool = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(40)]
     try:
         wait_until_ok(f"http://127.0.0.1:{port}/healthz", server)
-        deadline = time.monotonic() + 60
-        while len(workers := psutil.Process(server.pid).children()) < 4:
-            assert time.monotonic() < deadline, f"{len(workers)} of 4 workers started"
-            time.sleep(0.1)
+        workers = wait_for_workers(server, 4)
         shed = 0
         for _ in range(25):  # http.client reopens a connection the server closed
             for conn in pool:
