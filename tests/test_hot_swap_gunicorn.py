@@ -8,8 +8,8 @@ GET /v1/recommend over TCP while the champion moves back and forth, through the 
 and through ``models.registry``.
 
 Which worker answered a request is read from the operating system, not from the product: a
-keep-alive connection stays in the worker process that accepted it, and psutil shows which
-worker holds the server end of the client's socket. So each worker's answers are followed on
+keep-alive connection stays in the worker process that accepted it until one side closes it,
+and psutil shows which worker holds the server end of the client's socket. So each worker's answers are followed on
 their own, and a worker left on the old model cannot hide behind one that switched.
 """
 
@@ -200,15 +200,22 @@ class Load:
         return f"/v1/recommend?site={self.site}&visitor={visitor}&n=3"
 
     def pinned(self, conn: http.client.HTTPConnection, worker: int, visitor: str) -> None:
-        """Requests on one keep-alive connection, all answered by ``worker``."""
+        """Requests on one keep-alive connection, each credited to the worker holding it.
+
+        A worker over its share of connections closes one now and then (``Connection: close``,
+        app.connection_balance): the next request reconnects, its answer is credited to no
+        worker in particular, and the thread follows the worker holding the new connection."""
+        known = conn.sock is not None  # False once the server closed it (even while pinning)
         try:
             while not self.stop.is_set():
                 start = time.monotonic()
-                status, body = _send(conn, self.path(visitor))
-                self.answers.append(Answer(start, time.monotonic(), worker, _source(status, body)))
-                if conn.sock is None:  # the server closed it: the next one may land elsewhere
-                    self.errors.append(f"worker {worker} closed a keep-alive connection")
-                    return
+                status, body = _send(conn, self.path(visitor))  # http.client reopens if closed
+                credit = worker if known else 0
+                self.answers.append(Answer(start, time.monotonic(), credit, _source(status, body)))
+                if conn.sock is None:
+                    known = False
+                elif not known:
+                    worker, known = _worker_holding(conn, self.server.workers), True
         except (OSError, http.client.HTTPException) as err:
             self.errors.append(f"keep-alive connection to worker {worker}: {err!r}")
 
