@@ -221,7 +221,8 @@ def _fast_batch(payload: dict) -> dict | None:
     if not payload.keys() <= {"site", "visitor", "events", "dnt"}:
         return None
     site, events, dnt = payload.get("site"), payload.get("events"), payload.get("dnt", False)
-    if site is not None and not (type(site) is str and 0 < len(site) <= 128):
+    # An explicit null is not an absent site: marshmallow refuses it ("may not be null").
+    if "site" in payload and not (type(site) is str and 0 < len(site) <= 128):
         return None
     if (
         type(events) is not list
