@@ -117,8 +117,8 @@ def test_ctrl_c_stops_everything_promptly_without_a_traceback(tmp_path):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
     assert "Traceback" not in output, output[-3000:]
-    # gunicorn's graceful_timeout is 10 s: a worker stuck in its quit handler shows here.
-    assert "SIGKILL" not in output and stop_s < 5, (stop_s, output[-3000:])
+    # A worker stuck in its quit handler is killed after graceful_timeout (10 s) and logged so.
+    assert "SIGKILL" not in output and stop_s < 9, (stop_s, output[-3000:])
     assert not _redis_alive(data_dir), "the embedded Redis was left running"
 
 
