@@ -43,12 +43,12 @@ MAX_STREAM_LEN = 5_000_000
 TTL_REFRESH_S = 3600
 WEIGHTS = {"product_view": 1, "add_to_cart": 3, "purchase": 5, "offer_click": 2}
 
-# Per-batch aggregation: one HMGET per dedupe day and one HSET for the new ids, one
-# ZINCRBY per distinct product or category, one HINCRBY per event type, one HMGET for missing
-# categories, one LPUSH for all views. Every write here is also
-# appended to the AOF, so each command saved is saved twice. A key gets its TTL when a write
-# creates it (the reply says so) and all profile keys are refreshed once per ARGV[10] seconds
-# of activity, instead of five EXPIREs per batch.
+# Per-batch aggregation: one HMGET per dedupe day and one HSET for the new ids, one ZINCRBY
+# per distinct product or category, one HINCRBY per event type, one HMGET for missing
+# categories, one LPUSH for all views. Every write here is also appended to the AOF, so each
+# command saved is saved twice. A key gets its TTL when a write creates it (the reply says so)
+# and all profile keys are refreshed once per ARGV[10] seconds of activity, instead of five
+# EXPIREs per batch.
 _LUA = """
 local cnt = redis.call('INCR', KEYS[1])
 if cnt == 1 then redis.call('EXPIRE', KEYS[1], 2) end

@@ -44,7 +44,8 @@ ACCEPTED_TYPES = ("application/json", "text/plain", "")
         "with its index, field and reason. A 200 means every accepted event is durably in the "
         "tenant's event stream; retries with the same event id (per visitor, for at least "
         "48 h) are counted as duplicates, not stored twice. With `DNT: 1` or `Sec-GPC: 1` no "
-        "visitor profile is built and no event is kept; only aggregate counters move. No cookie is ever set and the IP is not stored."
+        "visitor profile is built and no event is kept; only aggregate counters move. No "
+        "cookie is ever set and the IP is not stored."
     ),
     requestBody={
         "required": True,
