@@ -15,8 +15,9 @@ from app.errors import OfferwiseApi, register_fallback
 from app.fast_lane import FastLane
 from app.observability import configure_logging, instrument
 from app.pages import pages
+from app.settings import load_settings
 from clickstream.schemas import MAX_BODY_BYTES, EventSchema
-from store.config import Settings, load_settings
+from store.config import Settings
 
 # Bodies larger than this are refused with 413 before any parsing; endpoints that take uploads
 # raise their own limit, the small JSON endpoints lower it.

@@ -13,7 +13,7 @@ origin, at least one good event), including their rate-limit and backlog refusal
 request goes to Flask untouched (a body read here is handed back): input errors, preflights,
 ``POST /v1/recommend``, chunked bodies, anything unusual. So each error answer has a single
 implementation, and the lane shares everything else with the Flask views: validation
-(clickstream.schemas, models.schemas), site-key auth (app.auth), the endpoint cores
+(clickstream.schemas, campaigns.schemas), site-key auth (app.auth), the endpoint cores
 (app.api.collect.store_batch, app.api.recommend.offers_answer), CORS (app.cors), metrics,
 request ids and access logs (app.observability) and the error shape (app.errors).
 tests/test_fast_lane.py pins its answers to Flask's on generated requests.
@@ -39,8 +39,8 @@ from app.cors import allowed_origin_headers
 from app.errors import INTERNAL_ERROR, error_payload
 from app.observability import observe_request, request_id
 from app.services import Services, services_of
+from campaigns.schemas import fast_recommend_args
 from clickstream.schemas import MAX_BODY_BYTES, load_batch, load_events, parse_json
-from models.schemas import fast_recommend_args
 from store.ratelimit import Refused
 from store.tenants import Tenant
 

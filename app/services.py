@@ -10,10 +10,10 @@ import redis
 from flask import Flask, current_app
 
 from app.observability import MODEL_LOAD_FAILURES
+from campaigns.offers import Recommender
 from clickstream.catalog import CatalogCache
 from clickstream.ingest import Ingestor
 from models.bundle import load_bundle
-from models.recommender import Recommender
 from models.serving import ChampionCache
 from store.config import Settings
 from store.redis_client import get_redis
@@ -28,6 +28,11 @@ class Services:
     @cached_property
     def redis(self) -> redis.Redis:
         return get_redis(settings=self.settings)
+
+    @cached_property
+    def queue_redis(self) -> redis.Redis:
+        """The job queue's connection: rq stores pickled bytes, so responses stay undecoded."""
+        return get_redis(decode=False, settings=self.settings)
 
     @cached_property
     def ingestor(self) -> Ingestor:

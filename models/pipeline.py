@@ -17,8 +17,7 @@ from models.training import (
     save_result,
     train_tenant,
 )
-from store.config import Settings, load_settings
-from store.redis_client import get_redis
+from store.config import Settings
 
 
 def _mean_auc(aucs: list[float | None]) -> float | None:
@@ -111,16 +110,3 @@ def train_and_register(
         auto_promote=auto_promote,
     )
     return {"version": result.version, "summary": result.summary(), "registry": decision}
-
-
-def train_job(
-    tenant: str, products: list[str] | None = None, label_source: str = "holdings"
-) -> dict:
-    """The background job behind POST /v1/staff/tenants/<t>/train."""
-    settings = load_settings()
-    try:
-        return train_and_register(
-            get_redis(settings=settings), settings, tenant, products, label_source
-        )
-    except TrainingError as err:
-        return {"status": "failed", "error": str(err)}

@@ -121,7 +121,7 @@ def _reason(category: str, affinity: float, local: bool) -> tuple[str, str]:
 
 
 class PopularityRecommender:
-    """Ranking without a model (cold start); its pieces are used by ``models.recommender``."""
+    """Ranking without a model (cold start); its pieces are used by ``campaigns.offers``."""
 
     @staticmethod
     def _rank(

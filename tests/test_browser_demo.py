@@ -7,7 +7,7 @@ import time
 import orjson
 import pytest
 
-from models import tokens
+from campaigns import tokens
 from store import keys
 from store.tenants import get_tenant
 from tests.browser import browser, require_chromium, serve_in_thread

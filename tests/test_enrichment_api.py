@@ -122,9 +122,10 @@ def test_crm_background_import_runs_in_worker(client, r, acme):
     )
     assert res.status_code == 202
     job_id = res.json["job"]
-    from clickstream.worker import run_worker
+    from app.settings import load_settings
+    from app.worker import run_worker
 
-    run_worker(burst=True)
+    run_worker(load_settings(), burst=True)
     status = client.get(f"/v1/admin/jobs/{job_id}", headers=admin(acme)).json
     assert status["status"] == "finished" and status["result"]["rows_imported"] == 3
     assert client.get("/v1/admin/jobs/nope", headers=admin(acme)).status_code == 404

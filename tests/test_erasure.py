@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from app.settings import load_settings
 from clickstream.archiver import Archiver, read_archive
 from enrichment.crm import get_customer, import_crm
-from store.config import load_settings
 from store.tenants import get_tenant
 from tests.helpers import batch, event
 

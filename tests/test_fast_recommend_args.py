@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 
-from models.schemas import RecommendArgsSchema, fast_recommend_args
+from campaigns.schemas import RecommendArgsSchema, fast_recommend_args
 
 SCHEMA = RecommendArgsSchema()
 text = st.one_of(

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
+from campaigns.rules import DEFAULT_RULES, load_rules, save_rules
 from models.ranking import Context, rank
-from models.rules import DEFAULT_RULES, load_rules, save_rules
 
 CATALOG = {
     "a": {"product_id": "a", "category": "x", "price": 10.0, "margin": 5.0},

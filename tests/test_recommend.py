@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models import tokens
+from campaigns import tokens
 from store.tenants import get_tenant
 from tests.helpers import batch, event
 

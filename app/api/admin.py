@@ -9,9 +9,9 @@ from marshmallow import Schema, fields, validate
 
 from app.auth import admin_tenant
 from app.services import services
+from campaigns.rules import RulesSchema, load_rules, save_rules
 from clickstream import catalog
 from clickstream.stats import daily_counts
-from models.rules import RulesSchema, load_rules, save_rules
 
 blp = Blueprint(
     "admin", __name__, url_prefix="/v1/admin", description="Tenant administration (admin key)"

@@ -10,9 +10,8 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
 from app.auth import admin_tenant
-from app.jobs import crm_import_job, job_view
+from app.jobs import JobNotFound, crm_import_job, enqueue, job_status
 from app.services import services
-from clickstream.worker import enqueue
 from enrichment.crm import (
     CrmError,
     CrmImportError,
@@ -123,7 +122,12 @@ def upload(args: dict):
     folder = _spool(tenant.name)
     if args["background"]:
         job_id = enqueue(
-            crm_import_job, tenant.name, str(folder), options, meta={"tenant": tenant.name}
+            services().queue_redis,
+            crm_import_job,
+            tenant.name,
+            str(folder),
+            options,
+            meta={"tenant": tenant.name},
         )
         return {"job": job_id, "status": "queued"}, 202
     try:
@@ -166,7 +170,7 @@ def do_rollback():
 @blp.doc(summary="Status of a background job of this tenant")
 def job(job_id: str):
     tenant = admin_tenant()
-    found = job_view(services().settings, job_id, tenant.name)
-    if found is None:
+    try:
+        return job_status(services().queue_redis, job_id, tenant.name)
+    except JobNotFound:
         abort(404, message=f"job: no job {job_id!r} for this tenant")
-    return found

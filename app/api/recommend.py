@@ -12,8 +12,8 @@ from app.api_docs import SITE_KEY_ERRORS, responses
 from app.auth import site_tenant, tracking_allowed
 from app.observability import OFFERS_BY
 from app.services import Services, services
+from campaigns.schemas import RecommendArgsSchema, RecommendResultSchema, fast_recommend_args
 from models.popularity import MAX_OFFERS
-from models.schemas import RecommendArgsSchema, RecommendResultSchema, fast_recommend_args
 from store.ratelimit import Refused
 from store.tenants import Tenant
 

@@ -7,12 +7,10 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
 from app.auth import require_staff
-from app.jobs import job_view
+from app.jobs import JobNotFound, enqueue, job_status, train_job
 from app.services import services
 from clickstream.schemas import ID_VALIDATORS
-from clickstream.worker import enqueue
 from models import registry
-from models.pipeline import train_job
 from models.training import TrainingResult, comparison
 from store.tenants import get_tenant
 
@@ -65,10 +63,10 @@ def rollback(name: str):
 @blp.doc(summary="Status of a background job")
 def job(job_id: str):
     require_staff()
-    found = job_view(services().settings, job_id)
-    if found is None:
+    try:
+        return job_status(services().queue_redis, job_id)
+    except JobNotFound:
         abort(404, message=f"job: no job {job_id!r}")
-    return found
 
 
 class TrainSchema(Schema):
@@ -89,6 +87,7 @@ class TrainSchema(Schema):
 def train(body: dict, name: str):
     _tenant(name)
     job_id = enqueue(
+        services().queue_redis,
         train_job,
         name,
         body["products"],

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from app.cli.output import emit, fail, store
+from app.settings import load_settings
 from enrichment import crm as crm_domain
 from enrichment.crm.coltypes import parse_types_option
-from store.config import load_settings
 from store.tenants import get_tenant
 
 _DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}

@@ -18,12 +18,12 @@ import orjson
 
 from app.pages import DEMO_CATALOG
 from app.server import PortInUse, check_port_free, default_workers, serve
+from app.settings import load_settings
 from clickstream import catalog
 from clickstream.ingest import Ingestor, popularity_key
 from clickstream.simulator import simulate
 from enrichment.demographics import DemographicsError, demographics, ensure_demographics
 from enrichment.segments import SegmentsError, build_segments, segmentation
-from store.config import load_settings
 from store.redis_client import get_redis, redis_url
 from store.tenants import create_tenant, get_tenant, rotate_keys, update_tenant
 

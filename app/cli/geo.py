@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from app.cli.output import emit, fail
+from app.settings import load_settings
 from enrichment import geo as geo_domain
 from enrichment import segments as segments_domain
 from enrichment.demographics import DemographicsError, demographics, load_demographics
 from enrichment.zip_profile import zip_profile
-from store.config import load_settings
 
 
 @click.group()

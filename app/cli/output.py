@@ -8,7 +8,7 @@ from typing import NoReturn
 import click
 import orjson
 
-from store.config import load_settings
+from app.settings import load_settings
 from store.redis_client import get_redis
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from app.cli.output import emit, fail, store
+from app.settings import load_settings
 from models.erasure import ErasureError, erase_person
-from store.config import load_settings
 from store.tenants import get_tenant
 
 

@@ -8,10 +8,10 @@ import click
 from rich.progress import Progress
 
 from app.cli.output import emit, fail, store
+from app.settings import load_settings
 from models import registry
 from models.batch import BatchError, score_file
 from models.bundle import load_bundle
-from store.config import load_settings
 
 
 @click.command()

@@ -6,7 +6,7 @@ import click
 
 from app.server import PortInUse, default_workers
 from app.server import serve as run_server
-from store.config import load_settings
+from app.settings import load_settings
 
 
 @click.command()

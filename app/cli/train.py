@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.cli.output import emit, fail, store
+from app.settings import load_settings
 from models.pipeline import train_and_register
 from models.training import (
     TrainingError,
@@ -23,7 +24,6 @@ from models.training import (
     train_tenant,
     write_gains_chart,
 )
-from store.config import load_settings
 
 
 class _Bar:

@@ -10,9 +10,9 @@ import click
 
 from app.cli.output import emit, fail, store
 from app.observability import configure_logging
+from app.settings import load_settings
+from app.worker import ARCHIVE_MAX_DELAY_S, ArchiverLoop, run_worker
 from clickstream.archiver import DEFAULT_BATCH_SIZE, ArchiveBusy, ArchiveLockLost, Archiver
-from clickstream.worker import ARCHIVE_MAX_DELAY_S, ArchiverLoop, run_worker
-from store.config import load_settings
 from store.tenants import TenantError, get_tenant, list_tenants, validate_name
 
 

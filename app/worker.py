@@ -15,16 +15,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import redis
-from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
+from app.jobs import QUEUE_NAME
 from clickstream.archiver import DEFAULT_BATCH_SIZE, ArchiveBusy, ArchiveLockLost, Archiver
-from store.config import Settings, load_settings
+from store.config import Settings
 from store.redis_client import get_redis, redis_url
 from store.tenants import list_tenants
 
@@ -35,74 +31,12 @@ except ImportError:  # pragma: no cover - older rq forks
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "offerwise"
-DEFAULT_JOB_TIMEOUT = 3600  # seconds; training a large tenant takes a while
 # A tenant is archived when this many events wait, or when the oldest waited this long.
 ARCHIVE_MIN_EVENTS = DEFAULT_BATCH_SIZE
 ARCHIVE_MAX_DELAY_S = 60.0
 # Batches per tenant per round, so that a large backlog does not delay a stop request or
 # starve the other tenants.
 BATCHES_PER_ROUND = 10
-
-
-class JobNotFound(LookupError):
-    pass
-
-
-def job_queue(settings: Settings | None = None) -> Queue:
-    return Queue(QUEUE_NAME, connection=get_redis(decode=False, settings=settings))
-
-
-def enqueue(func_path_or_callable: str | Callable[..., Any], *args: Any, **kwargs: Any) -> str:
-    """Queue ``func(*args, **kwargs)`` for the worker; returns the job id.
-
-    The function must be importable by the worker (a dotted path like ``"models.train.run"`` or
-    a module-level function). rq's job options (``job_timeout``, ``result_ttl``, ``job_id``,
-    ``description``, ``meta``, ``depends_on``, ``retry``...) are taken from ``kwargs``.
-    """
-    kwargs.setdefault("job_timeout", DEFAULT_JOB_TIMEOUT)
-    return job_queue().enqueue(func_path_or_callable, *args, **kwargs).id
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def job_status(job_id: str) -> dict:
-    """``{"id", "func", "status", "enqueued_at", "started_at", "ended_at", "result", "error"}``.
-
-    ``status`` is rq's (queued, started, finished, failed, deferred, scheduled, stopped,
-    canceled); ``error`` is the last line of the failure's traceback. Raises JobNotFound for an
-    unknown or expired job.
-    """
-    try:
-        job = Job.fetch(job_id, connection=get_redis(decode=False))
-    except NoSuchJobError:
-        raise JobNotFound(f"no job {job_id!r} (unknown, or its result expired)") from None
-    latest = job.latest_result()
-    error = None
-    if latest is not None and latest.exc_string:
-        lines = [ln for ln in latest.exc_string.strip().splitlines() if ln.strip()]
-        error = lines[-1] if lines else latest.exc_string
-    status = job.get_status()
-    return {
-        "id": job.id,
-        "func": job.func_name,
-        "status": getattr(status, "value", status),
-        "enqueued_at": _iso(job.enqueued_at),
-        "started_at": _iso(job.started_at),
-        "ended_at": _iso(job.ended_at),
-        "result": job.return_value(),
-        "error": error,
-    }
-
-
-def archive_job(tenant: str | None = None) -> dict:
-    """A job that archives now (one tenant or all); returns the per-tenant results."""
-    settings = load_settings()
-    archiver = Archiver(get_redis(settings=settings), settings.events_dir)
-    tenants = [tenant] if tenant else None
-    return {k: v.to_dict() for k, v in archiver.archive_all(tenants, lock_wait_s=30.0).items()}
 
 
 class ArchiverLoop(threading.Thread):
@@ -172,7 +106,7 @@ class ArchiverLoop(threading.Thread):
 
 
 def run_worker(
-    settings: Settings | None = None,
+    settings: Settings,
     burst: bool = False,
     archive_interval: float = 5.0,
     archive_max_delay: float = ARCHIVE_MAX_DELAY_S,
@@ -182,7 +116,6 @@ def run_worker(
     With ``burst`` it runs the queued jobs, then archives every tenant once and returns.
     Must be called from the main thread (signal handling). Returns a summary dict.
     """
-    settings = settings or load_settings()
     # Hold a "worker" lease on the embedded Redis so it stays up while this process runs.
     redis_url(settings, role="worker")
     conn = get_redis(decode=False, settings=settings)

@@ -1,6 +1,6 @@
-"""GET /v1/recommend's domain: one round trip of reads, then the champion model or cold start.
+"""GET /v1/recommend's decision: one round trip of reads, then the champion model or cold start.
 
-Reads in one script call (``models.request_reads``): the tenant's rate counter, catalog
+Reads in one script call (``campaigns.request_reads``): the tenant's rate counter, catalog
 version, champion model version, rules version, the top of the popularity set (when this
 worker's snapshot is stale) and the visitor's live profile. An identified
 visitor costs one more round trip (their CRM profile and other devices). With a champion model,
@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 
 import redis
 
+from campaigns import tokens
+from campaigns.request_reads import RequestReads
+from campaigns.rules import RulesCache
 from clickstream.catalog import CatalogCache
 from clickstream.ingest import popularity_key
 from clickstream.profiles import VisitorProfile, with_identity
 from enrichment.crm import get_customer
-from models import tokens
 from models.features import ZipLookup, zip_block_for
 from models.popularity import Offer, PopularitySnapshots, popularity_offers
 from models.ranking import Context, rank
-from models.request_reads import RequestReads
-from models.rules import RulesCache
 from models.serving import Bundle, ChampionCache
 from store.config import Settings
 from store.ratelimit import Refused

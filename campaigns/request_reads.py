@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
+from campaigns.rules import rules_version_key
 from clickstream.catalog import version_key
 from clickstream.ingest import popularity_key
 from clickstream.profiles import (
@@ -26,7 +27,6 @@ from clickstream.profiles import (
 )
 from models.popularity import SNAPSHOT_SIZE
 from models.registry import champion_key
-from models.rules import rules_version_key
 from store.hot_script import HotScript
 from store.ratelimit import WINDOW_S, rate_key
 from store.redis_client import reply_text
