@@ -7,11 +7,21 @@ message names the field and the reason; ``errors`` keeps the detail per location
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from flask import Flask, jsonify
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
+
+from app.jobs import JobNotFound
+from clickstream.archive_files import ArchiveBusy
+from clickstream.catalog import CatalogError
+from enrichment.crm import CrmBusy, CrmError, CrmImportError, CrmNothingToRollBack
+from models.erasure import ErasureError
+from models.registry import NothingToRollBack, RegistryError, UnknownVersion
+from store.ratelimit import Refused
+from store.tenants import TenantError, TenantExists, UnknownTenant
 
 log = logging.getLogger("offerwise.errors")
 
@@ -58,3 +68,67 @@ def register_fallback(app: Flask) -> None:
             raise err
         log.exception("unhandled error")
         return jsonify(error_payload(500, INTERNAL_ERROR)), 500
+
+
+# -- domain errors: mapped to HTTP here once, for the Flask views and app.fast_lane alike ------
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    status: int
+    payload: dict
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# Most specific first: the first class an error is an instance of decides. The prefix names the
+# area when the domain's message does not start with the field already.
+# (class, status, message prefix, Retry-After seconds)
+DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str, int | None], ...] = (
+    (CrmBusy, 409, "crm: ", 5),
+    (CrmNothingToRollBack, 409, "crm: ", None),
+    (CrmImportError, 422, "crm: ", None),
+    (CrmError, 422, "crm: ", None),
+    (CatalogError, 422, "catalog: ", None),
+    (UnknownTenant, 404, "", None),
+    (TenantExists, 409, "", None),
+    (TenantError, 422, "", None),
+    (UnknownVersion, 404, "", None),
+    (NothingToRollBack, 409, "", None),
+    (RegistryError, 422, "", None),
+    (ErasureError, 422, "", None),
+    (ArchiveBusy, 409, "", 30),
+    (JobNotFound, 404, "job: ", None),
+)
+
+
+def domain_error_answer(err: Exception) -> ErrorAnswer | None:
+    """The HTTP answer for a domain error; None for anything else (a bug: the caller logs a
+    500). ``Refused`` (rate limit, backlog) carries its own status and Retry-After."""
+    if isinstance(err, Refused):
+        return ErrorAnswer(
+            err.status,
+            error_payload(err.status, err.reason),
+            {"Retry-After": str(err.retry_after)},
+        )
+    for cls, status, prefix, retry_after in DOMAIN_ERRORS:
+        if isinstance(err, cls):
+            payload = error_payload(status, f"{prefix}{err}")
+            report = getattr(err, "report", None)
+            if report:
+                payload["errors"] = {"report": report}
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            return ErrorAnswer(status, payload, headers)
+    return None
+
+
+def register_domain_errors(app: Flask) -> None:
+    """Views let domain errors rise; this turns each into its JSON answer."""
+
+    def _answer(err: Exception):
+        found = domain_error_answer(err)
+        if found is None:  # not reached: registered only for the mapped classes
+            raise err
+        return jsonify(found.payload), found.status, found.headers
+
+    for cls in (Refused, *(entry[0] for entry in DOMAIN_ERRORS)):
+        app.register_error_handler(cls, _answer)

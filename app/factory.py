@@ -11,7 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from app import cors
 from app.api import blueprints
-from app.errors import OfferwiseApi, register_fallback
+from app.errors import OfferwiseApi, register_domain_errors, register_fallback
 from app.fast_lane import FastLane
 from app.observability import configure_logging, instrument
 from app.pages import pages
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     instrument(app)
     cors.install(app)
+    register_domain_errors(app)
     register_fallback(app)
     # The hot paths' everyday requests skip Flask's per-request machinery (see app.fast_lane).
     app.wsgi_app = FastLane(app)  # type: ignore[method-assign]

@@ -36,12 +36,11 @@ from app.api.collect import ACCEPTED_TYPES, media_type, store_batch
 from app.api.recommend import offers_answer
 from app.auth import SiteKeyRefused, tenant_of_site_key, tracking_allowed_by
 from app.cors import allowed_origin_headers
-from app.errors import INTERNAL_ERROR, error_payload
+from app.errors import INTERNAL_ERROR, domain_error_answer, error_payload
 from app.observability import observe_request, request_id
 from app.services import Services, services_of
 from campaigns.schemas import fast_recommend_args
 from clickstream.schemas import MAX_BODY_BYTES, load_batch, load_events, parse_json
-from store.ratelimit import Refused
 from store.tenants import Tenant
 
 log = logging.getLogger("offerwise.errors")
@@ -154,13 +153,12 @@ def _answer(environ: dict, tenant: Tenant, work: Callable[[], dict]) -> Answer:
     headers = allowed_origin_headers(environ.get("HTTP_ORIGIN"))
     try:
         return Answer(200, work(), headers, tenant.name)
-    except Refused as refused:
-        retry = ("Retry-After", str(refused.retry_after))
-        payload = error_payload(refused.status, refused.reason)
-        return Answer(refused.status, payload, [*headers, retry], tenant.name)
-    except Exception:
-        log.exception("unhandled error")
-        return Answer(500, error_payload(500, INTERNAL_ERROR), headers, tenant.name)
+    except Exception as err:
+        known = domain_error_answer(err)
+        if known is None:
+            log.exception("unhandled error")
+            return Answer(500, error_payload(500, INTERNAL_ERROR), headers, tenant.name)
+        return Answer(known.status, known.payload, [*headers, *known.headers.items()], tenant.name)
 
 
 def _query(environ: dict) -> dict[str, str] | None:

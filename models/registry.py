@@ -24,7 +24,15 @@ from store.redis_client import reply_text
 
 
 class RegistryError(ValueError):
-    pass
+    """A registry change refused for a reason the caller can fix."""
+
+
+class UnknownVersion(RegistryError):
+    """No such model version for the tenant."""
+
+
+class NothingToRollBack(RegistryError):
+    """No earlier champion that still exists."""
 
 
 def versions_key(tenant: str) -> str:
@@ -73,7 +81,7 @@ def list_versions(r: redis.Redis, tenant: str) -> list[dict]:
 def promote(r: redis.Redis, tenant: str, version: str, reason: str = "staff") -> dict:
     meta = get_version(r, tenant, version)
     if meta is None:
-        raise RegistryError(f"version: no model version {version!r} for tenant {tenant!r}")
+        raise UnknownVersion(f"version: no model version {version!r} for tenant {tenant!r}")
     stamped = orjson.dumps({**meta, "promoted_at": time.time(), "promoted_because": reason})
 
     def switch(pipe: redis.client.Pipeline) -> str | None:
@@ -116,7 +124,7 @@ def rollback(r: redis.Redis, tenant: str) -> dict:
         _ROLLBACK, 3, history_key(tenant), champion_key(tenant), versions_key(tenant)
     )
     if previous is None:
-        raise RegistryError("no earlier champion to roll back to")
+        raise NothingToRollBack("no earlier champion to roll back to")
     return {
         "tenant": tenant,
         "champion": reply_text(previous),

@@ -29,6 +29,14 @@ class TenantError(ValueError):
     """A tenant operation refused for a reason the caller can fix (bad name, duplicate...)."""
 
 
+class UnknownTenant(TenantError):
+    """No tenant of that name."""
+
+
+class TenantExists(TenantError):
+    """A tenant of that name exists already."""
+
+
 @dataclass(frozen=True)
 class Tenant:
     name: str
@@ -92,7 +100,7 @@ def create_tenant(
         raise TenantError("rate limit must be at least 1 request per second")
     site_key, admin_key = _new_keys()
     if not r.sadd(keys.TENANTS, name):
-        raise TenantError(f"tenant {name!r} already exists")
+        raise TenantExists(f"name: tenant {name!r} already exists")
     pipe = r.pipeline(transaction=True)
     pipe.hset(
         keys.tenant_config(name),
@@ -139,7 +147,7 @@ def update_tenant(
     r: redis.Redis, name: str, origins: list[str] | None = None, rate_limit: int | None = None
 ) -> Tenant:
     if get_tenant(r, name) is None:
-        raise TenantError(f"no tenant named {name!r}")
+        raise UnknownTenant(f"no tenant named {name!r}")
     mapping: dict[str, object] = {}
     if origins is not None:
         mapping["origins"] = orjson.dumps(sorted({normalize_origin(o) for o in origins}))
@@ -159,7 +167,7 @@ def rotate_keys(r: redis.Redis, name: str) -> dict:
     cfg_key = keys.tenant_config(name)
     old = r.hmget(cfg_key, "site_key_hash", "admin_key_hash")
     if old[0] is None:
-        raise TenantError(f"no tenant named {name!r}")
+        raise UnknownTenant(f"no tenant named {name!r}")
     site_key, admin_key = _new_keys()
     pipe = r.pipeline(transaction=True)
     pipe.hdel(keys.KEY_HASHES, *[h for h in old if h])

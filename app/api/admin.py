@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app.auth import admin_tenant
@@ -66,11 +66,8 @@ class Catalog(MethodView):
     @blp.alt_response(422, description="Nothing usable in the upload; the catalog is unchanged")
     def put(self):
         tenant = admin_tenant()
-        try:
-            report = catalog.parse_upload(request.get_data(cache=False), request.content_type)
-            version = catalog.replace_catalog(services().redis, tenant.name, report.products)
-        except catalog.CatalogError as err:
-            abort(422, message=f"catalog: {err}")
+        report = catalog.parse_upload(request.get_data(cache=False), request.content_type)
+        version = catalog.replace_catalog(services().redis, tenant.name, report.products)
         return report.as_dict(version)
 
     @blp.doc(summary="Read the catalog, a page at a time")

@@ -24,7 +24,6 @@ from clickstream.schemas import (
     load_events,
     parse_json,
 )
-from store.ratelimit import Refused
 from store.tenants import Tenant
 
 blp = Blueprint("collect", __name__, url_prefix="/v1", description="Clickstream collection")
@@ -101,14 +100,7 @@ def collect():
             errors={"json": {"events": bad}},
         )
     track = tracking_allowed() and not batch["dnt"]
-    try:
-        answer = store_batch(services(), tenant, batch, good, bad, track)
-    except Refused as refused:
-        abort(
-            refused.status,
-            message=refused.reason,
-            headers={"Retry-After": str(refused.retry_after)},
-        )
+    answer = store_batch(services(), tenant, batch, good, bad, track)
     # Plain data already: a ready Response skips Flask's JSON provider (the schema documents it).
     return Response(orjson.dumps(answer), mimetype="application/json")
 

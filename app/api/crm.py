@@ -10,11 +10,9 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
 from app.auth import admin_tenant
-from app.jobs import JobNotFound, crm_import_job, enqueue, job_status
+from app.jobs import crm_import_job, enqueue, job_status
 from app.services import services
 from enrichment.crm import (
-    CrmError,
-    CrmImportError,
     ImportOptions,
     import_crm,
     rollback,
@@ -140,11 +138,6 @@ def upload(args: dict):
             options=ImportOptions(**options),
             settings=services().settings,
         )
-    except CrmImportError as err:
-        abort(422, message=f"crm: {err}", errors={"report": err.report})
-    except CrmError as err:
-        busy = "lock" in str(err).lower() or "busy" in str(err).lower()
-        abort(409 if busy else 422, message=f"crm: {err}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -160,17 +153,11 @@ def versions():
 @blp.doc(summary="Make the previous CRM version live again")
 def do_rollback():
     tenant = admin_tenant()
-    try:
-        return rollback(services().redis, tenant.name, services().settings)
-    except CrmError as err:
-        abort(409, message=f"crm: {err}")
+    return rollback(services().redis, tenant.name, services().settings)
 
 
 @blp.route("/jobs/<string:job_id>")
 @blp.doc(summary="Status of a background job of this tenant")
 def job(job_id: str):
     tenant = admin_tenant()
-    try:
-        return job_status(services().queue_redis, job_id, tenant.name)
-    except JobNotFound:
-        abort(404, message=f"job: no job {job_id!r} for this tenant")
+    return job_status(services().queue_redis, job_id, tenant.name)

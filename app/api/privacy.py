@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.auth import admin_tenant
 from app.services import services
-from clickstream.archiver import ArchiveBusy
 from clickstream.schemas import ID_VALIDATORS
-from models.erasure import ErasureError, erase_person, list_receipts
+from models.erasure import erase_person, list_receipts
 
 blp = Blueprint(
     "privacy", __name__, url_prefix="/v1/admin", description="Privacy: erasure (admin key)"
@@ -47,18 +46,13 @@ class ReceiptArgs(Schema):
 @blp.alt_response(409, description="The archiver is busy; retry")
 def erase(body: dict):
     tenant = admin_tenant()
-    try:
-        return erase_person(
-            services().redis,
-            services().settings,
-            tenant,
-            body.get("customer_id"),
-            body.get("visitor_id"),
-        )
-    except ErasureError as err:
-        abort(422, message=str(err))
-    except ArchiveBusy as err:
-        abort(409, message=str(err), headers={"Retry-After": "30"})
+    return erase_person(
+        services().redis,
+        services().settings,
+        tenant,
+        body.get("customer_id"),
+        body.get("visitor_id"),
+    )
 
 
 @blp.route("/erasures")

@@ -14,7 +14,6 @@ from app.observability import OFFERS_BY
 from app.services import Services, services
 from campaigns.schemas import RecommendArgsSchema, RecommendResultSchema, fast_recommend_args
 from models.popularity import MAX_OFFERS
-from store.ratelimit import Refused
 from store.tenants import Tenant
 
 # An instance, not the class: webargs would build a new schema object on every request.
@@ -32,14 +31,7 @@ LIMITS = (
 def _recommend(args: dict) -> Response:
     tenant = site_tenant(args.get("site"))
     track = tracking_allowed() and not args["dnt"]
-    try:
-        body = offers_answer(services(), tenant, args, track)
-    except Refused as refused:
-        abort(
-            refused.status,
-            message=refused.reason,
-            headers={"Retry-After": str(refused.retry_after)},
-        )
+    body = offers_answer(services(), tenant, args, track)
     # Already plain data: a ready Response skips the schema dump flask-smorest would do (the
     # schema still documents it).
     return Response(orjson.dumps(body), mimetype="application/json")
@@ -47,7 +39,8 @@ def _recommend(args: dict) -> Response:
 
 def offers_answer(here: Services, tenant: Tenant, args: dict, track: bool) -> dict:
     """Rank and count the offers for validated arguments: the answer of a successful
-    recommend, for this view and app.fast_lane. Raises Refused (rate limit)."""
+    recommend, for this view and app.fast_lane. Raises Refused (rate limit), which
+    app.errors answers."""
     result = here.recommender.recommend(
         here.redis,
         tenant,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app.auth import require_staff
@@ -40,10 +40,6 @@ class TenantKeysSchema(Schema):
     admin_key = fields.String()
 
 
-def _refuse(err: tenants.TenantError, status: int = 422):
-    abort(status, message=str(err))
-
-
 @blp.route("/tenants")
 class Tenants(MethodView):
     @blp.doc(summary="List tenants")
@@ -57,13 +53,9 @@ class Tenants(MethodView):
     @blp.alt_response(409, description="A tenant with this name exists")
     def post(self, body: dict):
         require_staff()
-        r = services().redis
-        if tenants.get_tenant(r, body["name"]) is not None:
-            abort(409, message=f"name: tenant {body['name']!r} already exists")
-        try:
-            return tenants.create_tenant(r, body["name"], body["origins"], body["rate_limit"])
-        except tenants.TenantError as err:
-            _refuse(err)
+        return tenants.create_tenant(
+            services().redis, body["name"], body["origins"], body["rate_limit"]
+        )
 
 
 @blp.route("/tenants/<string:name>")
@@ -72,12 +64,9 @@ class TenantOne(MethodView):
     @blp.arguments(TenantPatchSchema)
     def patch(self, body: dict, name: str):
         require_staff()
-        try:
-            tenant = tenants.update_tenant(
-                services().redis, name, body.get("origins"), body.get("rate_limit")
-            )
-        except tenants.TenantError as err:
-            _refuse(err, 404 if "no tenant" in str(err) else 422)
+        tenant = tenants.update_tenant(
+            services().redis, name, body.get("origins"), body.get("rate_limit")
+        )
         services().keys.clear()
         return tenant.public()
 
@@ -87,9 +76,6 @@ class TenantOne(MethodView):
 @blp.response(200, TenantKeysSchema)
 def rotate(name: str):
     require_staff()
-    try:
-        keys = tenants.rotate_keys(services().redis, name)
-    except tenants.TenantError as err:
-        _refuse(err, 404)
+    keys = tenants.rotate_keys(services().redis, name)
     services().keys.clear()
     return keys

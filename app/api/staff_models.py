@@ -7,7 +7,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
 from app.auth import require_staff
-from app.jobs import JobNotFound, enqueue, job_status, train_job
+from app.jobs import enqueue, job_status, train_job
 from app.services import services
 from clickstream.schemas import ID_VALIDATORS
 from models import registry
@@ -43,30 +43,21 @@ def versions(name: str):
 @blp.doc(summary="Make a version the champion")
 def promote(name: str, version: str):
     _tenant(name)
-    try:
-        return registry.promote(services().redis, name, version, "staff")
-    except registry.RegistryError as err:
-        abort(404, message=str(err))
+    return registry.promote(services().redis, name, version, "staff")
 
 
 @blp.route("/tenants/<string:name>/models/rollback", methods=["POST"])
 @blp.doc(summary="Go back to the previous champion")
 def rollback(name: str):
     _tenant(name)
-    try:
-        return registry.rollback(services().redis, name)
-    except registry.RegistryError as err:
-        abort(409, message=str(err))
+    return registry.rollback(services().redis, name)
 
 
 @blp.route("/jobs/<string:job_id>")
 @blp.doc(summary="Status of a background job")
 def job(job_id: str):
     require_staff()
-    try:
-        return job_status(services().queue_redis, job_id)
-    except JobNotFound:
-        abort(404, message=f"job: no job {job_id!r}")
+    return job_status(services().queue_redis, job_id)
 
 
 class TrainSchema(Schema):

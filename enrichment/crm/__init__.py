@@ -9,14 +9,16 @@ Public API (the CLI and the admin API call only these):
 """
 
 from enrichment.crm.erase import erase_customer, erase_customers
-from enrichment.crm.errors import CrmError, CrmImportError
+from enrichment.crm.errors import CrmBusy, CrmError, CrmImportError, CrmNothingToRollBack
 from enrichment.crm.importer import ImportOptions, import_crm
 from enrichment.crm.live import activate, rollback, versions_info
 from enrichment.crm.serving import current_version, get_customer
 
 __all__ = [
+    "CrmBusy",
     "CrmError",
     "CrmImportError",
+    "CrmNothingToRollBack",
     "ImportOptions",
     "activate",
     "current_version",

@@ -7,6 +7,14 @@ class CrmError(ValueError):
     """A CRM operation refused for a reason the caller can fix (unknown tenant, no version...)."""
 
 
+class CrmBusy(CrmError):
+    """Another import, rollback or erasure holds the tenant's CRM lock; retrying shortly works."""
+
+
+class CrmNothingToRollBack(CrmError):
+    """No live version, or none older than the live one, to roll back to."""
+
+
 class CrmImportError(CrmError):
     """A file that cannot be imported as a whole; nothing went live.
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import redis
 
 from enrichment.crm import serving
-from enrichment.crm.errors import CrmError
+from enrichment.crm.errors import CrmError, CrmNothingToRollBack
 from enrichment.crm.holdings import build_profiles
 from enrichment.crm.versions import (
     CUSTOMERS,
@@ -140,11 +140,13 @@ def rollback(
         cleanup_orphans(r, settings, tenant)
         live = serving.current_version(r, tenant)
         if live is None:
-            raise CrmError(f"tenant {tenant!r} has no live CRM version to roll back from")
+            raise CrmNothingToRollBack(
+                f"tenant {tenant!r} has no live CRM version to roll back from"
+            )
         live_number = int(live[1:])
         older = [v for v in list_versions(settings, tenant) if v.number < live_number]
         if not older:
-            raise CrmError(
+            raise CrmNothingToRollBack(
                 f"tenant {tenant!r} has no CRM version older than {live} to roll back to"
             )
         return _switch(r, settings, tenant, older[-1], lock, "rolled back")

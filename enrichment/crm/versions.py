@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import redis
 from redis.exceptions import LockError
 
-from enrichment.crm.errors import CrmError
+from enrichment.crm.errors import CrmBusy, CrmError
 from enrichment.crm.serving import crm_key
 from store import keys
 from store.config import Settings
@@ -179,7 +179,7 @@ class TenantLock:
     @contextlib.contextmanager
     def held(self) -> Iterator[TenantLock]:
         if not self._lock.acquire():
-            raise CrmError(
+            raise CrmBusy(
                 f"another CRM import, rollback or erasure is running for tenant {self.tenant!r}; try again shortly"
             )
         try:
