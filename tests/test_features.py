@@ -19,6 +19,7 @@ from enrichment.crm import current_version, get_customer
 from enrichment.crm.versions import get_version
 from models import features as F
 from models.features import FeatureBuilder, FeatureError, FeatureSchema, ZipLookup, zip_raw
+from models.features import builder as feature_builder
 from models.synthetic import SyntheticConfig
 from models.training import TrainParams, prepare
 from models.web_history import load_events, web_columns
@@ -198,7 +199,7 @@ def test_chunked_transform_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> N
         "zip.segment_id": rng.choice([0.0, 3.0, 5.0, np.nan], n), "hold.b": rng.integers(0, 3, n) * 1.0,
     }  # fmt: skip
     whole = b.transform(cols, n, 1.7e9)
-    monkeypatch.setattr(F, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(feature_builder, "CHUNK_ROWS", 7)
     np.testing.assert_array_equal(b.transform(cols, n, 1.7e9), whole)
 
 

@@ -1,0 +1,70 @@
+"""Training results on disk: one folder per version under ``<artifacts>/models/<tenant>/``,
+written atomically, and the file format of each stored model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from models.linear_model import LinearModel
+from store.config import Settings
+
+if TYPE_CHECKING:
+    from models.training.results import TrainingResult
+
+
+def results_root(settings: Settings, tenant: str) -> Path:
+    return settings.artifacts_dir / "models" / tenant
+
+
+def save_result(settings: Settings, result: TrainingResult) -> Path:
+    """Write the result to ``<artifacts>/models/<tenant>/<version>/`` (atomically: a complete
+    folder appears under its name, or nothing)."""
+    root = results_root(settings, result.tenant)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = root / f".tmp-{uuid.uuid4().hex}"
+    try:
+        result.save(scratch)
+        target = root / result.version
+        os.replace(scratch, target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return target
+
+
+def list_results(settings: Settings, tenant: str) -> list[Path]:
+    """The tenant's saved results, oldest first (version ids sort by time)."""
+    root = results_root(settings, tenant)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "result.json").is_file())
+
+
+def latest_result_dir(settings: Settings, tenant: str) -> Path | None:
+    found = list_results(settings, tenant)
+    return found[-1] if found else None
+
+
+def _write_model(path: Path, model: object) -> None:
+    if isinstance(model, LinearModel):
+        data = {"kind": "linear", "coef": model.coef.tolist(), "intercept": model.intercept,
+                "fill": model.fill.tolist()}  # fmt: skip
+        path.write_text(json.dumps(data))
+    else:
+        path.write_bytes(bytes(model.save_raw("json")))  # type: ignore[attr-defined]
+
+
+def _read_model(path: Path) -> object:
+    raw = path.read_bytes()
+    data = json.loads(raw)
+    if data.get("kind") == "linear":
+        return LinearModel(coef=data["coef"], intercept=data["intercept"], fill=data["fill"])
+    import xgboost as xgb
+
+    booster = xgb.Booster(model_file=bytearray(raw))
+    return booster

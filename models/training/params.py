@@ -1,0 +1,52 @@
+"""What a training run is told: ``TrainParams``, the progress callback, and the error it
+raises when it cannot train."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.training.results import TrainingResult
+
+CANDIDATES = ("xgboost", "logistic", "tree", "popularity")
+ProgressFn = Callable[[str, int, int], None]
+
+
+class TrainingError(ValueError):
+    """Training refused or impossible; ``result`` holds per-product reasons when there are any."""
+
+    def __init__(self, message: str, result: TrainingResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class TrainParams:
+    label_source: str = "holdings"
+    label_days: int = 30
+    max_rounds: int = 200
+    learning_rate: float = 0.2
+    max_depth: int = 6
+    early_stopping: int = 20
+    max_bin: int = 256
+    min_positives: int = 20  # positives in the training split
+    min_validation_positives: int = 5
+    max_train_rows: int = 200_000  # per product; above: all positives + sampled negatives
+    max_baseline_rows: int = 100_000  # the baselines learn from a subsample of those rows
+    max_pos_weight: float = 50.0
+    product_views: bool = True  # web_viewed_<product> features
+    baselines: tuple[str, ...] = ("logistic", "tree", "popularity")
+    seed: int = 0
+    nthread: int = 0  # 0: all cores
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["baselines"] = list(self.baselines)
+        return d
+
+
+def _progress(fn: ProgressFn | None, stage: str, done: int, total: int) -> None:
+    if fn is not None:
+        fn(stage, done, total)
