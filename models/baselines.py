@@ -8,7 +8,7 @@
 - **tree**: one CART decision tree (balanced class weights, depth 6, missing values handled),
   stored as a single-tree XGBoost booster so that it too can be served and explained.
 
-Whichever candidate (XGBoost included) wins on validation AUC is served; see models/training.py.
+Whichever candidate (XGBoost included) wins on validation AUC is served; see models/training/.
 """
 
 from __future__ import annotations
