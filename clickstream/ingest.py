@@ -9,9 +9,11 @@ All keys carry the tenant's hash tag, so the script stays valid on Redis Cluster
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from string import Template
 
 import orjson
 import redis
@@ -48,8 +50,8 @@ WEIGHTS = {"product_view": 1, "add_to_cart": 3, "purchase": 5, "offer_click": 2}
 # categories, one LPUSH for all views. Every write here is also appended to the AOF, so each
 # command saved is saved twice. A key gets its TTL when a write creates it (the reply says so)
 # and all profile keys are refreshed once per ARGV[10] seconds of activity, instead of five
-# EXPIREs per batch.
-_LUA = """
+# EXPIREs per batch. $segment_infix is rendered by ``ingest_script``.
+_LUA = Template("""
 local cnt = redis.call('INCR', KEYS[1])
 if cnt == 1 then redis.call('EXPIRE', KEYS[1], 2) end
 if tonumber(ARGV[1]) > 0 and cnt > tonumber(ARGV[1]) then return -1 end
@@ -61,7 +63,8 @@ local weights = {product_view=1, add_to_cart=3, purchase=5, offer_click=2}
 local out, types, pop, aff, uncat, views = {}, {}, {}, {}, {}, {}
 local touched = {}
 -- Segment-level popularity (cold start for visitors who gave a ZIP): the key is derived from
--- KEYS[4] and shares its hash tag, so the script stays within one cluster slot.
+-- KEYS[4] as store.keys.segment_popularity names it, so it shares KEYS[4]'s hash tag and the
+-- script stays within one cluster slot.
 local seg, fresh = false, false
 if profile then
   local h = redis.call('HMGET', KEYS[6], 'zip_segment_id', 'ttl_at')
@@ -115,7 +118,7 @@ if #new_ids > 0 and redis.call('HSET', KEYS[11], unpack(new_ids)) == redis.call(
 end
 for pid, w in pairs(pop) do
   redis.call('ZINCRBY', KEYS[4], w * growth, pid)
-  if seg then redis.call('ZINCRBY', KEYS[4] .. ':seg:' .. seg, w * growth, pid) end
+  if seg then redis.call('ZINCRBY', KEYS[4] .. $segment_infix .. seg, w * growth, pid) end
 end
 local new_stats = false
 for etype, c in pairs(types) do
@@ -160,7 +163,15 @@ if profile then
   end
 end
 return out
-"""
+""")
+
+
+def ingest_script() -> str:
+    """The ingest script's source, with the segment popularity key's infix from store.keys."""
+    infix = keys.SEGMENT_POPULARITY_INFIX
+    if not re.fullmatch(r"[A-Za-z0-9:_.-]*", infix):
+        raise ValueError(f"segment popularity infix {infix!r} cannot be quoted as Lua")
+    return _LUA.substitute(segment_infix=f"'{infix}'")
 
 
 @dataclass
@@ -169,24 +180,11 @@ class IngestResult:
     duplicates: int = 0
 
 
-def stats_key(tenant: str, day: str) -> str:
-    return keys.tenant_key(tenant, "stats", day)
-
-
-def popularity_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "pop")
-
-
-def segment_popularity_key(tenant: str, segment: int | str) -> str:
-    """Popularity among visitors of one ZIP segment (kept by the ingest script)."""
-    return f"{popularity_key(tenant)}:seg:{segment}"
-
-
-def dedupe_key(tenant: str, visitor: str, day: int) -> str:
-    """The event ids ``visitor`` sent on UTC day number ``day`` (epoch days), as hash fields.
-    Not under ``dd``, the per-event string keys of earlier versions: an event id that happened
-    to be a day number would have named a string key."""
-    return keys.tenant_key(tenant, "dedupe", visitor, str(day))
+# Named in store.keys; kept here under the names callers import.
+stats_key = keys.event_type_counts
+popularity_key = keys.popularity
+segment_popularity_key = keys.segment_popularity
+dedupe_key = keys.dedupe_ids
 
 
 def dedupe_keys(tenant: str, visitor: str, now: float) -> list[str]:
@@ -200,7 +198,7 @@ class Ingestor:
 
     def __init__(self, r: redis.Redis) -> None:
         self.r = r
-        self._script = HotScript(r, _LUA)
+        self._script = HotScript(r, ingest_script())
 
     def ingest(
         self,

@@ -24,6 +24,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from clickstream.archiver import DEFAULT_BATCH_SIZE, ArchiveBusy, ArchiveLockLost, Archiver
+from store import keys
 from store.config import Settings, load_settings
 from store.redis_client import get_redis, redis_url
 from store.tenants import list_tenants
@@ -35,7 +36,7 @@ except ImportError:  # pragma: no cover - older rq forks
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "offerwise"
+QUEUE_NAME = keys.JOB_QUEUE
 DEFAULT_JOB_TIMEOUT = 3600  # seconds; training a large tenant takes a while
 # A tenant is archived when this many events wait, or when the oldest waited this long.
 ARCHIVE_MIN_EVENTS = DEFAULT_BATCH_SIZE
