@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from math import isfinite
 from string import Template
 
 import orjson
 import redis
 
-from clickstream import catalog
+from clickstream import catalog, weights
 from clickstream.decay import growth
 from clickstream.profiles import (
     PROFILE_TTL_S,
@@ -43,14 +44,14 @@ DAY_S = 86400
 MAX_STREAM_LEN = 5_000_000
 # How often an active visitor's profile keys get their expiry pushed back (see the script).
 TTL_REFRESH_S = 3600
-WEIGHTS = {"product_view": 1, "add_to_cart": 3, "purchase": 5, "offer_click": 2}
+WEIGHTS = weights.WEIGHTS  # the table at import, for callers that name it here
 
 # Per-batch aggregation: one HMGET per dedupe day and one HSET for the new ids, one ZINCRBY
 # per distinct product or category, one HINCRBY per event type, one HMGET for missing
 # categories, one LPUSH for all views. Every write here is also appended to the AOF, so each
 # command saved is saved twice. A key gets its TTL when a write creates it (the reply says so)
 # and all profile keys are refreshed once per ARGV[10] seconds of activity, instead of five
-# EXPIREs per batch. $segment_infix is rendered by ``ingest_script``.
+# EXPIREs per batch. $weights and $segment_infix are rendered by ``ingest_script``.
 _LUA = Template("""
 local cnt = redis.call('INCR', KEYS[1])
 if cnt == 1 then redis.call('EXPIRE', KEYS[1], 2) end
@@ -59,7 +60,7 @@ local store_events = ARGV[8] == '1'
 if store_events and redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[9]) then return -2 end
 local now, growth, ttl = ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local profile = ARGV[4] == '1'
-local weights = {product_view=1, add_to_cart=3, purchase=5, offer_click=2}
+local weights = $weights
 local out, types, pop, aff, uncat, views = {}, {}, {}, {}, {}, {}
 local touched = {}
 -- Segment-level popularity (cold start for visitors who gave a ZIP): the key is derived from
@@ -164,14 +165,25 @@ if profile then
 end
 return out
 """)
+_LUA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def ingest_script() -> str:
-    """The ingest script's source, with the segment popularity key's infix from store.keys."""
+def ingest_script(table: Mapping[str, float]) -> str:
+    """The ingest script's source with ``table`` (event type -> weight) as its weights.
+
+    Rendered once per Ingestor, so no batch pays for it; ``clickstream.weights`` says why there
+    is one table. The segment popularity key's infix comes from store.keys likewise.
+    """
+    for etype, weight in table.items():
+        if not (_LUA_NAME.match(etype) and isinstance(weight, int | float) and isfinite(weight)):
+            raise ValueError(f"event weight {etype!r}: {weight!r} cannot be written as Lua")
     infix = keys.SEGMENT_POPULARITY_INFIX
     if not re.fullmatch(r"[A-Za-z0-9:_.-]*", infix):
         raise ValueError(f"segment popularity infix {infix!r} cannot be quoted as Lua")
-    return _LUA.substitute(segment_infix=f"'{infix}'")
+    return _LUA.substitute(
+        weights="{" + ", ".join(f"{etype}={weight!r}" for etype, weight in table.items()) + "}",
+        segment_infix=f"'{infix}'",
+    )
 
 
 @dataclass
@@ -198,7 +210,8 @@ class Ingestor:
 
     def __init__(self, r: redis.Redis) -> None:
         self.r = r
-        self._script = HotScript(r, ingest_script())
+        # The table as it is now (not at import), so a test can change it and see this follow.
+        self._script = HotScript(r, ingest_script(weights.WEIGHTS))
 
     def ingest(
         self,
