@@ -23,9 +23,10 @@ from clickstream.archiver import Archiver
 from enrichment.crm import CrmImportError, ImportOptions, import_crm
 from models.pipeline import train_and_register
 from models.training import TrainingError
+from store import keys
 from store.redis_client import get_redis
 
-QUEUE_NAME = "offerwise"
+QUEUE_NAME = keys.JOB_QUEUE
 DEFAULT_JOB_TIMEOUT = 3600  # seconds; training a large tenant takes a while
 
 

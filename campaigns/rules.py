@@ -66,12 +66,9 @@ _schema = RulesSchema()
 DEFAULT_RULES = _schema.load({})
 
 
-def rules_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "rules")
-
-
-def rules_version_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "rules", "version")
+# Named in store.keys; kept here under the names callers import.
+rules_key = keys.offer_rules
+rules_version_key = keys.offer_rules_version
 
 
 def save_rules(r: redis.Redis, tenant: str, payload: object) -> dict:

@@ -87,12 +87,9 @@ class ArchiveLockLost(RuntimeError):
     """The archiver's lock expired and another archiver took over; this one stops."""
 
 
-def state_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "archive", "state")
-
-
-def lock_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "archive", "lock")
+# Named in store.keys; kept here under the names callers import.
+state_key = keys.archive_state
+lock_key = keys.archive_lock
 
 
 _RENEW = """

@@ -79,16 +79,10 @@ class CatalogReport:
         }
 
 
-def catalog_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "catalog")
-
-
-def category_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "catalog", "cat")
-
-
-def version_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "catalog", "version")
+# Named in store.keys; kept here under the names callers import.
+catalog_key = keys.catalog_products
+category_key = keys.catalog_categories
+version_key = keys.catalog_version
 
 
 def _drop_blank_optionals(row: dict) -> dict:
@@ -187,7 +181,8 @@ def replace_catalog(r: redis.Redis, tenant: str, products: list[dict]) -> int:
     """Swap in a whole new catalog atomically; returns the new version number."""
     if not products:
         raise CatalogError("no valid product rows: the current catalog is left unchanged")
-    staging, staging_cat = catalog_key(tenant) + ":staging", category_key(tenant) + ":staging"
+    staging = keys.catalog_products_staging(tenant)
+    staging_cat = keys.catalog_categories_staging(tenant)
     pipe = r.pipeline(transaction=False)
     pipe.delete(staging, staging_cat)
     for start in range(0, len(products), 1000):

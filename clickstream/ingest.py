@@ -9,14 +9,17 @@ All keys carry the tenant's hash tag, so the script stays valid on Redis Cluster
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from math import isfinite
+from string import Template
 
 import orjson
 import redis
 
-from clickstream import catalog
+from clickstream import catalog, weights
 from clickstream.decay import growth
 from clickstream.profiles import (
     PROFILE_TTL_S,
@@ -41,15 +44,15 @@ DAY_S = 86400
 MAX_STREAM_LEN = 5_000_000
 # How often an active visitor's profile keys get their expiry pushed back (see the script).
 TTL_REFRESH_S = 3600
-WEIGHTS = {"product_view": 1, "add_to_cart": 3, "purchase": 5, "offer_click": 2}
+WEIGHTS = weights.WEIGHTS  # the table at import, for callers that name it here
 
 # Per-batch aggregation: one HMGET per dedupe day and one HSET for the new ids, one ZINCRBY
 # per distinct product or category, one HINCRBY per event type, one HMGET for missing
 # categories, one LPUSH for all views. Every write here is also appended to the AOF, so each
 # command saved is saved twice. A key gets its TTL when a write creates it (the reply says so)
 # and all profile keys are refreshed once per ARGV[10] seconds of activity, instead of five
-# EXPIREs per batch.
-_LUA = """
+# EXPIREs per batch. $weights and $segment_infix are rendered by ``ingest_script``.
+_LUA = Template("""
 local cnt = redis.call('INCR', KEYS[1])
 if cnt == 1 then redis.call('EXPIRE', KEYS[1], 2) end
 if tonumber(ARGV[1]) > 0 and cnt > tonumber(ARGV[1]) then return -1 end
@@ -57,11 +60,12 @@ local store_events = ARGV[8] == '1'
 if store_events and redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[9]) then return -2 end
 local now, growth, ttl = ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local profile = ARGV[4] == '1'
-local weights = {product_view=1, add_to_cart=3, purchase=5, offer_click=2}
+local weights = $weights
 local out, types, pop, aff, uncat, views = {}, {}, {}, {}, {}, {}
 local touched = {}
 -- Segment-level popularity (cold start for visitors who gave a ZIP): the key is derived from
--- KEYS[4] and shares its hash tag, so the script stays within one cluster slot.
+-- KEYS[4] as store.keys.segment_popularity names it, so it shares KEYS[4]'s hash tag and the
+-- script stays within one cluster slot.
 local seg, fresh = false, false
 if profile then
   local h = redis.call('HMGET', KEYS[6], 'zip_segment_id', 'ttl_at')
@@ -115,7 +119,7 @@ if #new_ids > 0 and redis.call('HSET', KEYS[11], unpack(new_ids)) == redis.call(
 end
 for pid, w in pairs(pop) do
   redis.call('ZINCRBY', KEYS[4], w * growth, pid)
-  if seg then redis.call('ZINCRBY', KEYS[4] .. ':seg:' .. seg, w * growth, pid) end
+  if seg then redis.call('ZINCRBY', KEYS[4] .. $segment_infix .. seg, w * growth, pid) end
 end
 local new_stats = false
 for etype, c in pairs(types) do
@@ -160,7 +164,26 @@ if profile then
   end
 end
 return out
-"""
+""")
+_LUA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def ingest_script(table: Mapping[str, float]) -> str:
+    """The ingest script's source with ``table`` (event type -> weight) as its weights.
+
+    Rendered once per Ingestor, so no batch pays for it; ``clickstream.weights`` says why there
+    is one table. The segment popularity key's infix comes from store.keys likewise.
+    """
+    for etype, weight in table.items():
+        if not (_LUA_NAME.match(etype) and isinstance(weight, int | float) and isfinite(weight)):
+            raise ValueError(f"event weight {etype!r}: {weight!r} cannot be written as Lua")
+    infix = keys.SEGMENT_POPULARITY_INFIX
+    if not re.fullmatch(r"[A-Za-z0-9:_.-]*", infix):
+        raise ValueError(f"segment popularity infix {infix!r} cannot be quoted as Lua")
+    return _LUA.substitute(
+        weights="{" + ", ".join(f"{etype}={weight!r}" for etype, weight in table.items()) + "}",
+        segment_infix=f"'{infix}'",
+    )
 
 
 @dataclass
@@ -169,24 +192,11 @@ class IngestResult:
     duplicates: int = 0
 
 
-def stats_key(tenant: str, day: str) -> str:
-    return keys.tenant_key(tenant, "stats", day)
-
-
-def popularity_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "pop")
-
-
-def segment_popularity_key(tenant: str, segment: int | str) -> str:
-    """Popularity among visitors of one ZIP segment (kept by the ingest script)."""
-    return f"{popularity_key(tenant)}:seg:{segment}"
-
-
-def dedupe_key(tenant: str, visitor: str, day: int) -> str:
-    """The event ids ``visitor`` sent on UTC day number ``day`` (epoch days), as hash fields.
-    Not under ``dd``, the per-event string keys of earlier versions: an event id that happened
-    to be a day number would have named a string key."""
-    return keys.tenant_key(tenant, "dedupe", visitor, str(day))
+# Named in store.keys; kept here under the names callers import.
+stats_key = keys.event_type_counts
+popularity_key = keys.popularity
+segment_popularity_key = keys.segment_popularity
+dedupe_key = keys.dedupe_ids
 
 
 def dedupe_keys(tenant: str, visitor: str, now: float) -> list[str]:
@@ -200,7 +210,8 @@ class Ingestor:
 
     def __init__(self, r: redis.Redis) -> None:
         self.r = r
-        self._script = HotScript(r, _LUA)
+        # The table as it is now (not at import), so a test can change it and see this follow.
+        self._script = HotScript(r, ingest_script(weights.WEIGHTS))
 
     def ingest(
         self,

@@ -23,19 +23,13 @@ AFFINITY_TOP = 10  # categories read back per profile
 # Housekeeping field of the ingest script (when the profile's expiries were last pushed back).
 EXPIRY_REFRESHED_FIELD = "ttl_at"
 RECENTLY_BOUGHT_S = 30 * 24 * 3600
-PROFILE_PARTS = ("profile", "recent", "cart", "bought", "aff")
+PROFILE_PARTS = keys.VISITOR_PARTS
 ZIP_PREFIX = "zip_"
 
 
-def visitor_keys(tenant: str, visitor: str) -> dict[str, str]:
-    # keys.visitor_key(tenant, visitor, part) for each part; its prefix built once (hot path).
-    base = keys.visitor_key(tenant, visitor, "")
-    return {part: base + part for part in PROFILE_PARTS}
-
-
-def customer_visitors_key(tenant: str, customer_hash: str) -> str:
-    """Visitors linked to one CRM customer by ``identify`` (erasure and cross-device merge)."""
-    return keys.tenant_key(tenant, "cv", customer_hash)
+# Named in store.keys; kept here under the names callers import.
+visitor_keys = keys.visitor_keys
+customer_visitors_key = keys.customer_visitors
 
 
 @dataclass

@@ -29,13 +29,9 @@ class ErasureError(ValueError):
     pass
 
 
-def receipts_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "erasures")
-
-
-def trained_versions_key(tenant: str) -> str:
-    """Set of model versions trained on this tenant's data; written by the training registry."""
-    return keys.tenant_key(tenant, "models", "trained")
+# Named in store.keys; kept here under the names callers import.
+receipts_key = keys.erasure_receipts
+trained_versions_key = keys.trained_model_versions
 
 
 def _erase_dedupe_keys(r: redis.Redis, tenant: str, visitor: str) -> int:

@@ -35,17 +35,10 @@ class NothingToRollBack(RegistryError):
     """No earlier champion that still exists."""
 
 
-def versions_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "models", "versions")
-
-
-def champion_key(tenant: str) -> str:
-    return keys.tenant_key(tenant, "models", "champion")
-
-
-def history_key(tenant: str) -> str:
-    """Former champions, newest first (what rollback goes back to)."""
-    return keys.tenant_key(tenant, "models", "history")
+# Named in store.keys; kept here under the names callers import.
+versions_key = keys.model_versions
+champion_key = keys.model_champion
+history_key = keys.champion_history
 
 
 def new_version_id(now: float | None = None) -> str:

@@ -7,7 +7,7 @@ with the live profile's own rules (clickstream/ingest.py, clickstream/profiles.p
 - a profile expires after ``PROFILE_TTL_S`` without events, so only events after the last such
   gap count, and a visitor silent for longer than that at ``as_of`` has no profile at all;
 - counters count events by type; first/last seen are server times in whole seconds;
-- category affinities are decayed sums of weighted credits (``WEIGHTS``, half-life
+- category affinities are decayed sums of weighted credits (``clickstream.weights``, half-life
   ``HALF_LIFE_S``) of the ten strongest categories, as shares;
 - recent views are the last ``RECENT_ITEMS`` distinct products viewed, the cart holds products
   added and not removed or bought since, recent purchases are distinct products bought in the
@@ -27,9 +27,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from clickstream import weights
 from clickstream.archiver import read_archive
 from clickstream.decay import HALF_LIFE_S
-from clickstream.ingest import WEIGHTS
 from clickstream.profiles import PROFILE_TTL_S, RECENT_ITEMS, RECENTLY_BOUGHT_S
 from models.features import WEB_COUNTERS
 
@@ -158,7 +158,7 @@ def _affinities(
     categories: Sequence[str],
     category_of: Mapping[str, str],
 ) -> dict[str, np.ndarray]:
-    weight = ev["type"].map(WEIGHTS)
+    weight = ev["type"].map(weights.WEIGHTS)
     credited = ev[weight.notna() & ev["product_id"].notna()]
     w = weight[credited.index].to_numpy(dtype=np.float64)
     cat = credited["category"].where(

@@ -1,10 +1,15 @@
-"""Redis key naming.
+"""Redis key naming: every key the service names is built here, and only here.
 
 Every key that belongs to one tenant starts with the hash tag ``{t:<tenant>}`` so that all of a
 tenant's keys live in one Redis Cluster slot: multi-key scripts and transactions on them stay legal
 when the deployment moves from one Redis server to a cluster. Global keys (the tenant index and the
 key-hash lookup) carry the ``offerwise:`` prefix and are touched only by admin paths and cached by
 the hot paths.
+
+Other modules ask for a key by what it holds and never join key parts themselves
+(``tests/test_keys.py`` checks both rules). The strings are the stored data's names: changing
+one orphans what is stored under the old name, so ``tests/test_keys.py`` also pins each of them.
+Each function names the key's Redis type and who writes it.
 """
 
 from __future__ import annotations
@@ -14,27 +19,192 @@ import re
 TENANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,47}$")
 
 # Global keys
-TENANTS = "offerwise:tenants"  # set of tenant names
-KEY_HASHES = "offerwise:keyhash"  # hash: sha256(key) -> "<kind>:<tenant>"
+TENANTS = "offerwise:tenants"  # set of tenant names; store.tenants
+KEY_HASHES = "offerwise:keyhash"  # hash: sha256(key) -> "<kind>:<tenant>"; store.tenants
 SERVER_SECRET = "offerwise:secret"  # random secret for signing offer tokens
+# The rq queue of background jobs (clickstream.worker). rq names its own keys from it
+# (rq:queue:offerwise, rq:job:<id>, ...); those stay rq's business.
+JOB_QUEUE = "offerwise"
 
 
 def tenant_prefix(tenant: str) -> str:
+    """The hash tag that starts every key of ``tenant``."""
     return f"{{t:{tenant}}}"
 
 
 def tenant_key(tenant: str, *parts: str) -> str:
-    """``{t:<tenant>}:part1:part2``; parts must not be user-controlled without validation."""
+    """``{t:<tenant>}:part1:part2``: the builder behind the functions below, for this module only.
+    Parts must not be user-controlled without validation."""
     return ":".join((tenant_prefix(tenant), *parts))
 
 
+# ------------------------------------------------------------------ tenants and traffic
 def tenant_config(tenant: str) -> str:
+    """Hash: origins, rate limit, key hashes, id secret; written by store.tenants."""
     return tenant_key(tenant, "config")
 
 
 def event_stream(tenant: str) -> str:
+    """Stream of accepted events; appended by the ingest script, trimmed by the archiver."""
     return tenant_key(tenant, "events")
 
 
+def rate_window(tenant: str, now_s: float) -> str:
+    """String counter of requests in one second; counted by the ingest and recommend scripts."""
+    return tenant_key(tenant, "rl", str(int(now_s)))
+
+
+def event_type_counts(tenant: str, day: str) -> str:
+    """Hash event type -> count on one UTC day (``YYYY-MM-DD``); written by the ingest script."""
+    return tenant_key(tenant, "stats", day)
+
+
+def popularity(tenant: str) -> str:
+    """Sorted set product -> decayed weighted credits; written by the ingest script."""
+    return tenant_key(tenant, "pop")
+
+
+# The ingest script derives a segment's popularity key itself, from the segment it reads off the
+# visitor's profile: ``popularity(tenant) .. SEGMENT_POPULARITY_INFIX .. segment``. The script
+# text is rendered with this infix (clickstream.ingest), so both sides name the same key, and
+# the derived key keeps the popularity key's hash tag.
+SEGMENT_POPULARITY_INFIX = ":seg:"
+
+
+def segment_popularity(tenant: str, segment: int | str) -> str:
+    """Sorted set like ``popularity`` among visitors of one ZIP segment; the ingest script."""
+    return f"{popularity(tenant)}{SEGMENT_POPULARITY_INFIX}{segment}"
+
+
+def dedupe_ids(tenant: str, visitor: str, day: int) -> str:
+    """Hash event id -> 1: the ids ``visitor`` sent on UTC day number ``day`` (epoch days);
+    written by the ingest script. Not under ``dd``, the per-event string keys of earlier
+    versions: an event id that happened to be a day number would have named a string key."""
+    return tenant_key(tenant, "dedupe", visitor, str(day))
+
+
+# ------------------------------------------------------------------ live visitor profiles
+# ``v:<visitor>:<part>``, written by the ingest script (profile also by identify/zip events):
+# profile hash (counters, first/last seen, zip block, customer), recent list, cart set,
+# bought sorted set (product -> time), aff sorted set (category -> decayed affinity).
+VISITOR_PARTS = ("profile", "recent", "cart", "bought", "aff")
+
+
 def visitor_key(tenant: str, visitor: str, part: str = "profile") -> str:
+    """One of the visitor's ``VISITOR_PARTS``."""
     return tenant_key(tenant, "v", visitor, part)
+
+
+def visitor_keys(tenant: str, visitor: str) -> dict[str, str]:
+    """Every part -> its ``visitor_key``, the prefix built once (both hot paths call this)."""
+    base = visitor_key(tenant, visitor, "")
+    return {part: base + part for part in VISITOR_PARTS}
+
+
+def customer_visitors(tenant: str, customer_hash: str) -> str:
+    """Set of visitors linked to a CRM customer by ``identify`` (ingest); merged, erased."""
+    return tenant_key(tenant, "cv", customer_hash)
+
+
+# ------------------------------------------------------------------ catalog
+def catalog_products(tenant: str) -> str:
+    """Hash product id -> product JSON; replaced whole by clickstream.catalog."""
+    return tenant_key(tenant, "catalog")
+
+
+def catalog_categories(tenant: str) -> str:
+    """Hash product id -> category; replaced by clickstream.catalog, read by the ingest script."""
+    return tenant_key(tenant, "catalog", "cat")
+
+
+def catalog_version(tenant: str) -> str:
+    """String counter, incremented by clickstream.catalog with each replacement."""
+    return tenant_key(tenant, "catalog", "version")
+
+
+def catalog_products_staging(tenant: str) -> str:
+    """Hash like ``catalog_products``, built by a re-import and renamed over it."""
+    return tenant_key(tenant, "catalog", "staging")
+
+
+def catalog_categories_staging(tenant: str) -> str:
+    """Hash like ``catalog_categories``, built by a re-import and renamed over it."""
+    return tenant_key(tenant, "catalog", "cat", "staging")
+
+
+# ------------------------------------------------------------------ archive
+def archive_state(tenant: str) -> str:
+    """Hash: the committed cursor and staged batch; written by clickstream.archiver."""
+    return tenant_key(tenant, "archive", "state")
+
+
+def archive_lock(tenant: str) -> str:
+    """String: the token of the archiver holding the tenant (expiring); clickstream.archiver."""
+    return tenant_key(tenant, "archive", "lock")
+
+
+# ------------------------------------------------------------------ CRM (enrichment.crm)
+def crm_serving_id(tenant: str) -> str:
+    """String: the live serving id ``<version>.<nonce>``; set by enrichment.crm.serving."""
+    return tenant_key(tenant, "crm", "current")
+
+
+def crm_namespaces(tenant: str) -> str:
+    """Set of serving ids that may have keys; enrichment.crm.serving."""
+    return tenant_key(tenant, "crm", "namespaces")
+
+
+def crm_erased(tenant: str) -> str:
+    """Set of erased customers' hashes, skipped by later imports; enrichment.crm.erase."""
+    return tenant_key(tenant, "crm", "erased")
+
+
+def crm_meta(tenant: str, sid: str) -> str:
+    """String (JSON): attribute names and types of serving id ``sid``; enrichment.crm.serving."""
+    return tenant_key(tenant, "crm", "s", sid, "meta")
+
+
+def crm_profiles(tenant: str, sid: str, bucket: str) -> str:
+    """Hash customer hash -> profile JSON array, one of 4096 buckets; enrichment.crm.serving."""
+    return tenant_key(tenant, "crm", "s", sid, "p", bucket)
+
+
+def crm_lock(tenant: str) -> str:
+    """redis-py lock: one CRM writer per tenant; enrichment.crm.versions.TenantLock."""
+    return tenant_key(tenant, "crm", "lock")
+
+
+# ------------------------------------------------------------------ models and offers
+def model_versions(tenant: str) -> str:
+    """Hash version -> metadata JSON; written by models.registry."""
+    return tenant_key(tenant, "models", "versions")
+
+
+def model_champion(tenant: str) -> str:
+    """String: the champion version; set by models.registry."""
+    return tenant_key(tenant, "models", "champion")
+
+
+def champion_history(tenant: str) -> str:
+    """List of former champions, newest first (what rollback goes back to); models.registry."""
+    return tenant_key(tenant, "models", "history")
+
+
+def trained_model_versions(tenant: str) -> str:
+    """Set of versions trained on the tenant's data (erasure lists them); models.registry."""
+    return tenant_key(tenant, "models", "trained")
+
+
+def erasure_receipts(tenant: str) -> str:
+    """List of erasure receipts (JSON), newest first; written by models.erasure."""
+    return tenant_key(tenant, "erasures")
+
+
+def offer_rules(tenant: str) -> str:
+    """String (JSON): the admin's offer rules; written by models.rules."""
+    return tenant_key(tenant, "rules")
+
+
+def offer_rules_version(tenant: str) -> str:
+    """String counter, incremented by models.rules with each save."""
+    return tenant_key(tenant, "rules", "version")

@@ -11,8 +11,8 @@ from store import keys
 WINDOW_S = 1
 
 
-def rate_key(tenant: str, now_s: float) -> str:
-    return keys.tenant_key(tenant, "rl", str(int(now_s)))
+# Named in store.keys; kept here under the names callers import.
+rate_key = keys.rate_window
 
 
 class Refused(Exception):

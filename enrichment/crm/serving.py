@@ -1,17 +1,18 @@
 """CRM serving profiles in Redis: one customer's attributes, ZIP and holdings in one round trip.
 
-Layout (all keys under the tenant's hash tag, so one Redis Cluster slot):
+Layout (all keys under the tenant's hash tag, so one Redis Cluster slot; named in store.keys):
 
-- ``{t:T}:crm:current``: the live *serving id*, ``<version>.<nonce>`` (e.g. ``v3.1a2b3c4d``).
-  Every load of a version (import, rollback, re-activation) gets a fresh nonce, so a namespace
-  is never reused and per-process caches keyed by serving id can never go stale.
-- ``{t:T}:crm:s:<sid>:p:<bucket>``: a hash, field = customer hash, value = the profile as a
-  compact JSON array ``[zip, holdings, attr1, attr2, ...]``. Customers are spread over 4096
-  buckets by the first three hex digits of their hash: the buckets of a namespace are known
-  without SCAN, so dropping a whole version is a few batched UNLINKs.
-- ``{t:T}:crm:s:<sid>:meta``: the attribute names and types of the array positions.
-- ``{t:T}:crm:namespaces``: every serving id that may have keys, so that a crashed import's
-  leftovers can be found and dropped.
+- ``crm:current`` (``crm_serving_id``): the live *serving id*, ``<version>.<nonce>`` (e.g.
+  ``v3.1a2b3c4d``). Every load of a version (import, rollback, re-activation) gets a fresh
+  nonce, so a namespace is never reused and per-process caches keyed by serving id can never
+  go stale.
+- ``crm:s:<sid>:p:<bucket>`` (``crm_profiles``): a hash, field = customer hash, value = the
+  profile as a compact JSON array ``[zip, holdings, attr1, attr2, ...]``. Customers are spread
+  over 4096 buckets by the first three hex digits of their hash: the buckets of a namespace are
+  known without SCAN, so dropping a whole version is a few batched UNLINKs.
+- ``crm:s:<sid>:meta`` (``crm_meta``): the attribute names and types of the array positions.
+- ``crm:namespaces`` (``crm_namespaces``): every serving id that may have keys, so that a
+  crashed import's leftovers can be found and dropped.
 
 Going live is one SET of ``current``; readers check ``current`` in the same MULTI as the
 profile read, so they never mix two versions.
@@ -44,29 +45,12 @@ _meta_cache: dict[str, dict] = {}
 _live_cache: dict[str, str] = {}
 
 
-def crm_key(tenant: str, *parts: str) -> str:
-    return keys.tenant_key(tenant, "crm", *parts)
-
-
-def current_key(tenant: str) -> str:
-    return crm_key(tenant, "current")
-
-
-def namespaces_key(tenant: str) -> str:
-    return crm_key(tenant, "namespaces")
-
-
-def erased_key(tenant: str) -> str:
-    """Hashes of erased customers: later imports skip them (suppression list)."""
-    return crm_key(tenant, "erased")
-
-
-def meta_key(tenant: str, sid: str) -> str:
-    return crm_key(tenant, "s", sid, "meta")
-
-
-def bucket_key(tenant: str, sid: str, bucket: str) -> str:
-    return crm_key(tenant, "s", sid, "p", bucket)
+# Named in store.keys; kept here under the names callers import.
+current_key = keys.crm_serving_id
+namespaces_key = keys.crm_namespaces
+erased_key = keys.crm_erased  # suppression list: later imports skip these customers
+meta_key = keys.crm_meta
+bucket_key = keys.crm_profiles
 
 
 def new_serving_id(version: str) -> str:

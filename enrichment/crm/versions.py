@@ -23,7 +23,6 @@ import redis
 from redis.exceptions import LockError
 
 from enrichment.crm.errors import CrmBusy, CrmError
-from enrichment.crm.serving import crm_key
 from store import keys
 from store.config import Settings
 
@@ -165,7 +164,7 @@ class TenantLock:
 
     def __init__(self, r: redis.Redis, tenant: str, wait: float) -> None:
         self._lock = r.lock(
-            crm_key(tenant, "lock"),
+            keys.crm_lock(tenant),
             timeout=LOCK_TTL,
             blocking=wait > 0,
             blocking_timeout=wait or None,
