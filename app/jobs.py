@@ -98,7 +98,7 @@ def crm_import_job(tenant: str, upload_dir: str, options: dict) -> dict:
     try:
         holdings = folder / "holdings"
         return import_crm(
-            get_redis(settings=settings),
+            get_redis(settings),
             tenant,
             folder / "customers",
             holdings if holdings.exists() else None,
@@ -117,9 +117,7 @@ def train_job(
     """The background job behind POST /v1/staff/tenants/<t>/train."""
     settings = load_settings()
     try:
-        return train_and_register(
-            get_redis(settings=settings), settings, tenant, products, label_source
-        )
+        return train_and_register(get_redis(settings), settings, tenant, products, label_source)
     except TrainingError as err:
         return {"status": "failed", "error": str(err)}
 
@@ -127,6 +125,6 @@ def train_job(
 def archive_job(tenant: str | None = None) -> dict:
     """Archive now (one tenant or all); returns the per-tenant results."""
     settings = load_settings()
-    archiver = Archiver(get_redis(settings=settings), settings.events_dir)
+    archiver = Archiver(get_redis(settings), settings.events_dir)
     tenants = [tenant] if tenant else None
     return {k: v.to_dict() for k, v in archiver.archive_all(tenants, lock_wait_s=30.0).items()}

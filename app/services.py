@@ -27,12 +27,12 @@ class Services:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return get_redis(settings=self.settings)
+        return get_redis(self.settings)
 
     @cached_property
     def queue_redis(self) -> redis.Redis:
         """The job queue's connection: rq stores pickled bytes, so responses stay undecoded."""
-        return get_redis(decode=False, settings=self.settings)
+        return get_redis(self.settings, decode=False)
 
     @cached_property
     def ingestor(self) -> Ingestor:

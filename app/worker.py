@@ -118,7 +118,7 @@ def run_worker(
     """
     # Hold a "worker" lease on the embedded Redis so it stays up while this process runs.
     redis_url(settings, role="worker")
-    conn = get_redis(decode=False, settings=settings)
+    conn = get_redis(settings, decode=False)
     archiver = Archiver(conn, settings.events_dir)
     worker = _WorkerClass([QUEUE_NAME], connection=conn)
     loop = None

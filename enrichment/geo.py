@@ -1,6 +1,6 @@
 """Postal code -> place, state, county and coordinates, offline.
 
-The GeoNames postal-code files are read through pgeocode from ``Settings().geo_dir`` (the cache
+The GeoNames postal-code files are read through pgeocode from ``settings.geo_dir`` (the cache
 format pgeocode itself writes, ``XX.txt``). pgeocode downloads a missing country on first use;
 a request path must never do that, so a country whose file is absent is answered with
 status ``unavailable`` and pgeocode is only ever pointed at files that exist, with its download
@@ -151,9 +151,9 @@ def country_file(geo_dir: Path, country: str) -> Path:
     return geo_dir / f"{country}.txt"
 
 
-def available_countries(settings: Settings | None = None) -> list[str]:
+def available_countries(settings: Settings) -> list[str]:
     """Countries whose GeoNames file is present in the configured folder."""
-    geo_dir = (settings or Settings()).geo_dir
+    geo_dir = settings.geo_dir
     if geo_dir is None or not geo_dir.is_dir():
         return []
     return sorted(
@@ -229,9 +229,9 @@ def _build_index(geo_dir: Path, country: str) -> dict[str, Place]:
     return index
 
 
-def country_index(country: str, settings: Settings | None = None) -> dict[str, Place]:
+def country_index(country: str, settings: Settings) -> dict[str, Place]:
     """The cached code -> Place dict of one country; raises GeoError when it cannot be had."""
-    geo_dir = (settings or Settings()).geo_dir
+    geo_dir = settings.geo_dir
     if geo_dir is None:
         raise GeoError(UNAVAILABLE, "no postal-code data folder configured (set OFFERWISE_GEO_DIR)")
     key = (geo_dir, country)
@@ -261,7 +261,7 @@ def reset_cache() -> None:
         _indexes.clear()
 
 
-def place_for(code: object, country: object = "US", settings: Settings | None = None) -> Place:
+def place_for(code: object, country: object, settings: Settings) -> Place:
     """The Place of a postal code; raises GeoError (status invalid/not_found/unavailable)."""
     cc = normalize_country(country)
     normalized = normalize_postal_code(code, cc)
@@ -271,7 +271,7 @@ def place_for(code: object, country: object = "US", settings: Settings | None = 
     return place
 
 
-def lookup(code: object, country: object = "US", settings: Settings | None = None) -> dict:
+def lookup(code: object, country: object, settings: Settings) -> dict:
     """Geo facts of a postal code as a flat dict; never raises on any input.
 
     ``status`` is one of ok / invalid / not_found / unavailable; ``reason`` explains anything

@@ -43,20 +43,20 @@ def _profile_keys(table: DemographicsTable) -> tuple[tuple[str, str], ...]:
     return keys
 
 
-def demographic_feature_names(settings: Settings | None = None) -> list[str]:
+def demographic_feature_names(settings: Settings) -> list[str]:
     """Profile-block keys of the numeric figures, in table order (empty when none loaded).
 
     The feature builder reads these keys from the block (``demo_population``,
     ``demo_log_density``, ...); a richer table adds its extra columns here automatically.
     """
-    table = demographics(settings or Settings())
+    table = demographics(settings)
     return [DEMO_PREFIX + name for name in table.figures] if table is not None else []
 
 
 def zip_profile(
     zip_code: str,
-    country: str = "US",
-    settings: Settings | None = None,
+    country: str,
+    settings: Settings,
     *,
     min_population: int | None = None,
 ) -> dict:
@@ -65,7 +65,6 @@ def zip_profile(
     ``min_population`` overrides the small-cell threshold the table was loaded with: a ZIP
     served from a ZCTA with fewer residents gets its segment but no ``demo_*`` figures.
     """
-    settings = settings or Settings()
     block = geo.lookup(zip_code, country, settings)
     block["geo_status"] = block["status"]
     if block["status"] == geo.INVALID:

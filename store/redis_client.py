@@ -9,7 +9,7 @@ from typing import overload
 
 import redis
 
-from store.config import Settings, load_settings
+from store.config import Settings
 from store.embedded import EmbeddedRedis
 
 _lock = threading.Lock()
@@ -26,14 +26,13 @@ def reply_text(v: bytes | str | None) -> str | None:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def redis_url(settings: Settings | None = None, role: str = "cli") -> str:
+def redis_url(settings: Settings, role: str = "cli") -> str:
     """The URL of the store; starts (or joins) the embedded server when no REDIS_URL is set.
 
     A process that joins the embedded server releases it at exit, which stops the server once no
     other live process uses it.
     """
     global _embedded
-    settings = settings or load_settings()
     if settings.redis_url:
         return settings.redis_url
     with _lock:
@@ -56,7 +55,7 @@ def release_embedded() -> bool:
         return stopped
 
 
-def get_redis(decode: bool = False, settings: Settings | None = None) -> redis.Redis:
+def get_redis(settings: Settings, decode: bool = False) -> redis.Redis:
     """A process-wide client (connection pool) for the store.
 
     ``decode=False`` returns bytes; rq requires that. Pools are per process: gunicorn workers fork

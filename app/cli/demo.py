@@ -64,7 +64,7 @@ def prepare_demo(port: int, seed_visitors: int = 400) -> dict:
     """Idempotent: tenant, keys file, catalog, seeded traffic. Returns the keys."""
     settings = load_settings()
     redis_url(settings, role="serve")
-    r = get_redis(settings=settings)
+    r = get_redis(settings)
     origins = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
     keys_file = settings.data_dir / "demo" / "keys.json"
     if get_tenant(r, DEMO_TENANT) is None:

@@ -25,4 +25,4 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def store():
     """The Redis client for CLI work (starts or joins the embedded server when needed)."""
-    return get_redis(settings=load_settings())
+    return get_redis(load_settings())

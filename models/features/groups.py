@@ -44,8 +44,8 @@ def zip_raw(block: Mapping[str, Any] | None, schema: FeatureSchema) -> dict[str,
 class ZipLookup:
     """ZIP -> profile block, cached per distinct ZIP; batch columns through ``zip_raw``."""
 
-    def __init__(self, settings: Settings | None = None, country: str = "US") -> None:
-        self.settings = settings or Settings()
+    def __init__(self, settings: Settings, country: str = "US") -> None:
+        self.settings = settings
         self.country = country
         self._blocks: dict[str, dict] = {}
 
