@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from enrichment.demographics import publish_to
 from store.artifacts import (
     ARTIFACTS,
     CRM,
@@ -299,3 +301,34 @@ def test_prune_orders_by_name_by_default(store: LocalArtifacts) -> None:
     for name in ("d20240103", "d20240101", "d20240102"):
         publish_version(store, "artifacts/demographics", name, {"meta.json": b"{}"})
     assert store.prune("artifacts/demographics", 1) == ["d20240101", "d20240102"]
+
+
+# -- a migrated caller: demographics' and segments' publish -------------------------------
+
+
+def _build(version: str, fail: bool = False):
+    def build(folder: Path) -> str:
+        np.save(folder / "values.npy", np.arange(3.0))
+        if fail:
+            raise MemoryError("killed while building")
+        (folder / "meta.json").write_text("{}")
+        return version
+
+    return build
+
+
+def test_demographics_publish_keeps_the_previous_version_current_on_a_crash(
+    store: LocalArtifacts, fsynced: set[Ident]
+) -> None:
+    prefix = "artifacts/demographics"
+    assert publish_to(store, prefix, _build("d1")) == "d1"
+    values = store.local_path(f"{prefix}/d1/values.npy")
+    assert ident(values) in fsynced  # np.save never fsyncs: publish does, like everywhere
+    with pytest.raises(MemoryError):
+        publish_to(store, prefix, _build("d2", fail=True))
+    assert store.read_pointer(f"{prefix}/CURRENT") == "d1"
+    assert on_disk(store.local_path(prefix)) == ["CURRENT", "d1", "d1/meta.json", "d1/values.npy"]
+    for i in range(2, 9):
+        publish_to(store, prefix, _build(f"d{i}"), keep=3)
+    assert store.versions(prefix) == ["d6", "d7", "d8"]
+    assert store.read_pointer(f"{prefix}/CURRENT") == "d8"
