@@ -9,7 +9,8 @@ Layout of one tenant's archive (``<events dir>/<tenant>/``)::
     .<name>.<random>.tmp                     a file being written, renamed into place when whole
 
 Every file appears under its final name only complete and fsynced (temp file, fsync, atomic
-rename, fsync of the directory), so a crash leaves at worst a temp file, which is garbage.
+rename, fsync of the directory: ``store.artifacts.durable``, the one durability level of all
+Offerwise files), so a crash leaves at worst a temp file, which is garbage.
 File names carry the stream-id range of their rows. Ranges of files in one partition never
 overlap, except for the moment after compaction renamed a merged file into place and before it
 removed the files it merged: a file whose range lies inside another file's range is therefore
@@ -26,9 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickstream.event_table import SCHEMA, conform
+from store.artifacts import atomic_write, fsync_dir, fsync_file
 from store.tenants import validate_name
 
 STAGING = "_staging"
@@ -126,45 +126,10 @@ def _as_date(value: dt.date | str | None, name: str) -> str | None:
 
 
 # -- durable writes --------------------------------------------------------------------------
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temp_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
-
-
 def write_parquet(table: pa.Table, path: Path) -> None:
     """Write and fsync (not atomic by itself: callers write to a temp or staging name)."""
     pq.write_table(table, path, compression=PARQUET_COMPRESSION)
     fsync_file(path)
-
-
-def atomic_write(final: Path, write: Callable[[Path], None]) -> None:
-    """Write via ``write(temp)``, fsync, rename over ``final``, fsync the directory."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(final)
-    try:
-        write(tmp)
-        fsync_file(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    fsync_dir(final.parent)
 
 
 def atomic_write_table(table: pa.Table, final: Path) -> None:

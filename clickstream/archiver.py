@@ -51,7 +51,6 @@ from clickstream.archive_files import (
     compact_tenant,
     erase_from_archive,
     erase_locked,
-    fsync_dir,
     range_name,
     read_archive,
     tenant_dir,
@@ -61,6 +60,7 @@ from clickstream.archive_files import (
 )
 from clickstream.event_table import entries_to_tables
 from store import keys
+from store.artifacts import fsync_dir, fsync_file
 from store.redis_client import reply_text
 from store.tenants import list_tenants, validate_name
 
@@ -312,8 +312,7 @@ class Archiver:
                 qdir.mkdir(exist_ok=True)
                 qfile = qdir / range_name(first, last, "jsonl")
                 qfile.write_bytes(b"".join(q.to_json() + b"\n" for q in bad))
-                with open(qfile, "rb") as fh:
-                    os.fsync(fh.fileno())
+                fsync_file(qfile)
                 fsync_dir(qdir)
                 log.warning("%s: %d stream entries quarantined in %s", tenant, len(bad), qfile.name)
             fsync_dir(sdir)

@@ -28,10 +28,8 @@ import json
 import math
 import os
 import re
-import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from enrichment import geo
+from store.artifacts import ARTIFACTS, ArtifactStore, LocalArtifacts, artifacts_for, join_key
 from store.config import Settings
 
 ARTIFACT_FORMAT = 1
@@ -81,56 +80,37 @@ class DemographicsError(ValueError):
 
 # --- versioned artifact folders (shared with segments) --------------------------------------
 
-
-def read_pointer(root: Path) -> str | None:
-    try:
-        version = (root / "CURRENT").read_text().strip()
-    except OSError:
-        return None
-    return version if version and (root / version / "meta.json").is_file() else None
+POINTER = "CURRENT"
+META = "meta.json"
 
 
-def write_pointer(root: Path, version: str) -> None:
-    tmp = root / f".CURRENT.{uuid.uuid4().hex}"
-    tmp.write_text(version + "\n")
-    os.replace(tmp, root / "CURRENT")
+def _current(store: ArtifactStore, prefix: str) -> str | None:
+    version = store.read_pointer(join_key(prefix, POINTER))
+    return version if version and store.exists(join_key(prefix, version, META)) else None
 
 
-def publish(root: Path, build: Callable[[Path], str], keep: int = KEEP_VERSIONS) -> str:
-    """Build into a scratch folder, move it into place as its version, then repoint CURRENT.
+def publish_to(
+    store: ArtifactStore, prefix: str, build: Callable[[Path], str], keep: int = KEEP_VERSIONS
+) -> str:
+    """Build into a staging folder, publish it as its version, then repoint CURRENT.
 
     ``build(folder)`` writes the files and returns the version id. Older versions beyond
     ``keep`` are removed (a worker that still maps one keeps its pages until it re-opens).
     """
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = root / f".tmp-{uuid.uuid4().hex}"
-    scratch.mkdir()
-    try:
-        version = build(scratch)
-        target = root / version
-        if (target / "meta.json").is_file():
-            shutil.rmtree(scratch)
-        else:
-            if target.exists():  # leftover of an interrupted publish
-                shutil.rmtree(target)
-            os.replace(scratch, target)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    write_pointer(root, version)
-    _prune(root, version, keep)
+    with store.staging(prefix) as staged:
+        version = build(staged.path)
+        if not store.exists(join_key(prefix, version, META)):  # else: built before, reuse it
+            if store.exists(join_key(prefix, version)):  # leftover of an interrupted publish
+                store.delete(join_key(prefix, version))
+            store.publish(staged, version)
+    store.set_pointer(join_key(prefix, POINTER), version)
+    store.prune(prefix, keep, protect={version})
     return version
 
 
-def _prune(root: Path, current: str, keep: int) -> None:
-    versions = sorted(
-        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for old in versions[keep:]:
-        if old.name != current:
-            shutil.rmtree(old, ignore_errors=True)
+def publish(root: Path, build: Callable[[Path], str], keep: int = KEEP_VERSIONS) -> str:
+    """``publish_to`` a local folder (segments still name theirs by path)."""
+    return publish_to(LocalArtifacts(root), "", build, keep)
 
 
 T = TypeVar("T")
@@ -153,6 +133,9 @@ class CurrentArtifact(Generic[T]):
     def root(self, settings: Settings) -> Path:
         return settings.artifacts_dir / self.subdir
 
+    def prefix(self) -> str:
+        return join_key(ARTIFACTS, self.subdir)
+
     def get(self, settings: Settings) -> T | None:
         # Keyed by the data dir object itself: building paths costs more than the lookup.
         key = settings.data_dir
@@ -161,12 +144,13 @@ class CurrentArtifact(Generic[T]):
         if entry is not None and now - entry[0] < self.check_every:
             return entry[2]
         with self._lock:
-            root = self.root(settings)
-            version = read_pointer(root)
+            store, prefix = artifacts_for(settings), self.prefix()
+            version = _current(store, prefix)
             if entry is not None and entry[1] == version:
                 self._entries[key] = (now, version, entry[2])
                 return entry[2]
-            value = self.opener(root / version) if version else None
+            # Memory-mapped arrays need a real file: demographics are local-only for now.
+            value = self.opener(store.local_path(join_key(prefix, version))) if version else None
             self._entries[key] = (now, version, value)
             return value
 
@@ -636,7 +620,7 @@ def load_demographics(
         (folder / "meta.json").write_text(json.dumps(meta, indent=1))
         return version
 
-    publish(settings.artifacts_dir / "demographics", build)
+    publish_to(artifacts_for(settings), current_demographics.prefix(), build)
     current_demographics.invalidate()
     report["seconds"] = round(time.perf_counter() - started, 3)
     report["path"] = str(settings.artifacts_dir / "demographics" / version)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from models.features import ZipLookup
 from models.serving import Bundle
+from store.artifacts import atomic_path
 from store.config import Settings
 
 CHUNK_ROWS = 50_000
@@ -98,8 +99,7 @@ def score_file(
     zips = ZipLookup(settings)
     products = bundle.product_ids
     rows = 0
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow([id_column, *(f"score_{p}" for p in products)])
         for batch in read_batches(customers, chunk_rows):
@@ -124,7 +124,6 @@ def score_file(
             rows += table.num_rows
             if progress:
                 progress(table.num_rows)
-    tmp.replace(out)
     return {
         "rows": rows,
         "products": len(products),

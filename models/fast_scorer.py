@@ -18,11 +18,13 @@ import io
 import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from models.linear_model import LinearModel
 from models.tree_flatten import FlatForest, ModelFormatError, flatten, parse_booster
+from store.artifacts import atomic_write
 
 FORMAT = "offerwise-multiproduct-scorer"
 FORMAT_VERSION = 1
@@ -364,12 +366,9 @@ class MultiProductScorer:
         return buf.getvalue()
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the artifact atomically (readers never see a half-written file)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            fh.write(self.to_bytes())
-        os.replace(tmp, path)
+        """Write the artifact atomically and durably (readers never see a half-written file)."""
+        data = self.to_bytes()
+        atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MultiProductScorer:

@@ -2,13 +2,12 @@
 
 The customer's hash also goes on the tenant's suppression list, so that a later import of an
 extract that still holds them (or a rollback to a version written before the erasure) does not
-bring them back. Parquet files are rewritten to a temporary file and renamed over the old one,
-so a crash leaves either the old file or the new one, never half of one.
+bring them back. Parquet files are rewritten through the artifact store's atomic write, so a
+crash leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,44 +22,42 @@ from enrichment.crm.live import cleanup_orphans
 from enrichment.crm.versions import (
     CUSTOMERS,
     HOLDINGS,
-    MANIFEST,
     list_versions,
     parquet_writer,
     tenant_lock,
-    write_json_atomic,
+    write_manifest,
 )
+from store.artifacts import ArtifactStore, artifacts_for, join_key
 from store.config import Settings, load_settings
 
 ERASE_LOCK_WAIT = 600.0  # an erasure waits for a running import rather than fail
 REWRITE_BATCH = 64 * 1024
 
 
-def _count(path: Path, hashes: pa.Array) -> int:
+def _count(pf: pq.ParquetFile, hashes: pa.Array) -> int:
     total = 0
-    for batch in pq.ParquetFile(path).iter_batches(
-        batch_size=REWRITE_BATCH, columns=["customer_hash"]
-    ):
+    for batch in pf.iter_batches(batch_size=REWRITE_BATCH, columns=["customer_hash"]):
         total += int(pc.sum(pc.is_in(batch.column(0), value_set=hashes)).as_py() or 0)
     return total
 
 
-def rewrite_without(path: Path, hashes: pa.Array) -> int:
+def rewrite_without(store: ArtifactStore, key: str, hashes: pa.Array) -> int:
     """Rows of ``hashes`` removed from a Parquet file (atomic rewrite); returns how many."""
-    if not path.is_file():
+    if not store.exists(key):
         return 0
-    found = _count(path, hashes)
-    if not found:
-        return 0
-    pf = pq.ParquetFile(path)
-    tmp = path.with_name(path.name + ".erasing")
-    with parquet_writer(tmp, pf.schema_arrow) as out:
-        for batch in pf.iter_batches(batch_size=REWRITE_BATCH):
-            out.write_batch(
-                batch.filter(pc.invert(pc.is_in(batch.column("customer_hash"), value_set=hashes)))
-            )
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with store.open(key) as fh:
+        pf = pq.ParquetFile(fh)
+        found = _count(pf, hashes)
+        if not found:
+            return 0
+
+        def write(tmp: Path) -> None:
+            with parquet_writer(tmp, pf.schema_arrow) as out:
+                for batch in pf.iter_batches(batch_size=REWRITE_BATCH):
+                    keep = pc.invert(pc.is_in(batch.column("customer_hash"), value_set=hashes))
+                    out.write_batch(batch.filter(keep))
+
+        store.write_file(key, write)
     return found
 
 
@@ -89,19 +86,20 @@ def erase_customers(
     if not hashes:
         return receipt
     values = pa.array(hashes, pa.string())
+    store = artifacts_for(settings)
     with tenant_lock(r, tenant, lock_wait) as lock:
         r.sadd(serving.erased_key(tenant), *hashes)
         cleanup_orphans(r, settings, tenant)
         for h in hashes:
             receipt["serving_profiles_removed"] += serving.remove_customer(r, tenant, h)
         for version in list_versions(settings, tenant):
-            customers = rewrite_without(version.path / CUSTOMERS, values)
-            holdings = rewrite_without(version.path / HOLDINGS, values)
+            customers = rewrite_without(store, join_key(version.key, CUSTOMERS), values)
+            holdings = rewrite_without(store, join_key(version.key, HOLDINGS), values)
             lock.renew()
             if customers or holdings:
                 manifest = version.manifest()
                 manifest["erased_rows"] = manifest.get("erased_rows", 0) + customers
-                write_json_atomic(version.path / MANIFEST, manifest)
+                write_manifest(settings, version, manifest)
                 receipt["versions_rewritten"].append(version.name)
                 receipt["customer_rows_removed"] += customers
                 receipt["holding_rows_removed"] += holdings

@@ -19,10 +19,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import orjson
 import pyarrow as pa
@@ -51,16 +49,17 @@ from enrichment.crm.versions import (
     HOLDINGS,
     MANIFEST,
     get_version,
+    manifest_bytes,
     next_number,
     parquet_writer,
     prune,
     publish,
     spool_dir,
-    staging_dir,
+    stage,
     tenant_lock,
-    write_json_atomic,
 )
 from enrichment.crm.workers import Serial
+from store.artifacts import Staged, artifacts_for
 from store.config import Settings, load_settings
 from store.tenants import Tenant, get_tenant
 
@@ -151,7 +150,7 @@ class _Import:
         self.lock = None
         self.started = time.monotonic()
         self.sources: list[Source] = []
-        self.staging: Path | None = None
+        self.staging: Staged | None = None
         self.sid: str | None = None
         self.parquet: pq.ParquetWriter | None = None
         self.published = False
@@ -198,7 +197,7 @@ class _Import:
             if self.sid is not None:
                 serving.drop_namespace(self.r, self.tenant.name, self.sid)
             if self.staging is not None:
-                shutil.rmtree(self.staging, ignore_errors=True)
+                artifacts_for(self.settings).discard(self.staging)
         for s in self.sources:
             s.cleanup()
 
@@ -300,12 +299,12 @@ class _Import:
         hasher = make_hasher(self.tenant)
         number = next_number(self.settings, name)
         version = f"v{number}"
-        self.staging = staging_dir(self.settings, name, number)
+        self.staging = stage(self.settings, name, number)
         validator = self._customers(src, layout, id_column, zip_column, hasher, erased)
         if hsrc is not None and hlayout is not None:
             held = import_holdings(
                 hsrc, hlayout, o.holdings_id_column or id_column, hasher, erased,
-                validator.seen, validator.known, self.staging / HOLDINGS, self._renew,
+                validator.seen, validator.known, self.staging.path / HOLDINGS, self._renew,
             )  # fmt: skip
             report["holdings"] = held.report()
             self._check_share(held.rows_rejected, held.rows_read, "holdings file", held.log)
@@ -315,12 +314,13 @@ class _Import:
         pa.default_memory_pool().release_unused()
         assert self.plan is not None
         plan_info = {"attributes": self.plan.attribute_names, "types": self.plan.attribute_types()}
-        loaded = load_serving(self.r, name, self.staging, version, plan_info, self.lock)
+        loaded = load_serving(self.r, name, self.staging.path, version, plan_info, self.lock)
         self.sid = loaded.sid
         if report["holdings"] is not None:
             report["holdings"]["customers_with_holdings"] = loaded.customers_with_holdings
-        write_json_atomic(self.staging / MANIFEST, self._manifest(content_hash))
-        publish(self.staging, number)
+        # Inside the staging folder a plain write will do: publish makes every file durable.
+        (self.staging.path / MANIFEST).write_bytes(manifest_bytes(self._manifest(content_hash)))
+        publish(self.settings, self.staging)
         self.published = True
         return self._go_live(version)
 
@@ -365,7 +365,9 @@ class _Import:
                     report["columns"] = plan.describe()
                     validator = CustomerValidator(plan, hasher, erased, log)
                     self.plan = plan
-                    self.parquet = parquet_writer(self.staging / CUSTOMERS, plan.arrow_schema())
+                    self.parquet = parquet_writer(
+                        self.staging.path / CUSTOMERS, plan.arrow_schema()
+                    )
                 writes.submit(self.parquet.write_batch, validator.process(batch, rows))
                 self._renew()
             writes.close()

@@ -1,17 +1,16 @@
 """Versioned CRM storage on disk, and the per-tenant lock that serialises imports and erasures.
 
-``<crm_dir>/<tenant>/v<N>/`` holds ``customers.parquet``, ``holdings.parquet`` (when the import
-had a holdings file) and ``manifest.json`` (the import report, content hash, columns). A version
-is written under ``.v<N>.staging`` and renamed into place only when complete, so a listed version
-is always whole. The newest versions are kept for rollback; older ones are pruned.
+``crm/<tenant>/v<N>/`` in the artifact store (``<crm_dir>/<tenant>/v<N>/`` on a local disk) holds
+``customers.parquet``, ``holdings.parquet`` (when the import had a holdings file) and
+``manifest.json`` (the import report, content hash, columns). A version is staged under
+``.v<N>.staging`` and published only when complete, so a listed version is always whole. The
+newest versions are kept for rollback; older ones are pruned.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from redis.exceptions import LockError
 
 from enrichment.crm.errors import CrmBusy, CrmError
 from store import keys
+from store.artifacts import CRM, Staged, artifacts_for, join_key
 from store.config import Settings
 
 VERSION_RE = re.compile(r"^v(\d+)$")
@@ -38,7 +38,8 @@ LOCK_TTL = 600  # seconds; renewed while an import makes progress
 @dataclass(frozen=True)
 class Version:
     number: int
-    path: Path
+    path: Path  # local folder, for readers that need real files (pyarrow)
+    key: str  # in the artifact store
 
     @property
     def name(self) -> str:
@@ -51,10 +52,14 @@ class Version:
             return {}
 
 
-def tenant_dir(settings: Settings, tenant: str) -> Path:
+def tenant_key(tenant: str) -> str:
     if not keys.TENANT_NAME_RE.match(tenant or ""):
         raise CrmError(f"invalid tenant name {tenant!r}")
-    return settings.crm_dir / tenant
+    return join_key(CRM, tenant)
+
+
+def tenant_dir(settings: Settings, tenant: str) -> Path:
+    return artifacts_for(settings).local_path(tenant_key(tenant))
 
 
 def spool_dir(settings: Settings, tenant: str) -> Path:
@@ -62,14 +67,13 @@ def spool_dir(settings: Settings, tenant: str) -> Path:
 
 
 def list_versions(settings: Settings, tenant: str) -> list[Version]:
-    base = tenant_dir(settings, tenant)
-    if not base.is_dir():
-        return []
+    store, prefix = artifacts_for(settings), tenant_key(tenant)
     found = []
-    for child in base.iterdir():
-        m = VERSION_RE.match(child.name)
-        if m and (child / MANIFEST).is_file():
-            found.append(Version(int(m.group(1)), child))
+    for name in store.versions(prefix):
+        m = VERSION_RE.match(name)
+        key = join_key(prefix, name)
+        if m and store.exists(join_key(key, MANIFEST)):
+            found.append(Version(int(m.group(1)), store.local_path(key), key))
     return sorted(found, key=lambda v: v.number)
 
 
@@ -83,6 +87,7 @@ def get_version(settings: Settings, tenant: str, name: str) -> Version:
 
 
 def next_number(settings: Settings, tenant: str) -> int:
+    # Staging folders hold numbers too, and only a directory scan sees them (listings skip them).
     base = tenant_dir(settings, tenant)
     numbers = [0]
     if base.is_dir():
@@ -93,10 +98,9 @@ def next_number(settings: Settings, tenant: str) -> int:
     return max(numbers) + 1
 
 
-def staging_dir(settings: Settings, tenant: str, number: int) -> Path:
-    path = tenant_dir(settings, tenant) / f".v{number}.staging"
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+def stage(settings: Settings, tenant: str, number: int) -> Staged:
+    """An empty staging folder for version ``number`` (``.v<N>.staging``); publish() it."""
+    return artifacts_for(settings).stage(tenant_key(tenant), f"v{number}")
 
 
 def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
@@ -106,42 +110,27 @@ def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     return pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=text)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def manifest_bytes(data: dict) -> bytes:
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def write_manifest(settings: Settings, version: Version, data: dict) -> None:
+    """Replace a published version's manifest (atomically, like every store write)."""
+    artifacts_for(settings).write_bytes(join_key(version.key, MANIFEST), manifest_bytes(data))
 
 
-def publish(staging: Path, number: int) -> Version:
-    for f in staging.iterdir():
-        with f.open("rb") as fh:
-            os.fsync(fh.fileno())
-    final = staging.parent / f"v{number}"
-    os.rename(staging, final)
-    fsync_dir(staging.parent)
-    return Version(number, final)
+def publish(settings: Settings, staged: Staged) -> Version:
+    """Make a staged version visible, whole and durable, under its name ``v<N>``."""
+    store = artifacts_for(settings)
+    key = store.publish(staged)
+    m = VERSION_RE.match(staged.name or "")
+    assert m is not None, staged.name
+    return Version(int(m.group(1)), store.local_path(key), key)
 
 
 def remove_stale(settings: Settings, tenant: str) -> list[str]:
     """Staging folders and spooled uploads of interrupted imports (call with the lock held)."""
-    base = tenant_dir(settings, tenant)
-    removed = []
-    if base.is_dir():
-        for child in base.iterdir():
-            if STAGING_RE.match(child.name):
-                shutil.rmtree(child, ignore_errors=True)
-                removed.append(child.name)
+    removed = artifacts_for(settings).clean_staging(tenant_key(tenant))
     incoming = spool_dir(settings, tenant)
     if incoming.is_dir():
         for f in incoming.glob("*.part"):
@@ -154,8 +143,10 @@ def prune(settings: Settings, tenant: str, keep: int, protect: set[str]) -> list
     """Delete all but the ``keep`` newest versions, never one named in ``protect``."""
     versions = list_versions(settings, tenant)
     doomed = [v for v in versions[: max(0, len(versions) - max(keep, 1))] if v.name not in protect]
+    store = artifacts_for(settings)
     for v in doomed:
-        shutil.rmtree(v.path, ignore_errors=True)
+        with contextlib.suppress(OSError):  # a version left behind costs disk, not correctness
+            store.delete(v.key)
     return [v.name for v in doomed]
 
 
