@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from enrichment import geo
-from store.artifacts import ARTIFACTS, ArtifactStore, LocalArtifacts, artifacts_for, join_key
+from store.artifacts import ARTIFACTS, ArtifactStore, artifacts_for, join_key
 from store.config import Settings
 
 ARTIFACT_FORMAT = 1
@@ -106,11 +106,6 @@ def publish_to(
     store.set_pointer(join_key(prefix, POINTER), version)
     store.prune(prefix, keep, protect={version})
     return version
-
-
-def publish(root: Path, build: Callable[[Path], str], keep: int = KEEP_VERSIONS) -> str:
-    """``publish_to`` a local folder (segments still name theirs by path)."""
-    return publish_to(LocalArtifacts(root), "", build, keep)
 
 
 T = TypeVar("T")

@@ -34,8 +34,9 @@ from enrichment.demographics import (
     DemographicsTable,
     demographics,
     new_version,
-    publish,
+    publish_to,
 )
+from store.artifacts import artifacts_for
 from store.config import Settings
 
 SEGMENT_FORMAT = 1
@@ -353,7 +354,7 @@ def build_segments(
         (folder / "meta.json").write_text(json.dumps(meta, indent=1))
         return version
 
-    publish(settings.artifacts_dir / "segments", build)
+    publish_to(artifacts_for(settings), current_segmentation.prefix(), build)
     current_segmentation.invalidate()
     summary = {key: value for key, value in meta.items() if key != "segments"}
     summary["seconds"] = round(time.perf_counter() - started, 3)

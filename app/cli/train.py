@@ -24,6 +24,7 @@ from models.training import (
     train_tenant,
     write_gains_chart,
 )
+from store.artifacts.durable import atomic_write
 
 
 class _Bar:
@@ -169,7 +170,9 @@ def evaluate(tenant: str, version: str | None, png: Path | None, labels: str, qu
                 evaluate_result(r, settings, result, progress=bar)
         except TrainingError as err:
             fail(str(err))
-    (folder / "evaluation.json").write_text(json.dumps(result.evaluation))
+    # The version folder is published already: replace the file in it atomically.
+    payload = json.dumps(result.evaluation)
+    atomic_write(folder / "evaluation.json", lambda path: path.write_text(payload))
     chart = write_gains_chart(result, png or folder / "gains.png")
     emit(
         {

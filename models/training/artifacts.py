@@ -4,37 +4,33 @@ written atomically, and the file format of each stored model."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.linear_model import LinearModel
+from store.artifacts import ARTIFACTS, artifacts_for, join_key
 from store.config import Settings
 
 if TYPE_CHECKING:
     from models.training.results import TrainingResult
 
 
+def results_prefix(tenant: str) -> str:
+    return join_key(ARTIFACTS, "models", tenant)
+
+
 def results_root(settings: Settings, tenant: str) -> Path:
-    return settings.artifacts_dir / "models" / tenant
+    return artifacts_for(settings).local_path(results_prefix(tenant))
 
 
 def save_result(settings: Settings, result: TrainingResult) -> Path:
-    """Write the result to ``<artifacts>/models/<tenant>/<version>/`` (atomically: a complete
-    folder appears under its name, or nothing)."""
-    root = results_root(settings, result.tenant)
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = root / f".tmp-{uuid.uuid4().hex}"
-    try:
-        result.save(scratch)
-        target = root / result.version
-        os.replace(scratch, target)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return target
+    """Publish the result as ``<artifacts>/models/<tenant>/<version>/`` through the artifact
+    store: a complete, fsynced folder appears under its name, or nothing."""
+    store = artifacts_for(settings)
+    with store.staging(results_prefix(result.tenant)) as staged:
+        result.save(staged.path)
+        key = store.publish(staged, result.version)
+    return store.local_path(key)
 
 
 def list_results(settings: Settings, tenant: str) -> list[Path]:
