@@ -2,13 +2,37 @@
 
 Entry points (the CLI, ``offerwise serve``'s app factory, the worker and its jobs) call
 ``load_settings()`` once and hand the ``store.config.Settings`` down; code below ``app/`` never
-reads the environment, so a test passes a ``Settings`` instead of setting variables.
+reads the environment, so a test passes a ``Settings`` instead of setting variables. The
+variables are listed in the README's configuration table.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
 from store.config import Settings
 
 
-def load_settings() -> Settings:
-    return Settings()
+def _path(value: str) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    defaults = Settings()
+    return Settings(
+        data_dir=_path(env.get("OFFERWISE_DATA_DIR", "./var")),
+        redis_url=env.get("REDIS_URL") or None,
+        staff_token=env.get("OFFERWISE_STAFF_TOKEN") or None,
+        geo_dir=_path(env["OFFERWISE_GEO_DIR"]) if env.get("OFFERWISE_GEO_DIR") else None,
+        demographics_file=(
+            _path(env["OFFERWISE_DEMOGRAPHICS"]) if env.get("OFFERWISE_DEMOGRAPHICS") else None
+        ),
+        log_level=env.get("OFFERWISE_LOG_LEVEL", defaults.log_level),
+        popularity_ttl=float(env.get("OFFERWISE_POPULARITY_TTL", defaults.popularity_ttl)),
+        redis_fsync=env.get("OFFERWISE_REDIS_FSYNC", defaults.redis_fsync),
+        redis_server=env.get("OFFERWISE_REDIS_SERVER") or None,
+        small_cell_min=int(env.get("OFFERWISE_SMALL_CELL_MIN", defaults.small_cell_min)),
+    )

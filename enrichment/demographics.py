@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import threading
 import time
@@ -44,9 +43,9 @@ from store.config import Settings
 
 ARTIFACT_FORMAT = 1
 N_ZIPS = 100_000
-# A ZCTA with fewer residents is a small cell: its own figures are not served (privacy, and
-# ratios over a handful of people are noise). Fallbacks only ever point at ZIPs above it.
-SMALL_CELL_MIN = int(os.environ.get("OFFERWISE_SMALL_CELL_MIN", "100"))
+# A ZCTA with fewer residents than Settings.small_cell_min is a small cell: its own figures are
+# not served (privacy, and ratios over a handful of people are noise). Fallbacks only ever
+# point at ZIPs above it.
 # Text columns with at most this many distinct values are kept as categories; others (city
 # names) are dropped because the geo lookup already names the place.
 MAX_CATEGORIES = 64
@@ -554,7 +553,7 @@ def _us_places(settings: Settings, report: dict) -> dict[str, geo.Place] | None:
 
 def load_demographics(
     path: Path | str,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     key_column: str | None = None,
     min_population: int | None = None,
@@ -564,9 +563,8 @@ def load_demographics(
     Raises DemographicsError for a file that cannot be used at all; row-level problems are
     listed in the report (``issues``, first 50) and those rows skipped.
     """
-    settings = settings or Settings()
     path = Path(path)
-    min_population = SMALL_CELL_MIN if min_population is None else int(min_population)
+    min_population = settings.small_cell_min if min_population is None else int(min_population)
     if min_population < 1:
         raise DemographicsError("min_population must be at least 1")
     started = time.perf_counter()
@@ -721,14 +719,13 @@ current_demographics: CurrentArtifact[DemographicsTable] = CurrentArtifact(
 )
 
 
-def demographics(settings: Settings | None = None) -> DemographicsTable | None:
+def demographics(settings: Settings) -> DemographicsTable | None:
     """The live table of this process (memory-mapped once), or None when none was loaded."""
-    return current_demographics.get(settings or Settings())
+    return current_demographics.get(settings)
 
 
-def ensure_demographics(settings: Settings | None = None) -> dict | None:
+def ensure_demographics(settings: Settings) -> dict | None:
     """Load ``settings.demographics_file`` if nothing is live yet (startup of a fresh install)."""
-    settings = settings or Settings()
     if demographics(settings) is not None or settings.demographics_file is None:
         return None
     return load_demographics(settings.demographics_file, settings)

@@ -280,7 +280,7 @@ def _sentence(seg: dict) -> str:
 
 
 def build_segments(
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     k: int = DEFAULT_K,
     seed: int = 0,
@@ -289,7 +289,6 @@ def build_segments(
     """Cluster the live demographics into ``k`` segments and make them live; returns a summary."""
     from sklearn.cluster import KMeans
 
-    settings = settings or Settings()
     table = demographics(settings)
     if table is None:
         raise SegmentsError(
@@ -448,17 +447,17 @@ class Segmentation:
 current_segmentation: CurrentArtifact[Segmentation] = CurrentArtifact("segments", Segmentation)
 
 
-def segmentation(settings: Settings | None = None) -> Segmentation | None:
-    return current_segmentation.get(settings or Settings())
+def segmentation(settings: Settings) -> Segmentation | None:
+    return current_segmentation.get(settings)
 
 
-def segment_for_zip(zip_code: str, settings: Settings | None = None) -> int | None:
+def segment_for_zip(zip_code: str, settings: Settings) -> int | None:
     """Segment id of a US ZIP (fallback ZIPs included); None if unknown or nothing built."""
     seg = segmentation(settings)
     return seg.segment_of(zip_code) if seg is not None and isinstance(zip_code, str) else None
 
 
-def segmentation_info(settings: Settings | None = None) -> dict | None:
+def segmentation_info(settings: Settings) -> dict | None:
     """Version, creation time, k, seed and features of the live segmentation."""
     seg = segmentation(settings)
     if seg is None:
@@ -466,7 +465,7 @@ def segmentation_info(settings: Settings | None = None) -> dict | None:
     return {key: value for key, value in seg.meta.items() if key != "segments"}
 
 
-def list_segments(settings: Settings | None = None) -> list[dict]:
+def list_segments(settings: Settings) -> list[dict]:
     """Every segment of the live segmentation (empty list when none was built).
 
     Each: id, label, description, zips, population, population_share, median_density,

@@ -1,44 +1,39 @@
-"""Runtime settings, read once from the environment.
+"""Runtime settings: one frozen object handed down from the entry points.
 
+Nothing here reads the environment: ``app.settings.load_settings`` does, once, and every layer
+below ``app/`` receives the result, so a test passes a ``Settings`` instead of setting variables.
 Every path is configurable so that the same code runs from a checkout, a container or a test
 session; nothing here names a machine path.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _path(name: str, default: str) -> Path:
-    return Path(os.environ.get(name, default)).expanduser().resolve()
-
-
-def _optional_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value).expanduser().resolve() if value else None
-
-
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = field(default_factory=lambda: _path("OFFERWISE_DATA_DIR", "./var"))
-    redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL") or None)
-    staff_token: str | None = field(
-        default_factory=lambda: os.environ.get("OFFERWISE_STAFF_TOKEN") or None
-    )
+    # Embedded Redis files, Parquet archive, CRM versions, model artifacts, metrics.
+    data_dir: Path = field(default_factory=lambda: Path("var").resolve())
+    # An external Redis; None starts (or joins) the embedded server in data_dir.
+    redis_url: str | None = None
+    staff_token: str | None = None
     # GeoNames postal-code files in pgeocode's cache format (XX.txt); see README.
-    geo_dir: Path | None = field(default_factory=lambda: _optional_path("OFFERWISE_GEO_DIR"))
+    geo_dir: Path | None = None
     # ZIP-keyed census table loaded by `offerwise geo load-demographics`.
-    demographics_file: Path | None = field(
-        default_factory=lambda: _optional_path("OFFERWISE_DEMOGRAPHICS")
-    )
-    log_level: str = field(default_factory=lambda: os.environ.get("OFFERWISE_LOG_LEVEL", "INFO"))
+    demographics_file: Path | None = None
+    log_level: str = "INFO"
     # How stale the per-process popularity snapshot may be (seconds; 0 reads Redis every time).
     # Popularity decays over hours, so a second of staleness changes no ranking a visitor sees.
-    popularity_ttl: float = field(
-        default_factory=lambda: float(os.environ.get("OFFERWISE_POPULARITY_TTL", "1.0"))
-    )
+    popularity_ttl: float = 1.0
+    # The embedded Redis: its append-only fsync policy ("always" loses no acknowledged write
+    # on a host crash, "everysec" up to a second) and an explicit redis-server binary.
+    redis_fsync: str = "everysec"
+    redis_server: str | None = None
+    # A ZCTA with fewer residents is a small cell: its own figures are not served (privacy, and
+    # ratios over a handful of people are noise).
+    small_cell_min: int = 100
 
     @property
     def redis_dir(self) -> Path:
@@ -59,7 +54,3 @@ class Settings:
     @property
     def metrics_dir(self) -> Path:
         return self.data_dir / "metrics"
-
-
-def load_settings() -> Settings:
-    return Settings()

@@ -49,18 +49,32 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.wait(timeout=10)
 
 
+STAFF_TOKEN = "staff-secret-token"
+
+
 @pytest.fixture
 def redis_url(redis_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    """A clean database on the session server, wired into the process settings."""
+    """A clean database on the session server. The environment is set too, for what runs in
+    other processes (CLI commands, the worker's spawned jobs, servers); code in this process
+    gets the ``settings`` fixture."""
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     monkeypatch.setenv("REDIS_URL", redis_server)
     monkeypatch.setenv("OFFERWISE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("OFFERWISE_STAFF_TOKEN", STAFF_TOKEN)
     from store.redis_client import reset_clients
 
     reset_clients()
     yield redis_server
     reset_clients()
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path):
+    """The settings of this test's service, passed explicitly (as entry points hand them down)."""
+    from store.config import Settings
+
+    return Settings(data_dir=tmp_path / "var", redis_url=redis_url, staff_token=STAFF_TOKEN)
 
 
 @pytest.fixture
@@ -85,11 +99,10 @@ def geo_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture
-def app(redis_url: str, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("OFFERWISE_STAFF_TOKEN", "staff-secret-token")
+def app(settings):
     from app import create_app
 
-    application = create_app()
+    application = create_app(settings)
     application.testing = True
     return application
 

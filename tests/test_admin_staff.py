@@ -158,13 +158,14 @@ def test_health_ready_metrics_and_docs(client, acme):
     assert client.get("/nope").status_code == 404 and client.get("/nope").json["code"] == 404
 
 
-def test_readyz_reports_unreachable_store(monkeypatch, tmp_path):
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+def test_readyz_reports_unreachable_store(tmp_path):
     from app import create_app
+    from store.config import Settings
     from store.redis_client import reset_clients
 
     reset_clients()
-    res = create_app().test_client().get("/readyz")
+    settings = Settings(data_dir=tmp_path / "var", redis_url="redis://127.0.0.1:1/0")
+    res = create_app(settings).test_client().get("/readyz")
     assert res.status_code == 503 and res.json["status"] == "unavailable"
 
 

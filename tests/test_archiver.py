@@ -507,9 +507,8 @@ def test_compaction_merges_small_files_and_keeps_rows(r: redis.Redis, events_dir
 
 
 # -- worker and CLI --------------------------------------------------------------------------
-def test_enqueue_job_and_burst_worker_archives(r: redis.Redis, tmp_path: Path) -> None:
+def test_enqueue_job_and_burst_worker_archives(r: redis.Redis, settings) -> None:
     from app.jobs import JobNotFound, enqueue, job_status
-    from app.settings import load_settings
     from app.worker import run_worker
 
     create_tenant(r, T)
@@ -517,19 +516,19 @@ def test_enqueue_job_and_burst_worker_archives(r: redis.Redis, tmp_path: Path) -
     ok = enqueue(r, "app.jobs.archive_job", T)
     bad = enqueue(r, "clickstream.archive_files.tenant_dir", "/nowhere", "Not A Tenant!")
     assert job_status(r, ok)["status"] == "queued"
-    summary = run_worker(load_settings(), burst=True)
+    summary = run_worker(settings, burst=True)
     assert summary["worked_jobs"] is True
     status = job_status(r, ok)
     assert status["status"] == "finished" and status["error"] is None
     assert status["result"][T]["events"] == 25
     failed = job_status(r, bad)
     assert failed["status"] == "failed" and "TenantError" in failed["error"]
-    assert read_archive(load_settings().events_dir, T)["stream_id"].to_pylist() == ids
+    assert read_archive(settings.events_dir, T)["stream_id"].to_pylist() == ids
     with pytest.raises(JobNotFound):
         job_status(r, "no-such-job")
 
 
-def test_worker_archives_in_background_and_stops_on_sigterm(r: redis.Redis, redis_url: str) -> None:
+def test_worker_archives_in_background_and_stops_on_sigterm(r: redis.Redis, settings) -> None:
     create_tenant(r, T)
     ids = add(r, [make_event(i) for i in range(40)])
     code = (
@@ -552,9 +551,7 @@ def test_worker_archives_in_background_and_stops_on_sigterm(r: redis.Redis, redi
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err.decode()[-2000:]
-    from app.settings import load_settings
-
-    assert_exactly_once(r, load_settings().events_dir, ids)
+    assert_exactly_once(r, settings.events_dir, ids)
 
 
 def test_archive_cli_prints_per_tenant_counts(r: redis.Redis) -> None:

@@ -67,11 +67,6 @@ def csv_bytes(
 
 
 @pytest.fixture
-def settings(redis_url: str) -> Settings:
-    return Settings()
-
-
-@pytest.fixture
 def tenant(r: redis.Redis) -> Tenant:
     create_tenant(r, "acme")
     t = get_tenant(r, "acme")

@@ -113,7 +113,7 @@ def test_crm_bad_uploads_keep_previous_version(client, acme, body, needle):
     assert live["live_version"] == live["versions"][0]["version"]
 
 
-def test_crm_background_import_runs_in_worker(client, r, acme):
+def test_crm_background_import_runs_in_worker(client, r, acme, settings):
     res = client.post(
         "/v1/admin/crm?background=true",
         data=CUSTOMERS,
@@ -122,10 +122,9 @@ def test_crm_background_import_runs_in_worker(client, r, acme):
     )
     assert res.status_code == 202
     job_id = res.json["job"]
-    from app.settings import load_settings
     from app.worker import run_worker
 
-    run_worker(load_settings(), burst=True)
+    run_worker(settings, burst=True)
     status = client.get(f"/v1/admin/jobs/{job_id}", headers=admin(acme)).json
     assert status["status"] == "finished" and status["result"]["rows_imported"] == 3
     assert client.get("/v1/admin/jobs/nope", headers=admin(acme)).status_code == 404

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from app.settings import load_settings
 from clickstream.archiver import Archiver, read_archive
 from enrichment.crm import get_customer, import_crm
 from store.tenants import get_tenant
@@ -27,8 +26,9 @@ def _redis_mentions(r, needle: bytes, allowed: tuple[bytes, ...] = ()) -> list[b
     return found
 
 
-def test_erase_customer_removes_every_trace(client, r, acme, acme_catalog, tmp_path: Path):
-    settings = load_settings()
+def test_erase_customer_removes_every_trace(
+    client, r, acme, acme_catalog, settings, tmp_path: Path
+):
     tenant = get_tenant(r, "acme")
     alice_hash = tenant.hash_customer_id("C-1")
     customers = tmp_path / "customers.csv"

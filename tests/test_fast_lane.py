@@ -278,18 +278,17 @@ def test_rate_limit_refusal_matches_flask(both, r, acme_catalog):
     assert handed == []
 
 
-def test_unexpected_failure_is_a_logged_500_without_trace(
-    monkeypatch: pytest.MonkeyPatch, redis_url, caplog
-):
+def test_unexpected_failure_is_a_logged_500_without_trace(redis_url, caplog, tmp_path):
     # A Redis server that is not there: the failure the lane meets first is the key lookup.
+    from app import create_app
+    from store.config import Settings
+    from store.redis_client import reset_clients
     from tests.helpers import free_port
 
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    from app import create_app
-    from store.redis_client import reset_clients
-
     reset_clients()
-    app = create_app()
+    app = create_app(
+        Settings(data_dir=tmp_path / "var", redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    )
     lane_client, flask_client = app.test_client(), Client(app.wsgi_app.flask_wsgi)
     body = {"site": "some-key", "visitor": "v1", "events": [event()]}
     with caplog.at_level(logging.ERROR, logger="offerwise.errors"):

@@ -34,15 +34,12 @@ def trained(world):
 
 @pytest.fixture
 def app_client(world, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", world.url)
-    monkeypatch.setenv("OFFERWISE_DATA_DIR", str(world.settings.data_dir))
-    monkeypatch.setenv("OFFERWISE_GEO_DIR", str(world.settings.geo_dir))
-    monkeypatch.setenv("OFFERWISE_STAFF_TOKEN", "staff")
     from app import create_app
     from store.redis_client import reset_clients
 
     reset_clients()
-    return create_app().test_client()
+    settings = replace(world.settings, redis_url=world.url, staff_token="staff")
+    return create_app(settings).test_client()
 
 
 def _site(world) -> str:

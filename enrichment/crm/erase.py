@@ -28,7 +28,7 @@ from enrichment.crm.versions import (
     write_manifest,
 )
 from store.artifacts import ArtifactStore, artifacts_for, join_key
-from store.config import Settings, load_settings
+from store.config import Settings
 
 ERASE_LOCK_WAIT = 600.0  # an erasure waits for a running import rather than fail
 REWRITE_BATCH = 64 * 1024
@@ -63,13 +63,12 @@ def rewrite_without(store: ArtifactStore, key: str, hashes: pa.Array) -> int:
 
 def erase_customers(
     r: redis.Redis,
-    settings: Settings | None,
+    settings: Settings,
     tenant: str,
     customer_hashes: Iterable[str],
     lock_wait: float = ERASE_LOCK_WAIT,
 ) -> dict:
     """Remove customers (by keyed hash) from serving and from every kept CRM version."""
-    settings = settings or load_settings()
     hashes = sorted({h.strip().lower() for h in customer_hashes})
     bad = [h for h in hashes if not serving.HASH_RE.match(h)]
     if bad:
@@ -106,8 +105,6 @@ def erase_customers(
     return receipt
 
 
-def erase_customer(
-    r: redis.Redis, settings: Settings | None, tenant: str, customer_hash: str
-) -> dict:
+def erase_customer(r: redis.Redis, settings: Settings, tenant: str, customer_hash: str) -> dict:
     """Erase one customer (see ``erase_customers``); returns the receipt with counts."""
     return erase_customers(r, settings, tenant, [customer_hash])

@@ -60,7 +60,7 @@ from enrichment.crm.versions import (
 )
 from enrichment.crm.workers import Serial
 from store.artifacts import Staged, artifacts_for
-from store.config import Settings, load_settings
+from store.config import Settings
 from store.tenants import Tenant, get_tenant
 
 FORMAT_VERSION = 1  # bump when the same input would import differently
@@ -107,8 +107,8 @@ def import_crm(
     customers: Input,
     holdings: Input | None = None,
     *,
+    settings: Settings,
     options: ImportOptions | None = None,
-    settings: Settings | None = None,
     customers_name: str | None = None,
     holdings_name: str | None = None,
 ) -> dict:
@@ -123,7 +123,6 @@ def import_crm(
     holdings (the same counts for the holdings file), warnings, seconds.
     """
     options = options or ImportOptions()
-    settings = settings or load_settings()
     t = get_tenant(r, tenant)
     if t is None:
         raise CrmError(f"no tenant named {tenant!r}")

@@ -29,7 +29,7 @@ from enrichment.crm.versions import (
     remove_stale,
     tenant_lock,
 )
-from store.config import Settings, load_settings
+from store.config import Settings
 
 READ_BATCH = 128 * 1024
 
@@ -119,11 +119,10 @@ def activate(
     r: redis.Redis,
     tenant: str,
     version: str,
-    settings: Settings | None = None,
+    settings: Settings,
     lock_wait: float = 0,
 ) -> dict:
     """Make a kept version live (also restores serving after Redis lost its data)."""
-    settings = settings or load_settings()
     with tenant_lock(r, tenant, lock_wait) as lock:
         cleanup_orphans(r, settings, tenant)
         return _switch(
@@ -131,11 +130,8 @@ def activate(
         )
 
 
-def rollback(
-    r: redis.Redis, tenant: str, settings: Settings | None = None, lock_wait: float = 0
-) -> dict:
+def rollback(r: redis.Redis, tenant: str, settings: Settings, lock_wait: float = 0) -> dict:
     """Go back to the newest kept version older than the live one."""
-    settings = settings or load_settings()
     with tenant_lock(r, tenant, lock_wait) as lock:
         cleanup_orphans(r, settings, tenant)
         live = serving.current_version(r, tenant)
@@ -152,9 +148,8 @@ def rollback(
         return _switch(r, settings, tenant, older[-1], lock, "rolled back")
 
 
-def versions_info(r: redis.Redis, tenant: str, settings: Settings | None = None) -> dict:
+def versions_info(r: redis.Redis, tenant: str, settings: Settings) -> dict:
     """Kept versions, newest first, with which one is live."""
-    settings = settings or load_settings()
     live = serving.current_version(r, tenant)
     out = []
     for v in reversed(list_versions(settings, tenant)):
