@@ -6,7 +6,7 @@ import threading
 
 import orjson
 import redis
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from store import keys
 
@@ -14,12 +14,22 @@ WEIGHTS = ("margin", "price", "none")
 AUDIENCES = ("all", "identified", "anonymous")
 
 
+class StrictFloat(fields.Float):
+    """A JSON number only: marshmallow's Float also takes "2" and True, which let a mistyped
+    rules body through as if it were right."""
+
+    def _validated(self, value: object) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
 class ProductRuleSchema(Schema):
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE  # a misspelt rule is refused by name, not silently dropped
 
     segments = fields.List(
-        fields.Integer(validate=validate.Range(min=0, max=10_000)),
+        fields.Integer(strict=True, validate=validate.Range(min=0, max=10_000)),
         validate=validate.Length(max=200),
         metadata={"description": "Offer only to visitors in these ZIP segments."},
     )
@@ -29,7 +39,7 @@ class ProductRuleSchema(Schema):
         metadata={"description": "Offer only to visitors whose ZIP is in these states."},
     )
     audience = fields.String(load_default="all", validate=validate.OneOf(AUDIENCES))
-    priority = fields.Float(
+    priority = StrictFloat(
         load_default=1.0,
         validate=validate.Range(min=0, max=1000),
         metadata={"description": "Multiplies the expected value."},
@@ -38,7 +48,7 @@ class ProductRuleSchema(Schema):
 
 class RulesSchema(Schema):
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE  # a misspelt rule is refused by name, not silently dropped
 
     weight = fields.String(
         load_default="margin",
@@ -47,7 +57,9 @@ class RulesSchema(Schema):
             "description": "Expected value = calibrated score x this product field (margin falls back to price)."
         },
     )
-    max_per_category = fields.Integer(load_default=2, validate=validate.Range(min=1, max=50))
+    max_per_category = fields.Integer(
+        strict=True, load_default=2, validate=validate.Range(min=1, max=50)
+    )
     pinned = fields.List(
         fields.String(validate=validate.Length(min=1, max=64)),
         load_default=list,
