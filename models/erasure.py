@@ -20,6 +20,7 @@ from clickstream.profiles import customer_visitors_key, erase_visitor
 from enrichment.crm import erase_customer
 from store import keys
 from store.config import Settings
+from store.persistence import PersistenceError, rewrite_append_only_file
 from store.tenants import Tenant
 
 RECEIPTS_KEPT = 10_000
@@ -74,6 +75,12 @@ def erase_person(
         visitor_ids=sorted(visitors),
         customer_ids=[customer_hash] if customer_hash else [],
     )
+    # Last: the stream entries and profile writes just deleted are still in Redis's
+    # append-only log until it is rewritten from the live data.
+    try:
+        aof = rewrite_append_only_file(r)
+    except PersistenceError as err:
+        aof = f"failed: {err}"
     trained = sorted(
         v.decode() if isinstance(v, bytes) else v
         for v in r.smembers(trained_versions_key(tenant.name))
@@ -94,6 +101,8 @@ def erase_person(
             "crm_holding_rows": crm.get("holding_rows_removed", 0),
             "crm_versions_rewritten": crm.get("versions_rewritten", []),
         },
+        # rewritten | not enabled | in progress | failed: <reason>
+        "redis_append_only_file": aof,
         # Every model version trained so far may have seen this person: staff retrain them.
         "model_versions_to_retrain": trained,
     }

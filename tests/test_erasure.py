@@ -107,3 +107,51 @@ def test_erase_visitor_only_and_bad_requests(client, r, acme, acme_catalog):
     bad = client.post("/v1/admin/erase", json={}, headers=auth)
     assert bad.status_code == 422 and "customer_id" in bad.json["message"]
     assert client.post("/v1/admin/erase", json={"visitor_id": "v-other"}).status_code == 401
+
+
+def _files_mentioning(folder: Path, needle: bytes) -> list[str]:
+    return [p.name for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_erasure_leaves_no_copy_in_redis_append_only_file(tmp_path: Path) -> None:
+    """The person's events had left the stream for the archive, so only Redis's append-only
+    log still held them; the erasure rewrites it."""
+    import time
+
+    from app import create_app
+    from store.config import Settings
+    from store.embedded import EmbeddedRedis
+    from store.redis_client import reset_clients
+    from store.tenants import create_tenant
+
+    embedded = EmbeddedRedis(tmp_path / "var" / "redis")
+    url = embedded.acquire("test")
+    try:
+        reset_clients()
+        settings = Settings(data_dir=tmp_path / "var", redis_url=url)
+        r = embedded.client()
+        keys = create_tenant(r, "acme", ["https://shop.example"], rate_limit=10_000)
+        client = create_app(settings).test_client()
+        secret = "visitor-7f3a9c1e-to-be-forgotten"
+        _post(client, keys["site_key"], secret, event(), event("add_to_cart"))
+        _post(client, keys["site_key"], "someone-else", event())
+        Archiver(r, settings.events_dir).archive_tenant("acme")
+        assert r.xlen("{t:acme}:events") == 0
+        redis_dir = settings.redis_dir
+        assert _files_mentioning(redis_dir, secret.encode()), "precondition: the AOF holds it"
+
+        res = client.post(
+            "/v1/admin/erase",
+            json={"visitor_id": secret},
+            headers={"Authorization": f"Bearer {keys['admin_key']}"},
+        )
+        assert res.status_code == 200, res.json
+        assert res.json["redis_append_only_file"] == "rewritten"
+        deadline = time.monotonic() + 10  # Redis removes the old log files in the background
+        while _files_mentioning(redis_dir, secret.encode()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _files_mentioning(redis_dir, secret.encode()) == []
+        assert r.sismember("offerwise:tenants", "acme")  # the rewrite kept the live data
+    finally:
+        reset_clients()
+        embedded.release()
