@@ -217,8 +217,12 @@ class EmbeddedRedis:
                 self._lease = None
             if self._live_leases() or not self.is_running():
                 return False
+            # The append-only file is the persistence: SHUTDOWN flushes and fsyncs it whatever
+            # the modifier, so every acknowledged write survives. NOSAVE skips the RDB dump that
+            # SAVE forced (a second copy of the dataset, written while the caller waits: slow
+            # on a big dataset, and never read back while the AOF exists).
             with contextlib.suppress(redis.ConnectionError):
-                self.client().shutdown(save=True)
+                self.client().shutdown(nosave=True)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.is_running():
                 time.sleep(0.02)

@@ -70,6 +70,28 @@ def test_dead_process_lease_does_not_pin_the_server(data_dir):
     assert not embedded.is_running()
 
 
+def test_a_stop_keeps_every_acknowledged_write_without_an_rdb_dump(data_dir):
+    """The AOF is the persistence: a stop writes no dump.rdb (slow on a big dataset) and loses
+    nothing, down to the write acknowledged just before it."""
+    embedded = EmbeddedRedis(data_dir / "redis")
+    embedded.acquire("cli")
+    client = embedded.client()
+    pipe = client.pipeline(transaction=False)
+    for i in range(20_000):
+        pipe.set(f"k{i}", "x" * 100)
+    pipe.execute()
+    client.set("last", "acknowledged")
+    assert embedded.release() is True and not embedded.is_running()
+    assert not (data_dir / "redis" / "dump.rdb").exists()
+    embedded.acquire("cli")
+    try:
+        client = embedded.client()
+        assert client.dbsize() == 20_001 and client.get("last") == b"acknowledged"
+    finally:
+        embedded.release()
+    assert not (data_dir / "redis" / "dump.rdb").exists()
+
+
 def start_serve(data_dir: Path, workers: int = 2) -> tuple[subprocess.Popen, int]:
     """`offerwise serve` on the embedded Redis of ``data_dir``, once /readyz answers and every
     worker has started."""
