@@ -27,6 +27,10 @@ class Settings:
     staff_token: str | None = field(
         default_factory=lambda: os.environ.get("OFFERWISE_STAFF_TOKEN") or None
     )
+    # Unlocks the per-tenant series of /metrics (tenant names and counts); see README "Metrics".
+    metrics_token: str | None = field(
+        default_factory=lambda: os.environ.get("OFFERWISE_METRICS_TOKEN") or None
+    )
     # GeoNames postal-code files in pgeocode's cache format (XX.txt); see README.
     geo_dir: Path | None = field(default_factory=lambda: _optional_path("OFFERWISE_GEO_DIR"))
     # ZIP-keyed census table loaded by `offerwise geo load-demographics`.

@@ -87,6 +87,7 @@ def geo_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture
 def app(redis_url: str, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("OFFERWISE_STAFF_TOKEN", "staff-secret-token")
+    monkeypatch.setenv("OFFERWISE_METRICS_TOKEN", "metrics-secret-token")
     from app import create_app
 
     application = create_app()

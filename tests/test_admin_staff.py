@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 STAFF = {"Authorization": "Bearer staff-secret-token"}
+METRICS = {"Authorization": "Bearer metrics-secret-token"}
 
 
 def admin(keys: dict) -> dict:
@@ -147,7 +148,7 @@ def test_health_ready_metrics_and_docs(client, acme):
     from tests.helpers import batch
 
     client.post("/v1/collect", json=batch(acme["site_key"]))
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics", headers=METRICS).get_data(as_text=True)
     assert 'offerwise_events_total{outcome="accepted",tenant="acme"}' in metrics
     assert "offerwise_http_request_seconds_bucket" in metrics
     spec = client.get("/v1/openapi.json").json

@@ -38,6 +38,7 @@ def app_client(world, monkeypatch):
     monkeypatch.setenv("OFFERWISE_DATA_DIR", str(world.settings.data_dir))
     monkeypatch.setenv("OFFERWISE_GEO_DIR", str(world.settings.geo_dir))
     monkeypatch.setenv("OFFERWISE_STAFF_TOKEN", "staff")
+    monkeypatch.setenv("OFFERWISE_METRICS_TOKEN", "metrics")
     from app import create_app
     from store.redis_client import reset_clients
 
@@ -189,7 +190,9 @@ def test_a_champion_that_cannot_load_keeps_the_previous_one_and_is_counted(
         for _ in range(3):
             res = app_client.get(f"/v1/recommend?site={site}&visitor=v-broken&n=3")
             assert res.status_code == 200 and res.json["source"] == before
-        metrics = app_client.get("/metrics").get_data(as_text=True)
+        metrics = app_client.get("/metrics", headers={"Authorization": "Bearer metrics"}).get_data(
+            as_text=True
+        )
         line = f'offerwise_model_load_failures_total{{tenant="{world.tenant}"}} 1.0'
         assert line in metrics  # one failed load, then the retry back-off
     finally:
