@@ -101,7 +101,7 @@ def test_staff_manage_tenants_and_rotate_keys(client, r):
         json={"name": "newshop", "origins": ["https://new.example"], "rate_limit": 20},
         headers=STAFF,
     )
-    assert res.status_code == 201
+    assert res.status_code == 201 and res.json["warnings"] == []
     keys = res.json
     assert (
         client.post("/v1/staff/tenants", json={"name": "newshop"}, headers=STAFF).status_code == 409
@@ -131,6 +131,13 @@ def test_staff_manage_tenants_and_rotate_keys(client, r):
         assert (
             rotated["admin_key"].encode() not in dump and rotated["site_key"].encode() not in dump
         )
+
+
+def test_staff_create_without_origin_warns_that_browsers_will_be_refused(client):
+    res = client.post("/v1/staff/tenants", json={"name": "bare"}, headers=STAFF)
+    assert res.status_code == 201 and {"site_key", "admin_key"} <= set(res.json)
+    [warning] = res.json["warnings"]
+    assert "no allowed origin" in warning and "PATCH /v1/staff/tenants/bare" in warning
 
 
 def test_staff_api_disabled_without_token(client, monkeypatch, app):

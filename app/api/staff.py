@@ -40,6 +40,21 @@ class TenantKeysSchema(Schema):
     admin_key = fields.String()
 
 
+class NewTenantKeysSchema(TenantKeysSchema):
+    warnings = fields.List(
+        fields.String(), metadata={"description": "What the tenant cannot do yet, and the fix"}
+    )
+
+
+def _no_origin_warning(name: str) -> str:
+    # Browser calls always send an Origin, and a tenant with none allowed refuses them all (403).
+    return (
+        f"tenant {name!r} has no allowed origin, so every browser call with its site key will be "
+        f"refused (403); allow the shop's with PATCH /v1/staff/tenants/{name} "
+        '{"origins": ["https://..."]}'
+    )
+
+
 def _refuse(err: tenants.TenantError, status: int = 422):
     abort(status, message=str(err))
 
@@ -53,7 +68,7 @@ class Tenants(MethodView):
 
     @blp.doc(summary="Create a tenant; the keys are shown only in this response")
     @blp.arguments(NewTenantSchema)
-    @blp.response(201, TenantKeysSchema)
+    @blp.response(201, NewTenantKeysSchema)
     @blp.alt_response(409, description="A tenant with this name exists")
     def post(self, body: dict):
         require_staff()
@@ -61,9 +76,13 @@ class Tenants(MethodView):
         if tenants.get_tenant(r, body["name"]) is not None:
             abort(409, message=f"name: tenant {body['name']!r} already exists")
         try:
-            return tenants.create_tenant(r, body["name"], body["origins"], body["rate_limit"])
+            created = tenants.create_tenant(r, body["name"], body["origins"], body["rate_limit"])
         except tenants.TenantError as err:
             _refuse(err)
+        return {
+            **created,
+            "warnings": [] if body["origins"] else [_no_origin_warning(body["name"])],
+        }
 
 
 @blp.route("/tenants/<string:name>")
