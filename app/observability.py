@@ -4,7 +4,7 @@ Under gunicorn every worker is a separate process, so metrics use prometheus-cli
 multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (``offerwise serve`` sets it);
 ``/metrics`` then aggregates all workers.
 
-Series labelled by tenant name who the customers are and how busy each one is, so ``/metrics``
+Series labelled by tenant tell who the customers are and how busy each one is, so ``/metrics``
 shows them only to a caller with the metrics token (``OFFERWISE_METRICS_TOKEN``); everyone
 else gets them summed over tenants.
 """
