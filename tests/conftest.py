@@ -50,6 +50,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 STAFF_TOKEN = "staff-secret-token"
+METRICS_TOKEN = "metrics-secret-token"
 
 
 @pytest.fixture
@@ -62,6 +63,7 @@ def redis_url(redis_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setenv("REDIS_URL", redis_server)
     monkeypatch.setenv("OFFERWISE_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("OFFERWISE_STAFF_TOKEN", STAFF_TOKEN)
+    monkeypatch.setenv("OFFERWISE_METRICS_TOKEN", METRICS_TOKEN)
     from store.redis_client import reset_clients
 
     reset_clients()
@@ -74,7 +76,12 @@ def settings(redis_url: str, tmp_path: Path):
     """The settings of this test's service, passed explicitly (as entry points hand them down)."""
     from store.config import Settings
 
-    return Settings(data_dir=tmp_path / "var", redis_url=redis_url, staff_token=STAFF_TOKEN)
+    return Settings(
+        data_dir=tmp_path / "var",
+        redis_url=redis_url,
+        staff_token=STAFF_TOKEN,
+        metrics_token=METRICS_TOKEN,
+    )
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 STAFF = {"Authorization": "Bearer staff-secret-token"}
+METRICS = {"Authorization": "Bearer metrics-secret-token"}
 
 
 def admin(keys: dict) -> dict:
@@ -100,7 +101,7 @@ def test_staff_manage_tenants_and_rotate_keys(client, r):
         json={"name": "newshop", "origins": ["https://new.example"], "rate_limit": 20},
         headers=STAFF,
     )
-    assert res.status_code == 201
+    assert res.status_code == 201 and res.json["warnings"] == []
     keys = res.json
     assert (
         client.post("/v1/staff/tenants", json={"name": "newshop"}, headers=STAFF).status_code == 409
@@ -132,6 +133,13 @@ def test_staff_manage_tenants_and_rotate_keys(client, r):
         )
 
 
+def test_staff_create_without_origin_warns_that_browsers_will_be_refused(client):
+    res = client.post("/v1/staff/tenants", json={"name": "bare"}, headers=STAFF)
+    assert res.status_code == 201 and {"site_key", "admin_key"} <= set(res.json)
+    [warning] = res.json["warnings"]
+    assert "no allowed origin" in warning and "PATCH /v1/staff/tenants/bare" in warning
+
+
 def test_staff_api_disabled_without_token(client, monkeypatch, app):
     from dataclasses import replace
 
@@ -147,7 +155,7 @@ def test_health_ready_metrics_and_docs(client, acme):
     from tests.helpers import batch
 
     client.post("/v1/collect", json=batch(acme["site_key"]))
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics", headers=METRICS).get_data(as_text=True)
     assert 'offerwise_events_total{outcome="accepted",tenant="acme"}' in metrics
     assert "offerwise_http_request_seconds_bucket" in metrics
     spec = client.get("/v1/openapi.json").json

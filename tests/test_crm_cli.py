@@ -99,6 +99,28 @@ def test_refused_file_prints_the_report_and_exits_1(runner, tmp_path):
     assert strict.exit_code == 1 and orjson.loads(strict.stdout)["errors"][0]["row"] == 32
 
 
+def test_rejected_rows_exit_3_with_the_report(runner, tmp_path):
+    """The version goes live with the good rows; exit 3 tells a script that some were left out."""
+    incomes = [str(i) for i in range(30)] + ["lots"]
+    path = customers(tmp_path, "a.csv", incomes)
+    result = run(runner, "import", "--tenant", "acme", str(path), "--types", "income=numeric")
+    assert result.exit_code == 3, result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["status"] == "imported" and report["live_version"] == "v1"
+    assert report["rows_rejected"] == 1 and report["errors"][0]["row"] == 32
+    assert "1 row(s) rejected" in result.stderr
+    holdings = tmp_path / "holdings.csv"
+    rows = [f"K{i},p1" for i in range(20)] + ["NOBODY,p1"]
+    holdings.write_text("customer_id,product_id\n" + "\n".join(rows) + "\n")
+    clean = customers(tmp_path, "b.csv", [str(i) for i in range(30)])
+    result = run(runner, "import", "--tenant", "acme", str(clean), "--holdings", str(holdings))
+    report = orjson.loads(result.stdout)
+    assert result.exit_code == 3 and report["rows_rejected"] == 0, result.stderr
+    assert report["holdings"]["rows_rejected"] == 1 and report["version"] == "v2"
+    result = run(runner, "import", "--tenant", "acme", str(clean))
+    assert result.exit_code == 0 and orjson.loads(result.stdout)["version"] == "v3"
+
+
 def test_usage_errors_are_clear(runner, tmp_path):
     path = customers(tmp_path, "a.csv", ["1"])
     for args, message in [

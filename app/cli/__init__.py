@@ -12,6 +12,9 @@ import pkgutil
 
 import click
 
+from app.cli.output import fail
+from store.embedded import EmbeddedRedisError
+
 
 def _module_commands(module: object) -> list[click.Command]:
     found = [v for v in vars(module).values() if isinstance(v, click.Command)]
@@ -41,4 +44,7 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="offerwise")
+    try:
+        cli(prog_name="offerwise")
+    except EmbeddedRedisError as err:  # any command may have to start the store: say why not
+        fail(str(err))

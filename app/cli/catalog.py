@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from app.cli.output import emit, fail, store
+from app.cli.output import emit, exit_if_rows_rejected, fail, store
 from clickstream import catalog as catalog_domain
 from store.tenants import get_tenant
 
@@ -20,7 +20,11 @@ def catalog() -> None:
 @click.option("--tenant", "tenant_name", required=True)
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_(tenant_name: str, path: Path) -> None:
-    """Replace the tenant's catalog with PATH (CSV or JSON); bad rows are reported."""
+    """Replace the tenant's catalog with PATH (CSV or JSON); bad rows are reported.
+
+    Prints the report. Exit code 0 when every row was imported, 3 when the good rows were
+    imported and some were rejected (the report's errors say which), 2 when nothing was.
+    """
     r = store()
     if get_tenant(r, tenant_name) is None:
         fail(f"no tenant named {tenant_name!r}")
@@ -31,3 +35,4 @@ def import_(tenant_name: str, path: Path) -> None:
     except catalog_domain.CatalogError as err:
         fail(f"{path.name}: {err}")
     emit(report.as_dict(version))
+    exit_if_rows_rejected(report.error_count)

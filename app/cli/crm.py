@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from app.cli.output import emit, fail, store
+from app.cli.output import emit, exit_if_rows_rejected, fail, store
 from app.settings import load_settings
 from enrichment import crm as crm_domain
 from enrichment.crm.coltypes import parse_types_option
@@ -82,7 +82,9 @@ def import_(
     """Import CUSTOMERS (CSV or Parquet) as a new version; it goes live when complete.
 
     Prints the report (rows read, imported, rejected; errors with row, column and reason;
-    inferred column types). Exit code 1 when the file was refused (the previous version stays live).
+    inferred column types). Exit code 0 when every row was imported, 3 when the version was
+    imported but rows of the customers or holdings file were rejected (the report's errors say
+    which), 1 when the file was refused (the previous version stays live), 2 on a usage error.
     """
     r = store()
     try:
@@ -107,6 +109,9 @@ def import_(
     except crm_domain.CrmError as err:
         fail(str(err))
     emit(report)
+    exit_if_rows_rejected(
+        report["rows_rejected"] + (report["holdings"] or {}).get("rows_rejected", 0)
+    )
 
 
 @crm.command("versions")

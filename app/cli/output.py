@@ -23,6 +23,22 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
+# An import that went through but left rows out: distinct from 1 (file refused, nothing
+# imported) and 2 (usage error), so a script can tell a partial import from a failed one.
+ROWS_REJECTED_EXIT = 3
+
+
+def exit_if_rows_rejected(rejected: int) -> None:
+    """After the report is printed: exit ``ROWS_REJECTED_EXIT`` when any row was rejected."""
+    if rejected:
+        click.echo(
+            f"warning: {rejected} row(s) rejected, see the report's errors "
+            f"(exit code {ROWS_REJECTED_EXIT})",
+            err=True,
+        )
+        sys.exit(ROWS_REJECTED_EXIT)
+
+
 def store():
     """The Redis client for CLI work (starts or joins the embedded server when needed)."""
     return get_redis(load_settings())

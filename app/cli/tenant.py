@@ -33,6 +33,14 @@ def create(name: str, origins: tuple[str, ...], rate_limit: int | None) -> None:
         emit(tenants.create_tenant(store(), name, list(origins), rate_limit))
     except tenants.TenantError as err:
         fail(str(err))
+    if not origins:
+        # Browser calls always send an Origin, and a tenant with none allowed refuses them all.
+        click.echo(
+            f"warning: tenant {name!r} has no allowed origin, so every browser call with its "
+            f"site key will be refused (403); allow the shop's with: "
+            f"offerwise tenant update {name} --origin https://...",
+            err=True,
+        )
 
 
 @tenant.command("list")
