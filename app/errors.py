@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import redis
 from flask import Flask, jsonify
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.jobs import JobNotFound
+from campaigns.offers import StoreUnavailable
 from clickstream.archive_files import ArchiveBusy
 from clickstream.catalog import CatalogError
 from enrichment.crm import CrmBusy, CrmError, CrmImportError, CrmNothingToRollBack
@@ -104,6 +106,11 @@ DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str, int | None], ...] = (
 def domain_error_answer(err: Exception) -> ErrorAnswer | None:
     """The HTTP answer for a domain error; None for anything else (a bug: the caller logs a
     500). ``Refused`` (rate limit, backlog) carries its own status and Retry-After."""
+    if isinstance(err, redis.ConnectionError | redis.TimeoutError | StoreUnavailable):
+        # The store is away (restarting, failing over): a retry soon succeeds, and nothing
+        # of this request was kept, so say so instead of a 500.
+        message = "store unavailable: nothing was stored; retry after Retry-After seconds"
+        return ErrorAnswer(503, error_payload(503, message), {"Retry-After": "1"})
     if isinstance(err, Refused):
         return ErrorAnswer(
             err.status,
@@ -130,5 +137,11 @@ def register_domain_errors(app: Flask) -> None:
             raise err
         return jsonify(found.payload), found.status, found.headers
 
-    for cls in (Refused, *(entry[0] for entry in DOMAIN_ERRORS)):
+    for cls in (
+        Refused,
+        redis.ConnectionError,
+        redis.TimeoutError,
+        StoreUnavailable,
+        *(entry[0] for entry in DOMAIN_ERRORS),
+    ):
         app.register_error_handler(cls, _answer)

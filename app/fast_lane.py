@@ -77,9 +77,14 @@ class FastLane:
         t0 = time.perf_counter()
         try:
             answer = handler(environ, services_of(self.app))
-        except Exception:
-            log.exception("unhandled error")
-            answer = Answer(500, error_payload(500, INTERNAL_ERROR), _vary(environ))
+        except Exception as err:
+            known = domain_error_answer(err)  # e.g. the store away while resolving the key
+            if known is None:
+                log.exception("unhandled error")
+                answer = Answer(500, error_payload(500, INTERNAL_ERROR), _vary(environ))
+            else:
+                headers = [*_vary(environ), *known.headers.items()]
+                answer = Answer(known.status, known.payload, headers)
         if answer is None:
             return self.flask_wsgi(environ, start_response)
         rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))

@@ -23,7 +23,12 @@ from clickstream.ingest import popularity_key
 from clickstream.profiles import VisitorProfile, with_identity
 from enrichment.crm import get_customer
 from models.features import ZipLookup, zip_block_for
-from models.popularity import Offer, PopularitySnapshots, popularity_offers
+from models.popularity import (
+    Offer,
+    PopularityRecommender,
+    PopularitySnapshots,
+    popularity_offers,
+)
 from models.ranking import Context, rank
 from models.serving import Bundle, ChampionCache
 from store.config import Settings
@@ -36,6 +41,12 @@ class Recommendation:
     offers: list[Offer]
     source: str
     explanations: dict[str, list[dict]] = field(default_factory=dict)
+    # Answered from this process's last copies because the store was unreachable.
+    degraded: bool = False
+
+
+class StoreUnavailable(RuntimeError):
+    """The store is unreachable and this process holds nothing to answer from."""
 
 
 def _reason(product: dict, profile: VisitorProfile, customer: dict | None) -> tuple[str, str]:
@@ -73,6 +84,27 @@ class Recommender:
         now: float | None = None,
     ) -> Recommendation:
         now = time.time() if now is None else now
+        try:
+            result = self._recommend(r, tenant, visitor, n, exclude, track, explain, now)
+        except (redis.ConnectionError, redis.TimeoutError):
+            result = self._degraded(tenant, n, exclude)
+        for i, offer in enumerate(result.offers):
+            offer.token = tokens.issue(
+                tenant, visitor, offer.product["product_id"], i, result.source, now
+            )
+        return result
+
+    def _recommend(
+        self,
+        r: redis.Redis,
+        tenant: Tenant,
+        visitor: str,
+        n: int,
+        exclude: frozenset[str],
+        track: bool,
+        explain: bool,
+        now: float,
+    ) -> Recommendation:
         name = tenant.name
         popular_key = popularity_key(name)
         popular = self.popular.fresh(popular_key)
@@ -101,11 +133,20 @@ class Recommender:
             result = self._model_offers(
                 bundle, catalog.products, rules, profile, customer, blocked, n, explain, now
             )
-        for i, offer in enumerate(result.offers):
-            offer.token = tokens.issue(
-                tenant, visitor, offer.product["product_id"], i, result.source, now
-            )
         return result
+
+    def _degraded(self, tenant: Tenant, n: int, exclude: frozenset[str]) -> Recommendation:
+        """While the store is away: the last popularity and catalog this process read, with no
+        profile (it cannot be read) and no rate count (it cannot be kept). Collection refuses
+        with 503 meanwhile, so nothing is lost that a client would not retry."""
+        catalog = self.catalogs.last(tenant.name)
+        if catalog is None:
+            raise StoreUnavailable("store unavailable and no cached catalog for this tenant")
+        popular = self.popular.last(popularity_key(tenant.name)) or []
+        offers = PopularityRecommender.rank_and_fill(
+            catalog.products, catalog.active_ids, popular, VisitorProfile(""), exclude, n
+        )
+        return Recommendation(offers, "popularity", degraded=True)
 
     def _model_offers(
         self,

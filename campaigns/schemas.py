@@ -98,6 +98,12 @@ class RecommendResultSchema(Schema):
         metadata={"description": "What ranked the offers (popularity, model version...)."}
     )
     profile = fields.Boolean()
+    degraded = fields.Boolean(
+        metadata={
+            "description": "Present and true when the store was unreachable: the offers are "
+            "this server's last copy of the tenant's popularity, not personalised."
+        }
+    )
     explanations = fields.Dict(
         keys=fields.String(),
         values=fields.List(fields.Dict()),

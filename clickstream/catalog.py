@@ -221,6 +221,11 @@ class CatalogCache:
         self._snapshots: dict[str, CatalogSnapshot] = {}
         self._lock = threading.Lock()
 
+    def last(self, tenant: str) -> CatalogSnapshot | None:
+        """The catalog this process last loaded for ``tenant`` (for answers while the store is
+        away)."""
+        return self._snapshots.get(tenant)
+
     def get(self, r: redis.Redis, tenant: str, version: int) -> CatalogSnapshot:
         snap = self._snapshots.get(tenant)
         if snap is not None and snap.version == version:

@@ -63,6 +63,8 @@ class PopularitySnapshots:
         self.ttl = ttl
         self._clock = clock
         self._entries: dict[str, tuple[float, list[tuple[str, float]]]] = {}
+        # The last copy read of each set whatever its age, for answers while the store is away.
+        self._last: dict[str, list[tuple[str, float]]] = {}
 
     def fresh(self, key: str) -> list[tuple[str, float]] | None:
         entry = self._entries.get(key)
@@ -72,11 +74,18 @@ class PopularitySnapshots:
 
     def store(self, key: str, reply: list) -> list[tuple[str, float]]:
         top = [(reply_text(pid), float(score)) for pid, score in reply]
+        if len(self._last) >= MAX_SNAPSHOTS:
+            self._last.clear()
+        self._last[key] = top
         if self.ttl > 0:
             if len(self._entries) >= MAX_SNAPSHOTS:
                 self._entries.clear()
             self._entries[key] = (self._clock(), top)
         return top
+
+    def last(self, key: str) -> list[tuple[str, float]] | None:
+        """The last copy this process read of ``key``, however old (None: never read)."""
+        return self._last.get(key)
 
     def get(self, r: redis.Redis, key: str) -> list[tuple[str, float]]:
         top = self.fresh(key)
@@ -104,12 +113,9 @@ def popularity_offers(
         by_segment = snapshots.get(r, segment_popularity_key(tenant, segment))
         if len(by_segment) >= n:
             popular, local = by_segment, True
-    offers = PopularityRecommender._rank(products, popular, profile, blocked, n, local)
-    if len(offers) < n:
-        offers += PopularityRecommender._fill(
-            active_ids, products, offers, blocked, n - len(offers)
-        )
-    return offers
+    return PopularityRecommender.rank_and_fill(
+        products, active_ids, popular, profile, blocked, n, local
+    )
 
 
 def _reason(category: str, affinity: float, local: bool) -> tuple[str, str]:
@@ -168,6 +174,24 @@ class PopularityRecommender:
             Offer(product, score, *_reason(product["category"], affinity, local))
             for score, affinity, product in scored[:n]
         ]
+
+    @staticmethod
+    def rank_and_fill(
+        products: dict[str, dict],
+        active_ids: tuple[str, ...],
+        popular: list[tuple[str, float]],
+        profile: VisitorProfile,
+        blocked: frozenset[str] | set[str],
+        n: int,
+        local: bool = False,
+    ) -> list[Offer]:
+        """Popularity, nudged by affinities, then catalog products when too few are ranked."""
+        offers = PopularityRecommender._rank(products, popular, profile, blocked, n, local)
+        if len(offers) < n:
+            offers += PopularityRecommender._fill(
+                active_ids, products, offers, blocked, n - len(offers)
+            )
+        return offers
 
     @staticmethod
     def _fill(

@@ -19,6 +19,7 @@ import orjson
 import redis
 
 from store import keys
+from store.redis_client import reply_text
 
 SITE_KEY_PREFIX = "ow_site_"
 ADMIN_KEY_PREFIX = "ow_admin_"
@@ -186,7 +187,9 @@ class KeyResolver:
 
     The hot endpoints resolve a key on every request; caching for ``ttl`` seconds saves a Redis
     round trip per request at the cost of a rotated or changed tenant taking up to ``ttl`` seconds
-    to be seen by every worker.
+    to be seen by every worker. While the store is unreachable an expired entry is still
+    answered (stale if error), so a recommend can degrade to cached offers instead of failing
+    on the key; a key never seen before is refused (the error rises).
     """
 
     def __init__(self, ttl: float = 2.0, max_entries: int = 10_000) -> None:
@@ -203,13 +206,18 @@ class KeyResolver:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        found = r.hget(keys.KEY_HASHES, digest)
-        result: tuple[str, Tenant] | None = None
-        if found:
-            kind, _, name = (found.decode() if isinstance(found, bytes) else found).partition(":")
-            tenant = get_tenant(r, name)
-            if tenant is not None:
-                result = (kind, tenant)
+        try:
+            found = r.hget(keys.KEY_HASHES, digest)
+            result: tuple[str, Tenant] | None = None
+            if found:
+                kind, _, name = reply_text(found).partition(":")
+                tenant = get_tenant(r, name)
+                if tenant is not None:
+                    result = (kind, tenant)
+        except (redis.ConnectionError, redis.TimeoutError):
+            if hit is None:
+                raise
+            return hit[1]
         with self._lock:
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()

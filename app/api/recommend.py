@@ -56,6 +56,8 @@ def offers_answer(here: Services, tenant: Tenant, args: dict, track: bool) -> di
         "source": result.source,
         "profile": track,
     }
+    if result.degraded:
+        body["degraded"] = True
     if args["explain"]:
         body["explanations"] = result.explanations
     return body
