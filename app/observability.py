@@ -68,6 +68,11 @@ REQUESTS_BY = LabelChildren(REQUESTS)
 LATENCY_BY = LabelChildren(LATENCY)
 EVENTS_BY = LabelChildren(EVENTS)
 OFFERS_BY = LabelChildren(OFFERS)
+STORE_RESTARTS = Counter(
+    "offerwise_store_restarts_total",
+    "Restarts of the embedded Redis by `offerwise serve` after it stopped (restarted, failed)",
+    ["outcome"],
+)
 MODEL_LOAD_FAILURES = Counter(
     "offerwise_model_load_failures_total",
     "Champion versions a worker could not load (it keeps serving the previous one)",

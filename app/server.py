@@ -12,8 +12,9 @@ from collections.abc import Callable
 from gunicorn.app.base import BaseApplication
 
 from app.connection_balance import ConnectionBalance
+from app.supervisor import StoreSupervisor
 from store.config import Settings
-from store.redis_client import redis_url
+from store.redis_client import embedded_server, redis_url
 
 
 def default_workers() -> int:
@@ -145,4 +146,12 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int =
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()
-    GunicornApp(gunicorn_options(host, port, workers, threads)).run()
+    options = gunicorn_options(host, port, workers, threads)
+    embedded = embedded_server()
+    if embedded is not None:
+        # A thread of the master, from when gunicorn is ready; stopped in on_exit, before the
+        # master's exit hooks release the server (running then, it would start it again).
+        supervisor = StoreSupervisor(embedded)
+        options["when_ready"] = lambda _server: supervisor.start()
+        options["on_exit"] = lambda _server: supervisor.stop()
+    GunicornApp(options).run()

@@ -277,6 +277,19 @@ class EmbeddedRedis:
                     lease.unlink()
         return live
 
+    def restart_if_down(self) -> bool:
+        """Start the server again if it stopped under its users (killed, crashed); True when it
+        was restarted. The append-only file brings the data back (up to the fsync policy).
+        Only while this process holds its lease: once it lets go, a stopped server stays
+        stopped."""
+        if self._lease is None or self.is_running():
+            return False
+        with self._locked():
+            if self._lease is None or self.is_running():
+                return False
+            self._start_server()
+            return True
+
     def acquire(self, role: str = "cli") -> str:
         """Start the server if needed, record this process as a user, return its URL."""
         with self._locked():

@@ -46,6 +46,11 @@ def redis_url(settings: Settings, role: str = "cli") -> str:
         return _embedded.url
 
 
+def embedded_server() -> EmbeddedRedis | None:
+    """The embedded server this process started or joined (None with an external Redis)."""
+    return _embedded
+
+
 def release_embedded() -> bool:
     global _embedded
     with _lock:

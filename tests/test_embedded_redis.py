@@ -12,7 +12,7 @@ import pytest
 
 from store import embedded as embedded_module
 from store.embedded import EmbeddedRedis
-from tests.helpers import free_port, wait_for_workers, wait_until_ok
+from tests.helpers import event, free_port, wait_for_workers, wait_until_ok
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -241,3 +241,44 @@ def test_an_older_redis_is_refused_a_newer_ones_data_dir(data_dir, older_and_new
         data_dir, "tenant", "list", env={"OFFERWISE_REDIS_SERVER": str(newer / "redis-server")}
     )
     assert '"shop6"' in listed.stdout
+
+
+def test_serve_restarts_the_embedded_redis_after_a_kill(data_dir):
+    """kill -9 of the embedded redis-server under `offerwise serve`: collect answers 503 with
+    Retry-After while it is down, serve starts it again within seconds (no operator action),
+    the events acknowledged before the kill are still there, and /metrics counts the restart."""
+    import signal
+
+    import orjson
+    import requests
+
+    proc, port = start_serve(data_dir)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        keys = orjson.loads(cli(data_dir, "tenant", "create", "shop5").stdout)
+        body = {"site": keys["site_key"], "visitor": "v1", "events": [event(), event()]}
+        assert requests.post(f"{base}/v1/collect", json=body, timeout=5).status_code == 200
+        time.sleep(1.5)  # past `appendfsync everysec`: acknowledged and on disk
+        pid = int((data_dir / "redis" / "redis.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        statuses = []
+        deadline = time.monotonic() + 20
+        while True:
+            body = {"site": keys["site_key"], "visitor": "v1", "events": [event()]}
+            res = requests.post(f"{base}/v1/collect", json=body, timeout=5)
+            statuses.append(res.status_code)
+            if res.status_code == 200:
+                break
+            assert res.status_code == 503 and res.headers["Retry-After"], res.text
+            assert time.monotonic() < deadline, f"not back within 20 s: {statuses[-5:]}"
+            time.sleep(0.1)
+        assert int((data_dir / "redis" / "redis.pid").read_text()) != pid
+        stored = EmbeddedRedis(data_dir / "redis").client().xlen("{t:shop5}:events")
+        assert stored == 3  # the two before the kill, the one after it
+        metrics = requests.get(f"{base}/metrics", timeout=5).text
+        assert 'offerwise_store_restarts_total{outcome="restarted"} 1.0' in metrics
+        assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert not EmbeddedRedis(data_dir / "redis").is_running(), "serve stops what it restarted"
