@@ -201,10 +201,51 @@ def erasure_receipts(tenant: str) -> str:
 
 
 def offer_rules(tenant: str) -> str:
-    """String (JSON): the admin's offer rules; written by models.rules."""
+    """String (JSON): the admin's offer rules; written by campaigns.rules."""
     return tenant_key(tenant, "rules")
 
 
 def offer_rules_version(tenant: str) -> str:
-    """String counter, incremented by models.rules with each save."""
+    """String counter, incremented by campaigns.rules with each save."""
     return tenant_key(tenant, "rules", "version")
+
+
+# -- campaigns (campaigns/) --------------------------------------------------------------------
+def campaign_definitions(tenant: str) -> str:
+    """Hash: campaign id -> definition (JSON); written by campaigns.definitions."""
+    return tenant_key(tenant, "cmp", "defs")
+
+
+def campaign_names(tenant: str) -> str:
+    """Hash: normalised campaign name -> campaign id (names are unique per tenant)."""
+    return tenant_key(tenant, "cmp", "names")
+
+
+def campaigns_version(tenant: str) -> str:
+    """String counter, incremented with every campaign change; per-process caches follow it."""
+    return tenant_key(tenant, "cmp", "version")
+
+
+def campaign_counters(tenant: str, campaign_id: str) -> str:
+    """Hash: ``<group>:<measure>`` -> number (people, exposures, impressions, clicks,
+    conversions, revenue and the sums the report's adjustment needs), plus the same per score
+    decile; kept at serving and collect time by campaigns.assignment and campaigns.measure."""
+    return tenant_key(tenant, "cmp", campaign_id, "n")
+
+
+def person_campaigns(tenant: str, person: str) -> str:
+    """Hash: what the campaigns know of one person (``v:<visitor>`` or ``c:<customer hash>``):
+    campaign id -> ``<group>|<assigned at>|<covariate>``, ``<id>:conv`` (converted),
+    ``<id>:rev`` (their revenue), ``<id>:trig`` (trigger window); campaigns.assignment."""
+    return tenant_key(tenant, "pc", person)
+
+
+def offer_token_uses(tenant: str, day: int) -> str:
+    """Hash: offer token signature + event type -> the event id that used it (UTC day of the
+    token's issue); a second event with another id replays it. campaigns.measure."""
+    return tenant_key(tenant, "tok", str(day))
+
+
+def campaign_responses(tenant: str, campaign_id: str) -> str:
+    """Hash: customer hash -> response (JSON) imported from an offline channel's file."""
+    return tenant_key(tenant, "cmp", campaign_id, "resp")

@@ -55,6 +55,13 @@ PINNED: dict[str, tuple[tuple, str]] = {
     "erasure_receipts": ((), "{t:acme}:erasures"),
     "offer_rules": ((), "{t:acme}:rules"),
     "offer_rules_version": ((), "{t:acme}:rules:version"),
+    "campaign_definitions": ((), "{t:acme}:cmp:defs"),
+    "campaign_names": ((), "{t:acme}:cmp:names"),
+    "campaigns_version": ((), "{t:acme}:cmp:version"),
+    "campaign_counters": (("c1",), "{t:acme}:cmp:c1:n"),
+    "person_campaigns": (("v:vis-1",), "{t:acme}:pc:v:vis-1"),
+    "offer_token_uses": ((20_500,), "{t:acme}:tok:20500"),
+    "campaign_responses": (("c1",), "{t:acme}:cmp:c1:resp"),
 }
 # The tag, its builder, and visitor_keys (a dict of visitor_key names, checked on its own).
 BUILDERS = {"tenant_prefix", "tenant_key", "visitor_keys"}

@@ -52,14 +52,14 @@ class Version:
             return {}
 
 
-def tenant_key(tenant: str) -> str:
+def artifact_prefix(tenant: str) -> str:
     if not keys.TENANT_NAME_RE.match(tenant or ""):
         raise CrmError(f"invalid tenant name {tenant!r}")
     return join_key(CRM, tenant)
 
 
 def tenant_dir(settings: Settings, tenant: str) -> Path:
-    return artifacts_for(settings).local_path(tenant_key(tenant))
+    return artifacts_for(settings).local_path(artifact_prefix(tenant))
 
 
 def spool_dir(settings: Settings, tenant: str) -> Path:
@@ -67,7 +67,7 @@ def spool_dir(settings: Settings, tenant: str) -> Path:
 
 
 def list_versions(settings: Settings, tenant: str) -> list[Version]:
-    store, prefix = artifacts_for(settings), tenant_key(tenant)
+    store, prefix = artifacts_for(settings), artifact_prefix(tenant)
     found = []
     for name in store.versions(prefix):
         m = VERSION_RE.match(name)
@@ -100,7 +100,7 @@ def next_number(settings: Settings, tenant: str) -> int:
 
 def stage(settings: Settings, tenant: str, number: int) -> Staged:
     """An empty staging folder for version ``number`` (``.v<N>.staging``); publish() it."""
-    return artifacts_for(settings).stage(tenant_key(tenant), f"v{number}")
+    return artifacts_for(settings).stage(artifact_prefix(tenant), f"v{number}")
 
 
 def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
@@ -130,7 +130,7 @@ def publish(settings: Settings, staged: Staged) -> Version:
 
 def remove_stale(settings: Settings, tenant: str) -> list[str]:
     """Staging folders and spooled uploads of interrupted imports (call with the lock held)."""
-    removed = artifacts_for(settings).clean_staging(tenant_key(tenant))
+    removed = artifacts_for(settings).clean_staging(artifact_prefix(tenant))
     incoming = spool_dir(settings, tenant)
     if incoming.is_dir():
         for f in incoming.glob("*.part"):
