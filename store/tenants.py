@@ -38,6 +38,10 @@ class TenantExists(TenantError):
     """A tenant of that name exists already."""
 
 
+DEFAULT_HOLDOUT_SHARE = 0.05
+MAX_HOLDOUT_SHARE = 0.5
+
+
 @dataclass(frozen=True)
 class Tenant:
     name: str
@@ -45,12 +49,16 @@ class Tenant:
     rate_limit: int
     created_at: float
     id_secret: bytes  # per-tenant HMAC secret for customer ids
+    # Share of people kept on popularity offers only (no model, no campaign), to measure
+    # personalization as a whole against that baseline.
+    holdout_share: float = DEFAULT_HOLDOUT_SHARE
 
     def public(self) -> dict:
         return {
             "tenant": self.name,
             "origins": list(self.origins),
             "rate_limit": self.rate_limit,
+            "holdout_share": self.holdout_share,
             "created_at": self.created_at,
         }
 
@@ -136,6 +144,7 @@ def get_tenant(r: redis.Redis, name: str) -> Tenant | None:
         rate_limit=int(cfg["rate_limit"]),
         created_at=float(cfg["created_at"]),
         id_secret=bytes.fromhex(text(cfg["id_secret"])),
+        holdout_share=float(cfg.get("holdout_share", DEFAULT_HOLDOUT_SHARE)),
     )
 
 
@@ -145,7 +154,11 @@ def list_tenants(r: redis.Redis) -> list[Tenant]:
 
 
 def update_tenant(
-    r: redis.Redis, name: str, origins: list[str] | None = None, rate_limit: int | None = None
+    r: redis.Redis,
+    name: str,
+    origins: list[str] | None = None,
+    rate_limit: int | None = None,
+    holdout_share: float | None = None,
 ) -> Tenant:
     if get_tenant(r, name) is None:
         raise UnknownTenant(f"no tenant named {name!r}")
@@ -156,6 +169,10 @@ def update_tenant(
         if rate_limit < 1:
             raise TenantError("rate limit must be at least 1 request per second")
         mapping["rate_limit"] = int(rate_limit)
+    if holdout_share is not None:
+        if not 0 <= holdout_share <= MAX_HOLDOUT_SHARE:
+            raise TenantError(f"holdout share must be between 0 and {MAX_HOLDOUT_SHARE}")
+        mapping["holdout_share"] = float(holdout_share)
     if mapping:
         r.hset(keys.tenant_config(name), mapping=mapping)
     tenant = get_tenant(r, name)

@@ -32,6 +32,11 @@ class TenantPatchSchema(Schema):
         fields.String(validate=validate.Length(max=256)), validate=validate.Length(max=50)
     )
     rate_limit = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
+    holdout_share = fields.Float(
+        validate=validate.Range(min=0, max=tenants.MAX_HOLDOUT_SHARE),
+        allow_nan=False,
+        metadata={"description": "Share of people served popularity only (default 0.05)."},
+    )
 
 
 class TenantKeysSchema(Schema):
@@ -79,12 +84,16 @@ class Tenants(MethodView):
 
 @blp.route("/tenants/<string:name>")
 class TenantOne(MethodView):
-    @blp.doc(summary="Change a tenant's origins or rate limit")
+    @blp.doc(summary="Change a tenant's origins, rate limit or holdout share")
     @blp.arguments(TenantPatchSchema)
     def patch(self, body: dict, name: str):
         require_staff()
         tenant = tenants.update_tenant(
-            services().redis, name, body.get("origins"), body.get("rate_limit")
+            services().redis,
+            name,
+            body.get("origins"),
+            body.get("rate_limit"),
+            body.get("holdout_share"),
         )
         services().keys.clear()
         return tenant.public()

@@ -55,12 +55,20 @@ def list_() -> None:
     "--origin", "origins", multiple=True, help="Replace the allowed origins (repeatable)."
 )
 @click.option("--rate-limit", type=click.IntRange(min=1), default=None)
-def update(name: str, origins: tuple[str, ...], rate_limit: int | None) -> None:
-    """Change a tenant's allowed origins or rate limit."""
+@click.option(
+    "--holdout-share",
+    type=click.FloatRange(0, tenants.MAX_HOLDOUT_SHARE),
+    default=None,
+    help="Share of people served popularity only, to measure personalization (default 0.05).",
+)
+def update(
+    name: str, origins: tuple[str, ...], rate_limit: int | None, holdout_share: float | None
+) -> None:
+    """Change a tenant's allowed origins, rate limit or holdout share."""
     try:
         emit(
             tenants.update_tenant(
-                store(), name, list(origins) if origins else None, rate_limit
+                store(), name, list(origins) if origins else None, rate_limit, holdout_share
             ).public()
         )
     except tenants.TenantError as err:

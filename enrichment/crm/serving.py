@@ -213,6 +213,17 @@ def _meta(r: redis.Redis, tenant: str, sid: str) -> dict | None:
     return meta
 
 
+def live_attributes(r: redis.Redis, tenant: str) -> dict[str, str] | None:
+    """Name -> type of the live CRM version's attributes (what a campaign audience can filter
+    on), or None when no version is live."""
+    live = live_serving_id(r, tenant)
+    meta = _meta(r, tenant, live) if live is not None else None
+    if meta is None:
+        return None
+    types = meta.get("types") or {}
+    return {name: str(types.get(name, "text")) for name in meta["attributes"]}
+
+
 def get_customer(r: redis.Redis, tenant: str, customer_hash: str) -> dict | None:
     """The live CRM profile of one customer (by keyed hash), or None.
 
