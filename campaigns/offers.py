@@ -16,6 +16,18 @@ from dataclasses import dataclass, field
 import redis
 
 from campaigns import tokens
+from campaigns.apply import choose, holdout_touch, settle
+from campaigns.assignment import (
+    CONTROL,
+    Assigner,
+    PersonState,
+    covariate,
+    parse_person,
+    person_of,
+    read_person,
+)
+from campaigns.audience import Who
+from campaigns.definitions import CampaignCache
 from campaigns.request_reads import RequestReads
 from campaigns.rules import RulesCache
 from clickstream.catalog import CatalogCache
@@ -43,6 +55,7 @@ class Recommendation:
     explanations: dict[str, list[dict]] = field(default_factory=dict)
     # Answered from this process's last copies because the store was unreachable.
     degraded: bool = False
+    holdout_group: str | None = None  # the person's group in the tenant-wide holdout
 
 
 class StoreUnavailable(RuntimeError):
@@ -70,6 +83,8 @@ class Recommender:
         self.zips = ZipLookup(settings)
         self.popular = PopularitySnapshots(settings.popularity_ttl)
         self.reads = RequestReads()
+        self.campaigns = CampaignCache()
+        self.assigner = Assigner()
 
     def recommend(
         self,
@@ -81,17 +96,20 @@ class Recommender:
         exclude: frozenset[str] = frozenset(),
         track: bool = True,
         explain: bool = False,
+        placement: str | None = None,
         now: float | None = None,
     ) -> Recommendation:
         now = time.time() if now is None else now
         try:
-            result = self._recommend(r, tenant, visitor, n, exclude, track, explain, now)
+            result = self._recommend(r, tenant, visitor, n, exclude, track, explain, placement, now)
         except (redis.ConnectionError, redis.TimeoutError):
             result = self._degraded(tenant, n, exclude)
         for i, offer in enumerate(result.offers):
             offer.token = tokens.issue(
-                tenant, visitor, offer.product["product_id"], i, result.source, now
-            )
+                tenant, visitor, offer.product["product_id"], i, result.source, now,
+                campaign_id=offer.campaign_id, group=offer.group,
+                holdout_group=result.holdout_group, decile=offer.decile,
+            )  # fmt: skip
         return result
 
     def _recommend(
@@ -103,6 +121,7 @@ class Recommender:
         exclude: frozenset[str],
         track: bool,
         explain: bool,
+        placement: str | None,
         now: float,
     ) -> Recommendation:
         name = tenant.name
@@ -121,19 +140,74 @@ class Recommender:
         blocked = set(exclude) | profile.cart | profile.recently_bought
         if customer:
             blocked |= {h["product_id"] for h in customer.get("holdings", [])}
-        bundle = self.champions.get(name, state.champion) if track else None
+        if not track:  # DNT/GPC: contextual offers, no person, so no campaign and no holdout
+            offers = popularity_offers(
+                r, self.popular, name, catalog.products, catalog.active_ids, popular, profile,
+                blocked, n,
+            )  # fmt: skip
+            return Recommendation(offers, "popularity")
+        person = person_of(visitor, profile.customer)
+        record = read_person(r, name, person) if profile.customer else parse_person(state.person)
+        holdout, holdout_new = holdout_touch(tenant.id_secret, tenant.holdout_share, person, record)
+        touches = [holdout_new] if holdout_new else []
+        bundle = self.champions.get(name, state.champion) if holdout != CONTROL else None
+        zip_block = zip_block_for(profile, customer, self.zips)
         if bundle is None:
             offers = popularity_offers(
                 r, self.popular, name, catalog.products, catalog.active_ids, popular, profile,
                 blocked, n,
             )  # fmt: skip
             result = Recommendation(offers, "popularity")
+            scores = None
         else:
             rules = self.rules.get(r, name, state.rules_version)
-            result = self._model_offers(
-                bundle, catalog.products, rules, profile, customer, blocked, n, explain, now
+            result, scores = self._model_offers(
+                bundle, catalog.products, rules, profile, customer, zip_block, blocked, n,
+                explain, now,
+            )  # fmt: skip
+        result.holdout_group = holdout
+        live = [] if holdout == CONTROL else self.campaigns.get(r, name, state.campaigns_version)
+        applied = None
+        if live:
+            who = self._who(
+                profile, customer, zip_block, record, blocked, placement, bundle, scores
             )
+            applied = choose(live, who, tenant.id_secret, person, catalog.products, n, now)
+            touches += applied.touches
+        recorded = self.assigner.record(r, name, person, touches, covariate(profile.counters), now)
+        if applied is not None and applied.placed:
+            result.offers = settle(applied, recorded, result.offers, n)
         return result
+
+    @staticmethod
+    def _who(
+        profile: VisitorProfile,
+        customer: dict | None,
+        zip_block: dict | None,
+        record: PersonState,
+        blocked: set[str],
+        placement: str | None,
+        bundle: Bundle | None,
+        scores: dict[str, float] | None,
+    ) -> Who:
+        segment = (zip_block or {}).get("segment_id")
+
+        def score(product_id: str, top_share: float | None) -> tuple[float, float | None] | None:
+            if bundle is None or scores is None or product_id not in scores:
+                return None
+            top = bundle.threshold_for_top(product_id, top_share) if top_share else None
+            return scores[product_id], top
+
+        return Who(
+            identified=customer is not None,
+            segment=int(segment) if segment not in (None, "") else None,
+            state=(zip_block or {}).get("state_code"),
+            crm=(customer or {}).get("attributes"),
+            person=record,
+            blocked=blocked,
+            placement=placement,
+            score=score,
+        )
 
     def _degraded(self, tenant: Tenant, n: int, exclude: frozenset[str]) -> Recommendation:
         """While the store is away: the last popularity and catalog this process read, with no
@@ -155,13 +229,13 @@ class Recommender:
         rules: dict,
         profile: VisitorProfile,
         customer: dict | None,
+        zip_block: dict | None,
         blocked: set[str],
         n: int,
         explain: bool,
         now: float,
-    ) -> Recommendation:
-        # Same choice as training (CRM ZIP first, then the typed one): no train/serve skew.
-        zip_block = zip_block_for(profile, customer, self.zips)
+    ) -> tuple[Recommendation, dict[str, float]]:
+        # zip_block is chosen as training chose it (CRM ZIP first, then the typed one).
         x = bundle.builder.live_vector(profile if profile.known else None, customer, zip_block, now)
         scores = bundle.scores(x)
         segment = (zip_block or {}).get("segment_id")
@@ -178,12 +252,17 @@ class Recommender:
         }
         ranked = rank(bundle.product_ids, scores, products, rules, ctx, n, reasons)
         offers = [
-            Offer(products[x_.product_id], x_.score, x_.reason, x_.reason_code) for x_ in ranked
-        ]
+            Offer(
+                products[x_.product_id], x_.score, x_.reason, x_.reason_code,
+                decile=bundle.decile(x_.product_id, x_.score),
+            )
+            for x_ in ranked
+        ]  # fmt: skip
         explanations = {}
         if explain:
             all_expl = bundle.explain(x)
             explanations = {
                 o.product["product_id"]: all_expl.get(o.product["product_id"], []) for o in offers
             }
-        return Recommendation(offers, f"model:{bundle.version}", explanations)
+        by_product = dict(zip(bundle.product_ids, (float(s) for s in scores), strict=True))
+        return Recommendation(offers, f"model:{bundle.version}", explanations), by_product

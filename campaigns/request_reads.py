@@ -27,6 +27,7 @@ from clickstream.profiles import (
 )
 from models.popularity import SNAPSHOT_SIZE
 from models.registry import champion_key
+from store import keys
 from store.hot_script import HotScript
 from store.ratelimit import WINDOW_S, rate_key
 from store.redis_client import reply_text
@@ -34,7 +35,7 @@ from store.redis_client import reply_text
 _LUA = """
 local cnt = redis.call('INCR', KEYS[1])
 if cnt == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1])) end
-local out = {cnt, redis.call('MGET', KEYS[2], KEYS[3], KEYS[4]), false}
+local out = {cnt, redis.call('MGET', KEYS[2], KEYS[3], KEYS[4], KEYS[11]), false}
 if ARGV[2] == '1' then
   out[3] = redis.call('ZREVRANGE', KEYS[5], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
 end
@@ -44,6 +45,7 @@ if ARGV[4] == '1' then
   out[6] = redis.call('SMEMBERS', KEYS[8])
   out[7] = redis.call('ZRANGEBYSCORE', KEYS[9], ARGV[5], '+inf')
   out[8] = redis.call('ZREVRANGE', KEYS[10], 0, tonumber(ARGV[7]) - 1, 'WITHSCORES')
+  out[9] = redis.call('HGETALL', KEYS[12])
 end
 return out
 """
@@ -57,6 +59,8 @@ class RequestState:
     rules_version: int
     popular: list | None  # [(member, score), ...] when it was read, else None
     profile: VisitorProfile
+    campaigns_version: int = 0
+    person: list | None = None  # the visitor's campaign record, flat as HGETALL in a script
 
 
 def _pairs(flat: list) -> list[tuple[bytes, float]]:
@@ -87,13 +91,14 @@ class RequestReads:
                 rate_key(tenant, now), version_key(tenant), champion_key(tenant),
                 rules_version_key(tenant), popularity_key(tenant),
                 vk["profile"], vk["recent"], vk["cart"], vk["bought"], vk["aff"],
+                keys.campaigns_version(tenant), keys.person_campaigns(tenant, f"v:{visitor}"),
             ],
             [
                 WINDOW_S + 1, int(read_popular), SNAPSHOT_SIZE, int(track),
                 now - RECENTLY_BOUGHT_S, RECENT_ITEMS, AFFINITY_TOP,
             ],
         )  # fmt: skip
-        catalog_version, champion, rules_version = reply[1]
+        catalog_version, champion, rules_version, campaigns_version = reply[1]
         if track:
             raw_hash = reply[3]
             profile = parse_profile(
@@ -112,4 +117,6 @@ class RequestReads:
             rules_version=int(rules_version or 0),
             popular=_pairs(reply[2]) if read_popular else None,
             profile=profile,
+            campaigns_version=int(campaigns_version or 0),
+            person=reply[8] if track else None,
         )

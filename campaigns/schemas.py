@@ -22,6 +22,10 @@ class RecommendArgsSchema(Schema):
         metadata={"description": "Site key (or X-Site-Key header)."},
     )
     visitor = fields.String(required=True, validate=_id)
+    placement = fields.String(
+        validate=_id,
+        metadata={"description": "The page slot asking (campaigns may target one placement)."},
+    )
     n = fields.Integer(load_default=3, validate=validate.Range(min=1, max=MAX_OFFERS))
     explain = fields.Boolean(
         load_default=False,
@@ -52,7 +56,7 @@ class RecommendArgsSchema(Schema):
         return data
 
 
-_FAST_KEYS = frozenset({"site", "visitor", "n"})
+_FAST_KEYS = frozenset({"site", "visitor", "n", "placement"})
 _N_TEXT = {str(i): i for i in range(1, MAX_OFFERS + 1)}
 
 
@@ -70,6 +74,11 @@ def fast_recommend_args(query: Mapping[str, str]) -> dict | None:
     if n is None or not fast_id(visitor):
         return None
     out: dict = {"visitor": visitor, "n": n, "explain": False, "dnt": False, "exclude": []}
+    placement = query.get("placement")
+    if placement is not None:
+        if not fast_id(placement):
+            return None
+        out["placement"] = placement
     if site is not None:
         if not 0 < len(site) <= 128:
             return None
@@ -81,12 +90,15 @@ class OfferSchema(Schema):
     product_id = fields.String()
     name = fields.String()
     category = fields.String()
-    price = fields.Float()
+    price = fields.Float(allow_none=True, metadata={"description": "None for a content offer."})
     url = fields.String(allow_none=True)
     image_url = fields.String(allow_none=True)
     score = fields.Float()
     reason = fields.String()
     reason_code = fields.String()
+    campaign = fields.String(
+        metadata={"description": "The campaign that placed this offer, when one did."}
+    )
     token = fields.String(
         metadata={"description": "Send back with offer_impression/offer_click events."}
     )

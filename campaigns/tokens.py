@@ -1,8 +1,10 @@
-"""Offer tracking tokens: what was offered, to whom, why; signed so clicks can be trusted.
+"""Offer tracking tokens: what was offered, to whom, why; signed so responses can be trusted.
 
 The token travels with the offer to the page and comes back in ``offer_impression`` and
-``offer_click`` events, which lets reports attribute responses to a model version or campaign
-without storing any per-offer state at serving time.
+``offer_click`` events. It carries what a report needs to attribute the response without any
+per-offer state kept at serving time: the product, the visitor, the rank, the source (the model
+version or popularity), the campaign and the person's group in it, the person's group in the
+tenant-wide holdout, and the score's decile on the product's model.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ import base64
 import hashlib
 import hmac
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 
 import orjson
 
 from store.tenants import Tenant
+
+# Long enough for a page left open over a weekend; responses later than the campaigns'
+# attribution windows count for nothing anyway.
+TOKEN_TTL_S = 8 * 24 * 3600
 
 
 def _b64(data: bytes) -> str:
@@ -39,28 +46,65 @@ def _sign(tenant: Tenant, body: str) -> bytes:
     return mac.digest()[:12]
 
 
+@dataclass(frozen=True)
+class TokenClaims:
+    product_id: str
+    visitor: str
+    rank: int
+    source: str
+    issued: int
+    campaign_id: str | None = None
+    group: str | None = None
+    holdout_group: str | None = None
+    decile: int | None = None
+    signature: str = ""  # identifies the token (replay checks), never a secret
+
+    @property
+    def model_version(self) -> str | None:
+        return self.source.partition(":")[2] or None if self.source.startswith("model") else None
+
+
 def issue(
-    tenant: Tenant, visitor: str, product_id: str, rank: int, source: str, now: float | None = None
+    tenant: Tenant,
+    visitor: str,
+    product_id: str,
+    rank: int,
+    source: str,
+    now: float | None = None,
+    *,
+    campaign_id: str | None = None,
+    group: str | None = None,
+    holdout_group: str | None = None,
+    decile: int | None = None,
 ) -> str:
-    body = _b64(orjson.dumps([product_id, visitor, rank, source, int(now or time.time())]))
-    sig = _sign(tenant, body)
-    return f"{body}.{_b64(sig)}"
+    fields: list = [product_id, visitor, rank, source, int(now or time.time())]
+    extra = [campaign_id, group, holdout_group, decile]
+    while extra and extra[-1] is None:  # tokens without a campaign stay as short as before
+        extra.pop()
+    body = _b64(orjson.dumps(fields + extra))
+    return f"{body}.{_b64(_sign(tenant, body))}"
 
 
-def verify(tenant: Tenant, token: str) -> dict | None:
-    """The token's content, or None when it was not issued for this tenant or was altered."""
+class TokenRefused(ValueError):
+    """Why an offer token cannot be trusted; the message is what the collect answer says."""
+
+
+def verify(
+    tenant: Tenant, token: str, product_id: str | None = None, now: float | None = None
+) -> TokenClaims:
+    """The token's claims, or TokenRefused when it was not issued by this tenant's service,
+    was altered, names another product than the event, or has expired."""
     body, _, sig = token.partition(".")
     try:
         expected = _sign(tenant, body)
         if not hmac.compare_digest(expected, _unb64(sig)):
-            return None
-        product_id, visitor, rank, source, issued = orjson.loads(_unb64(body))
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        return None
-    return {
-        "product_id": product_id,
-        "visitor": visitor,
-        "rank": rank,
-        "source": source,
-        "issued": issued,
-    }
+            raise TokenRefused("not issued for this site, or altered")
+        values = orjson.loads(_unb64(body))
+        claims = TokenClaims(*values, signature=sig)  # type: ignore[misc]
+    except (ValueError, TypeError, orjson.JSONDecodeError, UnicodeEncodeError):
+        raise TokenRefused("not issued for this site, or altered") from None
+    if product_id is not None and claims.product_id != product_id:
+        raise TokenRefused(f"issued for product {claims.product_id!r}, not this one")
+    if (now or time.time()) - claims.issued > TOKEN_TTL_S:
+        raise TokenRefused("expired")
+    return claims

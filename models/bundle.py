@@ -6,6 +6,8 @@ a switch costs milliseconds.
 
 from __future__ import annotations
 
+import json
+
 from models.fast_scorer import MultiProductScorer
 from models.features import FeatureBuilder, FeatureSchema
 from models.registry import version_dir
@@ -14,6 +16,7 @@ from store.config import Settings
 
 SCHEMA_FILE = "schema.json"
 SCORER_FILE = "scorer.npz"
+SCORE_CUTS_FILE = "score_cuts.json"  # written by models.pipeline (absent in older versions)
 
 
 def load_bundle(settings: Settings, tenant: str, version: str) -> Bundle:
@@ -23,4 +26,6 @@ def load_bundle(settings: Settings, tenant: str, version: str) -> Bundle:
     builder = FeatureBuilder(schema)
     if list(scorer.feature_names) != list(builder.feature_names):
         raise ValueError(f"{folder}: scorer and feature schema disagree on the features")
-    return Bundle(version=version, builder=builder, scorer=scorer)
+    cuts_file = folder / SCORE_CUTS_FILE
+    cuts = json.loads(cuts_file.read_text()) if cuts_file.is_file() else {}
+    return Bundle(version=version, builder=builder, scorer=scorer, score_cuts=cuts)

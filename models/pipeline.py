@@ -3,10 +3,13 @@ the staff API and the background worker alike."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import redis
 
 from models import registry
+from models.bundle import SCORE_CUTS_FILE
 from models.evaluation import evaluate_scores
 from models.training import (
     ProgressFn,
@@ -17,6 +20,7 @@ from models.training import (
     save_result,
     train_tenant,
 )
+from store.artifacts.durable import atomic_write
 from store.config import Settings
 
 
@@ -26,9 +30,15 @@ def _mean_auc(aucs: list[float | None]) -> float | None:
 
 
 def served_auc_on_holdout(
-    r: redis.Redis, settings: Settings, model: TrainingResult, snapshot: dict, products: list[str]
+    r: redis.Redis,
+    settings: Settings,
+    model: TrainingResult,
+    snapshot: dict,
+    products: list[str],
+    cuts: dict[str, list[float]] | None = None,
 ) -> dict[str, float | None]:
-    """Holdout AUC per product of ``model``'s served scorer on the rows of ``snapshot``.
+    """Holdout AUC per product of ``model``'s served scorer on the rows of ``snapshot``; with
+    ``cuts``, also fills it with each product's score percentiles (see ``score_percentiles``).
 
     The split is a hash of the customer key, so the holdout of the challenger's snapshot is
     the same set of customers whichever model scores it; the champion's own feature schema
@@ -56,7 +66,19 @@ def served_auc_on_holdout(
     for j, product in enumerate(data.products):
         k = model.scorer.product_ids.index(product)
         out[product] = evaluate_scores(data.Y[holdout, j], scores[:, k]).get("auc")
+        if cuts is not None:
+            cuts[product] = score_percentiles(scores[:, k])
     return out
+
+
+def score_percentiles(scores: np.ndarray) -> list[float]:
+    """The 99 percentiles of a product's holdout scores, highest first: the top k% of people
+    score at least element k - 1. Campaign audiences ("the top 20% on this product's model")
+    and monitoring by score decile read them."""
+    if scores.size == 0:
+        return []
+    qs = np.quantile(scores, 1.0 - np.arange(1, 100) / 100.0)
+    return [round(float(q), 7) for q in qs]
 
 
 def train_and_register(
@@ -75,7 +97,10 @@ def train_and_register(
     )
     save_result(settings, result)
     trained = result.trained_products
-    challenger = served_auc_on_holdout(r, settings, result, result.snapshot, trained)
+    cuts: dict[str, list[float]] = {}
+    challenger = served_auc_on_holdout(r, settings, result, result.snapshot, trained, cuts)
+    folder = registry.version_dir(settings, tenant, result.version)
+    atomic_write(folder / SCORE_CUTS_FILE, lambda path: path.write_text(json.dumps(cuts)))
     current = registry.champion(r, tenant)
     champion_score = None
     compared: list[str] = []

@@ -34,10 +34,16 @@ class Offer:
     reason: str
     reason_code: str
     token: str = ""
+    # Set by the decision layer (campaigns/): the campaign that placed it (name), and for the
+    # token, the campaign id and the person's group; the score's decile on the product's model.
+    campaign: str | None = None
+    campaign_id: str | None = None
+    group: str | None = None
+    decile: int | None = None
 
     def as_dict(self) -> dict:
         p = self.product
-        return {
+        out = {
             "product_id": p["product_id"],
             "name": p["name"],
             "category": p["category"],
@@ -49,6 +55,9 @@ class Offer:
             "reason_code": self.reason_code,
             "token": self.token,
         }
+        if self.campaign is not None:
+            out["campaign"] = self.campaign
+        return out
 
 
 class PopularitySnapshots:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,26 @@ class Bundle:
     version: str
     builder: object  # models.features.FeatureBuilder
     scorer: object  # models.fast_scorer.MultiProductScorer, calibration folded in by training
+    # product -> the 99 percentiles of its holdout scores, highest first: score i is in the
+    # top k% when it is at least cuts[k - 1] (campaign audiences, monitoring by decile).
+    score_cuts: dict[str, list[float]] = field(default_factory=dict)
+
+    def threshold_for_top(self, product_id: str, share: float) -> float | None:
+        """The score above which a person is in the top ``share`` of the product's scores."""
+        cuts = self.score_cuts.get(product_id)
+        if not cuts:
+            return None
+        return cuts[min(len(cuts) - 1, max(0, round(share * 100) - 1))]
+
+    def decile(self, product_id: str, score: float) -> int | None:
+        """1 for the top 10% of the product's scores ... 10 for the bottom; None unknown."""
+        cuts = self.score_cuts.get(product_id)
+        if not cuts:
+            return None
+        for d in range(1, 10):
+            if score >= cuts[d * 10 - 1]:
+                return d
+        return 10
 
     @property
     def product_ids(self) -> list[str]:

@@ -281,7 +281,7 @@ def install(
     from clickstream.archiver import Archiver
     from clickstream.ingest import Ingestor
     from enrichment.crm import ImportOptions, import_crm
-    from store.tenants import create_tenant, get_tenant
+    from store.tenants import create_tenant, get_tenant, update_tenant
 
     started = time.perf_counter()
     if get_tenant(r, tenant) is None:
@@ -290,6 +290,8 @@ def install(
         # seed makes a synthetic tenant's split, hence its metrics, the same on every run.
         secret = hashlib.sha256(f"offerwise-synthetic:{data.config.seed}".encode()).hexdigest()
         r.hset(keys.tenant_config(tenant), "id_secret", secret)
+        # A world built to measure the model serves it to everyone: no tenant-wide holdout.
+        update_tenant(r, tenant, holdout_share=0.0)
     t = get_tenant(r, tenant)
     assert t is not None
     catalog_store.replace_catalog(r, tenant, data.catalog)

@@ -80,10 +80,15 @@ def test_cold_tenant_falls_back_to_catalog(client, acme, acme_catalog):
 def test_tokens_are_signed_for_the_tenant(client, r, acme, traffic):
     offer = client.get(f"/v1/recommend?site={acme['site_key']}&visitor=v7&n=1").json["offers"][0]
     tenant = get_tenant(r, "acme")
-    content = tokens.verify(tenant, offer["token"])
-    assert content["product_id"] == offer["product_id"] and content["visitor"] == "v7"
-    assert tokens.verify(tenant, offer["token"][:-2] + "AA") is None
-    assert tokens.verify(tenant, "garbage") is None
+    content = tokens.verify(tenant, offer["token"], offer["product_id"])
+    assert content.product_id == offer["product_id"] and content.visitor == "v7"
+    for forged in (offer["token"][:-2] + "AA", "garbage", "a.b.c", "\ud800.x"):
+        with pytest.raises(tokens.TokenRefused, match="not issued for this site"):
+            tokens.verify(tenant, forged)
+    with pytest.raises(tokens.TokenRefused, match="issued for product"):
+        tokens.verify(tenant, offer["token"], "some-other-product")
+    with pytest.raises(tokens.TokenRefused, match="expired"):
+        tokens.verify(tenant, offer["token"], now=content.issued + tokens.TOKEN_TTL_S + 1)
 
 
 def test_post_body_variant(client, acme, traffic):

@@ -49,6 +49,7 @@ def offers_answer(here: Services, tenant: Tenant, args: dict, track: bool) -> di
         exclude=frozenset(args["exclude"]),
         track=track,
         explain=args["explain"],
+        placement=args.get("placement"),
     )
     OFFERS_BY(tenant.name, result.source.split(":")[0]).inc(len(result.offers))
     body = {
