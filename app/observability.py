@@ -68,6 +68,16 @@ REQUESTS_BY = LabelChildren(REQUESTS)
 LATENCY_BY = LabelChildren(LATENCY)
 EVENTS_BY = LabelChildren(EVENTS)
 OFFERS_BY = LabelChildren(OFFERS)
+CAMPAIGN_EVENTS = Counter(
+    "offerwise_campaign_events_total",
+    "Campaign responses counted at collect (impression, click, conversion) by group",
+    ["tenant", "campaign", "group", "event"],
+)
+MODEL_OFFER_EVENTS = Counter(
+    "offerwise_model_offer_events_total",
+    "Responses to model offers by model version and score decile (1: top 10%)",
+    ["tenant", "model_version", "decile", "event"],
+)
 STORE_RESTARTS = Counter(
     "offerwise_store_restarts_total",
     "Restarts of the embedded Redis by `offerwise serve` after it stopped (restarted, failed)",
@@ -264,3 +274,23 @@ def metrics_response() -> Response:
         registry.register(TenantsSummed(source))
         source = registry
     return Response(generate_latest(source), mimetype=CONTENT_TYPE_LATEST)
+
+
+def count_campaign_events(
+    tenant: str, accepted: list[dict], claims: dict, moved: list[str]
+) -> None:
+    """The live campaign and model monitoring series: responses by campaign and group, and by
+    model version and score decile (the per-tenant series /metrics shows with its token)."""
+    for event in accepted:
+        claim = claims.get(event["id"])
+        if claim is None or event.get("unverified"):
+            continue
+        what = "impression" if event["type"] == "offer_impression" else "click"
+        if claim.campaign_id:
+            CAMPAIGN_EVENTS.labels(tenant, claim.campaign_id, claim.group or "", what).inc()
+        if claim.model_version and claim.decile:
+            MODEL_OFFER_EVENTS.labels(tenant, claim.model_version, str(claim.decile), what).inc()
+    for entry in moved:
+        campaign, group, what = entry.split("|")
+        if what == "conversion":
+            CAMPAIGN_EVENTS.labels(tenant, campaign, group, "conversion").inc()

@@ -10,6 +10,7 @@ import redis
 from flask import Flask, current_app
 
 from app.observability import MODEL_LOAD_FAILURES
+from campaigns.measure import CampaignEvents
 from campaigns.offers import Recommender
 from clickstream.catalog import CatalogCache
 from clickstream.ingest import Ingestor
@@ -37,6 +38,10 @@ class Services:
     @cached_property
     def ingestor(self) -> Ingestor:
         return Ingestor(self.redis)
+
+    @cached_property
+    def campaign_events(self) -> CampaignEvents:
+        return CampaignEvents()
 
     @cached_property
     def keys(self) -> KeyResolver:

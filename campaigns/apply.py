@@ -65,7 +65,9 @@ def choose(
             secret, campaign.id, person, campaign.control_share
         )
         exposed = len(placed) < n
-        touches.append(Touch(campaign.id, group, exposed))
+        found = who.score(campaign.product_id, None) if campaign.product_id else None
+        decile = who.decile(campaign.product_id, found[0]) if found else None
+        touches.append(Touch(campaign.id, group, exposed, decile))
         if exposed:
             offer.group = group
             placed.append(offer)

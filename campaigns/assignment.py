@@ -84,16 +84,18 @@ def parse_person(raw: dict | list | None) -> PersonState:
 # Records each new assignment (HSETNX: the first one wins, also against a concurrent request)
 # and counts it with its covariate; counts each exposure of the person's actual group. One call
 # for every campaign a request touched. KEYS[1]: the person's record; KEYS[1 + i]: campaign i's
-# counters. ARGV: now, ttl, covariate, then per campaign: id, drawn group, exposed (0/1).
+# counters. ARGV: now, ttl, covariate, then per campaign: id, drawn group, exposed (0/1), the
+# offer's score decile ('' when unscored).
 _ASSIGN = """
 local now, ttl, x = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
 for i = 1, #KEYS - 1 do
-  local b = 3 + (i - 1) * 3
-  local cid, drawn, exposed = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local b = 3 + (i - 1) * 4
+  local cid, drawn, exposed, decile = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local counters = KEYS[1 + i]
   local group = drawn
-  if redis.call('HSETNX', KEYS[1], cid, drawn .. '|' .. now .. '|' .. ARGV[3]) == 1 then
+  local rec = drawn .. '|' .. now .. '|' .. ARGV[3] .. '|' .. decile
+  if redis.call('HSETNX', KEYS[1], cid, rec) == 1 then
     redis.call('HINCRBY', counters, drawn .. ':people', 1)
     redis.call('HINCRBYFLOAT', counters, drawn .. ':x_sum', x)
     redis.call('HINCRBYFLOAT', counters, drawn .. ':x_sq_sum', x * x)
@@ -117,6 +119,7 @@ class Touch:
     campaign_id: str
     drawn: str
     exposed: bool
+    decile: int | None = None
 
 
 class Assigner:
@@ -146,7 +149,11 @@ class Assigner:
             ],
             [
                 repr(now), PERSON_TTL_S, repr(x),
-                *(v for t in touches for v in (t.campaign_id, t.drawn, int(t.exposed))),
+                *(
+                    v
+                    for t in touches
+                    for v in (t.campaign_id, t.drawn, int(t.exposed), t.decile or "")
+                ),
             ],
         )  # fmt: skip
         return {t.campaign_id: reply_text(g) for t, g in zip(touches, reply, strict=True)}

@@ -26,9 +26,11 @@ class Who:
     blocked: set[str] = field(default_factory=set)  # held, in cart, just bought, excluded
     placement: str | None = None
     # product id -> (score, threshold for a top share) from the champion; None when unscored.
-    score: Callable[[str, float | None], tuple[float, float | None] | None] = lambda _pid, _share: (
-        None
+    score: Callable[[str, float | None], tuple[float, float | None] | None] = field(
+        default=lambda _pid, _share: None
     )
+    # The decile of a score on the product's model (1: top 10%); None without a model.
+    decile: Callable[[str, float], int | None] = field(default=lambda _pid, _score: None)
 
 
 def _crm_ok(rule: dict, attributes: dict | None) -> bool:

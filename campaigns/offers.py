@@ -207,6 +207,7 @@ class Recommender:
             blocked=blocked,
             placement=placement,
             score=score,
+            decile=bundle.decile if bundle is not None else (lambda _pid, _score: None),
         )
 
     def _degraded(self, tenant: Tenant, n: int, exclude: frozenset[str]) -> Recommendation:

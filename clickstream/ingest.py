@@ -257,12 +257,15 @@ class Ingestor:
             record["server_ts"] = now_ms
             record["visitor"] = visitor
             records.append(record)
+            # An event flagged ``unverified`` (an offer response whose token the caller could
+            # not trust) is stored as it came, but no product or category of it counts.
+            counted = "unverified" not in event
             args += [
                 event["id"],
                 orjson.dumps(record),
                 event["type"],
-                event.get("product_id", ""),
-                event.get("category", ""),
+                event.get("product_id", "") if counted else "",
+                event.get("category", "") if counted else "",
             ]
         reply = self._script(script_keys, args)
         if reply == -1:

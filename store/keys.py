@@ -235,7 +235,7 @@ def campaign_counters(tenant: str, campaign_id: str) -> str:
 
 def person_campaigns(tenant: str, person: str) -> str:
     """Hash: what the campaigns know of one person (``v:<visitor>`` or ``c:<customer hash>``):
-    campaign id -> ``<group>|<assigned at>|<covariate>``, ``<id>:conv`` (converted),
+    campaign id -> ``<group>|<assigned at>|<covariate>|<decile>``, ``<id>:conv`` (converted),
     ``<id>:rev`` (their revenue), ``<id>:trig`` (trigger window); campaigns.assignment."""
     return tenant_key(tenant, "pc", person)
 
@@ -249,3 +249,10 @@ def offer_token_uses(tenant: str, day: int) -> str:
 def campaign_responses(tenant: str, campaign_id: str) -> str:
     """Hash: customer hash -> response (JSON) imported from an offline channel's file."""
     return tenant_key(tenant, "cmp", campaign_id, "resp")
+
+
+def campaign_counters_parts(tenant: str) -> tuple[str, str]:
+    """What comes before and after the campaign id in ``campaign_counters``: the collect
+    script derives the counters of the campaigns a batch touches from them."""
+    prefix, _, suffix = campaign_counters(tenant, "\0").partition("\0")
+    return prefix, suffix

@@ -64,7 +64,7 @@ PINNED: dict[str, tuple[tuple, str]] = {
     "campaign_responses": (("c1",), "{t:acme}:cmp:c1:resp"),
 }
 # The tag, its builder, and visitor_keys (a dict of visitor_key names, checked on its own).
-BUILDERS = {"tenant_prefix", "tenant_key", "visitor_keys"}
+BUILDERS = {"tenant_prefix", "tenant_key", "visitor_keys", "campaign_counters_parts"}
 
 
 def _tenant_functions() -> dict[str, Callable]:
@@ -171,3 +171,9 @@ def test_no_module_outside_store_keys_builds_a_key() -> None:
 )
 def test_the_scan_recognises_a_key_built_by_hand(line: str) -> None:
     assert BUILDING.search(line)
+
+
+def test_campaign_counter_parts_rebuild_the_counter_key() -> None:
+    prefix, suffix = keys.campaign_counters_parts("acme")
+    assert prefix + "c1" + suffix == keys.campaign_counters("acme", "c1")
+    assert keys.person_campaigns("acme", "c:") + HASH == keys.person_campaigns("acme", f"c:{HASH}")

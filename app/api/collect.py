@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 import orjson
@@ -12,8 +13,9 @@ from marshmallow import ValidationError
 from app.api_docs import SITE_KEY_ERRORS, responses
 from app.auth import site_tenant, tracking_allowed
 from app.enrich import zip_block
-from app.observability import EVENTS_BY
+from app.observability import EVENTS_BY, count_campaign_events
 from app.services import Services, services
+from campaigns.measure import OFFER_EVENTS, check_offer_events
 from clickstream.schemas import (
     MAX_BODY_BYTES,
     MAX_EVENTS_PER_BATCH,
@@ -120,21 +122,38 @@ def store_batch(
 ) -> dict:
     """Store a validated batch with at least one good event and count it: the answer of a
     successful collect, for this view and app.fast_lane. Raises Refused (rate, backlog)."""
+    now = time.time()
+    checked = (
+        check_offer_events(here.redis, tenant, good, now)
+        if track and any(event["type"] in OFFER_EVENTS for _, event in good)
+        else None
+    )
     result = here.ingestor.ingest(
         tenant,
         batch["visitor"],
         [event for _, event in good],
         track=track,
         on_zip=partial(zip_block, settings=here.settings),
+        now=now,
     )
+    if track:
+        by_index = dict(good)
+        claims = {by_index[i]["id"]: c for i, c in checked.claims.items()} if checked else {}
+        moved = here.campaign_events.record(
+            here.redis, tenant, batch["visitor"], result.accepted, claims, now
+        )
+        count_campaign_events(tenant.name, result.accepted, claims, moved)
     EVENTS_BY(tenant.name, "accepted").inc(len(result.accepted))
     if bad:
         EVENTS_BY(tenant.name, "rejected").inc(len(bad))
     if result.duplicates:
         EVENTS_BY(tenant.name, "duplicate").inc(result.duplicates)
-    return {
+    answer = {
         "accepted": len(result.accepted),
         "duplicates": result.duplicates,
         "rejected": bad,
         "profile": track,
     }
+    if checked is not None and checked.flagged:
+        answer["flagged"] = checked.flagged
+    return answer
