@@ -65,8 +65,9 @@ def choose(
             secret, campaign.id, person, campaign.control_share
         )
         exposed = len(placed) < n
-        found = who.score(campaign.product_id, None) if campaign.product_id else None
-        decile = who.decile(campaign.product_id, found[0]) if found else None
+        pid = campaign.product_id
+        found = who.score(pid, None) if pid is not None else None
+        decile = who.decile(pid, found[0]) if pid is not None and found else None
         touches.append(Touch(campaign.id, group, exposed, decile))
         if exposed:
             offer.group = group

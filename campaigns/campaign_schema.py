@@ -7,6 +7,7 @@ Checks that need the tenant's data (does the product exist, is the segment known
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -140,7 +141,7 @@ class ChannelSchema(Schema):
     )
 
 
-def _money(**kwargs: object) -> fields.Float:
+def _money(**kwargs: Any) -> fields.Float:
     return fields.Float(validate=validate.Range(min=0, max=1e9), allow_nan=False, **kwargs)
 
 

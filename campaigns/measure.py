@@ -330,7 +330,7 @@ class CampaignEvents:
         if self._script is None or self._client is not r:
             self._client, self._script = r, HotScript(r, _LUA)
         prefix, suffix = keys.campaign_counters_parts(tenant)
-        flat: list[object] = [
+        flat: list[str | int | float] = [
             keys.person_campaigns(tenant, "c:"), prefix, suffix,
             repr(now), PERSON_TTL_S, CLICK_ATTRIBUTION_S, MODEL_COUNTERS, HOLDOUT,
         ]  # fmt: skip

@@ -11,7 +11,9 @@ under the tenant's rules; without one, segment popularity, then popularity, then
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -183,7 +185,7 @@ class Recommender:
     def _who(
         profile: VisitorProfile,
         customer: dict | None,
-        zip_block: dict | None,
+        zip_block: Mapping[str, Any] | None,
         record: PersonState,
         blocked: set[str],
         placement: str | None,
@@ -230,7 +232,7 @@ class Recommender:
         rules: dict,
         profile: VisitorProfile,
         customer: dict | None,
-        zip_block: dict | None,
+        zip_block: Mapping[str, Any] | None,
         blocked: set[str],
         n: int,
         explain: bool,

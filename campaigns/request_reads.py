@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -57,7 +58,7 @@ class RequestState:
     catalog_version: int
     champion: str | None
     rules_version: int
-    popular: list | None  # [(member, score), ...] when it was read, else None
+    popular: list[tuple[bytes, float]] | None  # [(member, score), ...] when read, else None
     profile: VisitorProfile
     campaigns_version: int = 0
     person: list | None = None  # the visitor's campaign record, flat as HGETALL in a script
@@ -86,7 +87,9 @@ class RequestReads:
         if self._script is None or self._client is not r:
             self._client, self._script = r, HotScript(r, _LUA)
         vk = visitor_keys(tenant, visitor)
-        reply = self._script(
+        # [count, [catalog, champion, rules versions], popular or False, then the profile's
+        # hash, recent, cart, bought and affinity replies when tracking]: see _LUA.
+        reply: list[Any] = self._script(
             [
                 rate_key(tenant, now), version_key(tenant), champion_key(tenant),
                 rules_version_key(tenant), popularity_key(tenant),

@@ -18,7 +18,7 @@ class StrictFloat(fields.Float):
     """A JSON number only: marshmallow's Float also takes "2" and True, which let a mistyped
     rules body through as if it were right."""
 
-    def _validated(self, value: object) -> float | None:
+    def _validated(self, value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.make_error("invalid")
         return super()._validated(value)

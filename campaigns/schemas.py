@@ -35,7 +35,9 @@ class RecommendArgsSchema(Schema):
         load_default=False,
         metadata={"description": "Visitor signals DNT/GPC: contextual offers, no profile."},
     )
-    exclude = fields.List(
+    # Schema's own ``exclude`` is an instance attribute; marshmallow's metaclass moves declared
+    # fields off the class, so they do not collide (its types cannot say so).
+    exclude = fields.List(  # type: ignore[assignment]
         fields.String(validate=_id),
         load_default=list,
         validate=validate.Length(max=MAX_EXCLUDE),

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict, Unpack, cast
 
 import orjson
 import redis
@@ -81,6 +82,12 @@ DEFAULT_BATCH_SIZE = 20_000
 DEFAULT_LOCK_TTL_MS = 60_000
 # Writers wait at most this long for readers (training) to finish with the archive.
 FS_LOCK_TIMEOUT_S = 120.0
+
+# XRANGE's reply as redis-py parses it. redis-py's own type allows nil ids and fields, which
+# only XREADGROUP gives (entries deleted while pending); XRANGE never does.
+_Range = list[tuple[bytes | str, dict[bytes | str, bytes | str]]]
+# The same reply left raw (Archiver._raw): each entry a pair [id, [field, value, ...]].
+_RawRange = list[tuple[bytes | str, list[bytes | str]]]
 
 
 class ArchiveLockLost(RuntimeError):
@@ -158,6 +165,15 @@ class _Lock:
         self._release(keys=[self.key], args=[self.token])
 
 
+class _TenantOptions(TypedDict, total=False):
+    """``Archiver.archive_tenant``'s options, as ``archive_all`` passes them on."""
+
+    max_batches: int | None
+    lock_wait_s: float
+    compact: bool
+    progress: Callable[[int], None] | None
+
+
 class Archiver:
     """Archives tenants' event streams into ``events_dir``; see the module doc for the protocol.
 
@@ -202,7 +218,9 @@ class Archiver:
         """(entries waiting after the cursor, age in seconds of the oldest one or None)."""
         cursor = self.cursor(tenant)
         stream = keys.event_stream(tenant)
-        head = self.r.xrange(stream, min=f"({cursor}" if cursor else "-", max="+", count=1)
+        head = cast(
+            _Range, self.r.xrange(stream, min=f"({cursor}" if cursor else "-", max="+", count=1)
+        )
         if not head:
             return 0, None
         first = StreamId.parse(head[0][0])
@@ -293,7 +311,9 @@ class Archiver:
     ) -> tuple[StreamId, int, int, list[Path]] | None:
         stream = keys.event_stream(tenant)
         start = f"({cursor}" if cursor else "-"
-        entries = self._raw.xrange(stream, min=start, max=end, count=self.batch_size)
+        entries = cast(
+            _RawRange, self._raw.xrange(stream, min=start, max=end, count=self.batch_size)
+        )
         if not entries:
             return None
         first, last = StreamId.parse(entries[0][0]), StreamId.parse(entries[-1][0])
@@ -386,21 +406,24 @@ class Archiver:
         return result
 
     def archive_all(
-        self, tenants: Iterable[str] | None = None, **kwargs: object
+        self, tenants: Iterable[str] | None = None, **kwargs: Unpack[_TenantOptions]
     ) -> dict[str, TenantResult]:
         """``archive_tenant`` for each given (default: every registered) tenant."""
         names = list(tenants) if tenants is not None else [t.name for t in list_tenants(self.r)]
-        return {name: self.archive_tenant(name, **kwargs) for name in names}  # type: ignore[arg-type]
+        return {name: self.archive_tenant(name, **kwargs) for name in names}
 
 
 def _scan_stream(r: redis.Redis, stream: str, chunk: int = 10_000):
     """(entry id, visitor, customer) of every parsable entry, read in chunks."""
     start = "-"
     while True:
-        entries = r.xrange(stream, min=start, max="+", count=chunk)
+        entries = cast(_Range, r.xrange(stream, min=start, max="+", count=chunk))
         for sid, fields_ in entries:
-            with contextlib.suppress(orjson.JSONDecodeError, TypeError):
-                e = orjson.loads(fields_.get(b"e", fields_.get("e")))
+            payload = fields_.get(b"e", fields_.get("e"))
+            if payload is None:  # not an event entry: nothing to erase by
+                continue
+            with contextlib.suppress(orjson.JSONDecodeError):
+                e = orjson.loads(payload)
                 if isinstance(e, dict):
                     yield sid, e.get("visitor"), e.get("customer")
         if len(entries) < chunk:

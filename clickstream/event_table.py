@@ -159,9 +159,10 @@ def entries_to_tables(
             continue
         server_ms = _as_ms(event.pop("server_ts"))
         ts_ms = _as_ms(event.pop("ts"))
-        cols = by_date.get(date_of_ms(server_ms))  # type: ignore[arg-type]
+        assert server_ms is not None  # _check_required accepted it
+        cols = by_date.get(date_of_ms(server_ms))
         if cols is None:
-            cols = by_date[date_of_ms(server_ms)] = _Columns()  # type: ignore[arg-type]
+            cols = by_date[date_of_ms(server_ms)] = _Columns()
         v = cols.values
         v["stream_id"].append(sid)
         v["ts"].append(ts_ms)

@@ -15,9 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from math import isfinite
 from string import Template
+from typing import Literal
 
 import orjson
 import redis
+from redis.typing import EncodableT
 
 from clickstream import catalog, weights
 from clickstream.decay import growth
@@ -244,7 +246,7 @@ class Ingestor:
         ]  # fmt: skip
         # Today's hash is last checked at the end of the day DEDUPE_DAYS - 1 days from now.
         forget_at = (int(now // DAY_S) + DEDUPE_DAYS) * DAY_S
-        args: list[object] = [
+        args: list[EncodableT] = [
             tenant.rate_limit, int(now), repr(growth(now)), int(track), PROFILE_TTL_S,
             forget_at, RECENT_ITEMS, int(track), MAX_STREAM_LEN, TTL_REFRESH_S,
         ]  # fmt: skip
@@ -267,7 +269,8 @@ class Ingestor:
                 event.get("product_id", "") if counted else "",
                 event.get("category", "") if counted else "",
             ]
-        reply = self._script(script_keys, args)
+        # -1 or -2 when the batch is refused, else one flag per event (1: new, 0: a duplicate).
+        reply: list[int] | Literal[-1, -2] = self._script(script_keys, args)
         if reply == -1:
             raise Refused("rate limit exceeded", retry_after=1)
         if reply == -2:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis
 
@@ -145,7 +146,11 @@ def with_identity(r: redis.Redis, tenant: str, profile: VisitorProfile) -> Visit
     """
     if not profile.customer:
         return profile
-    linked = r.srandmember(customer_visitors_key(tenant, profile.customer), MAX_LINKED_VISITORS + 1)
+    # With a count, SRANDMEMBER replies with a list (redis-py types every form of the command).
+    linked = cast(
+        "list[bytes | str]",
+        r.srandmember(customer_visitors_key(tenant, profile.customer), MAX_LINKED_VISITORS + 1),
+    )
     others = [reply_text(v) for v in linked or [] if reply_text(v) != profile.visitor][
         :MAX_LINKED_VISITORS
     ]

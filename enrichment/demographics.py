@@ -325,6 +325,7 @@ def prepare(
     keys = [normalize_zip_key(str(raw)) for raw in raw_keys]
     keep = np.ones(len(frame), dtype=bool)
     seen: set[str] = set()
+    kept_zips: list[int] = []
     for i, (raw, zip5) in enumerate(zip(raw_keys, keys, strict=True)):
         if zip5 is None:
             keep[i] = False
@@ -334,11 +335,12 @@ def prepare(
             _issue(report, i + 2, key, f"duplicate ZIP {zip5}; first row kept, this one skipped")
         else:
             seen.add(zip5)
+            kept_zips.append(int(zip5))
     rows = frame[keep].reset_index(drop=True)
     line_numbers = np.flatnonzero(keep) + 2
     if rows.empty:
         raise DemographicsError(f"{source_name}: no row has a valid ZIP in column {key!r}")
-    zips = np.array([int(k) for k, ok in zip(keys, keep, strict=True) if ok], dtype=np.int32)
+    zips = np.array(kept_zips, dtype=np.int32)
 
     numeric: dict[str, np.ndarray] = {}
     categories: dict[str, list[str]] = {}
@@ -499,7 +501,7 @@ def build_zip_index(
                 q_zips.append(int(code))
                 q_lat.append(place.latitude)
                 q_lon.append(place.longitude)
-    stats = {
+    stats: dict[str, int | float | None] = {
         "no_population": 0,
         "not_in_table": 0,
         "beyond_max_km": 0,
@@ -704,6 +706,7 @@ class DemographicsTable:
         own, src, km = found
         out = self.figures_of(src)
         pop = out["population"]
+        assert pop is None or isinstance(pop, float)  # a numeric figure (values.npy is float)
         out["small_cell"] = pop is None or pop < self.min_population
         if own == src:
             out["source_zip"] = zip_code if len(zip_code) == 5 else self.zip_of(src)

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from store.config import Settings
 
@@ -164,7 +165,7 @@ def available_countries(settings: Settings) -> list[str]:
 
 
 @contextlib.contextmanager
-def _offline_pgeocode(geo_dir: Path) -> Iterator[object]:
+def _offline_pgeocode(geo_dir: Path) -> Iterator[ModuleType]:
     """pgeocode pointed at ``geo_dir`` with downloading made impossible (it would raise)."""
     import pgeocode
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 
 import orjson
 import redis
@@ -64,7 +65,7 @@ def erase_person(
     for visitor in sorted(visitors):
         live_keys += erase_visitor(r, tenant.name, visitor)
         dedupe_keys += _erase_dedupe_keys(r, tenant.name, visitor)
-    crm: dict = {}
+    crm: Mapping[str, object] = {}  # the CRM side's receipt when a customer was named
     if customer_hash:
         live_keys += r.delete(customer_visitors_key(tenant.name, customer_hash))
         crm = erase_customer(r, settings, tenant.name, customer_hash)

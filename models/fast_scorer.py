@@ -19,12 +19,19 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from models.linear_model import LinearModel
 from models.tree_flatten import FlatForest, ModelFormatError, flatten, parse_booster
 from store.artifacts import atomic_write
+
+if TYPE_CHECKING:  # serving never imports xgboost
+    import xgboost as xgb
+
+    # One product's model: a binary XGBoost booster or a folded logistic regression.
+    ProductModel: TypeAlias = xgb.Booster | LinearModel
 
 FORMAT = "offerwise-multiproduct-scorer"
 FORMAT_VERSION = 1
@@ -80,7 +87,7 @@ class MultiProductScorer:
     @classmethod
     def from_boosters(
         cls,
-        models: Mapping[str, object],
+        models: Mapping[str, ProductModel],
         feature_names: Sequence[str],
         *,
         verify: bool = True,
@@ -100,7 +107,7 @@ class MultiProductScorer:
             raise ScorerError("feature_names contains duplicates")
         n_features = len(feature_names)
         parsed, tree_cols, linear, linear_cols = [], [], [], []
-        boosters: dict[str, object] = {}
+        boosters: dict[str, xgb.Booster] = {}
         for col, (product_id, model) in enumerate(models.items()):
             if isinstance(model, LinearModel):
                 if model.n_features != n_features:
@@ -134,7 +141,7 @@ class MultiProductScorer:
             scorer._verify_against(boosters)
         return scorer
 
-    def _verify_against(self, boosters: Mapping[str, object]) -> None:
+    def _verify_against(self, boosters: Mapping[str, xgb.Booster]) -> None:
         """Compare margins with xgboost on rows that sit on the split thresholds."""
         f = self._forest
         assert f is not None
@@ -159,7 +166,7 @@ class MultiProductScorer:
         mine = self.margins_batch(X)
         col_of = {pid: i for i, pid in enumerate(self.product_ids)}
         for product_id, booster in boosters.items():
-            theirs = booster.inplace_predict(X, predict_type="margin")  # type: ignore[attr-defined]
+            theirs = booster.inplace_predict(X, predict_type="margin")
             diff = np.abs(mine[:, col_of[product_id]] - np.asarray(theirs, dtype=np.float64))
             if not np.all(diff <= VERIFY_MARGIN_TOL):
                 raise ModelFormatError(
@@ -336,7 +343,7 @@ class MultiProductScorer:
             "feature_names": self.feature_names,
             "depth": None if self._forest is None else self._forest.depth,
         }
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
             "tree_cols": self._tree_cols,
             "linear_cols": self._linear_cols,
@@ -362,7 +369,8 @@ class MultiProductScorer:
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez(buf, **self._arrays())
+        # mypy matches **arrays against savez's allow_pickle: bool too; no key here is that.
+        np.savez(buf, **self._arrays())  # type: ignore[arg-type]
         return buf.getvalue()
 
     def save(self, path: str | os.PathLike) -> None:

@@ -8,7 +8,7 @@ value for missing inputs, so the scorer needs no scikit-learn at serving time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,20 +17,20 @@ class LinearModelError(ValueError):
     """A linear model that cannot be folded or does not match the feature vector."""
 
 
-@dataclass
+@dataclass(init=False)  # the fill is optional to give, never missing once made
 class LinearModel:
     """P(y=1 | x) = sigmoid(coef . x' + intercept), where x' is x with NaN replaced by fill."""
 
     coef: np.ndarray
     intercept: float
-    fill: np.ndarray = field(default=None)  # type: ignore[assignment]  # zeros if None
+    fill: np.ndarray
 
-    def __post_init__(self) -> None:
-        self.coef = np.asarray(self.coef, dtype=np.float64).ravel()
-        if self.fill is None:
-            self.fill = np.zeros_like(self.coef)
-        self.fill = np.asarray(self.fill, dtype=np.float64).ravel()
-        self.intercept = float(self.intercept)
+    def __init__(self, coef: np.ndarray, intercept: float, fill: np.ndarray | None = None) -> None:
+        self.coef = np.asarray(coef, dtype=np.float64).ravel()
+        if fill is None:
+            fill = np.zeros_like(self.coef)
+        self.fill = np.asarray(fill, dtype=np.float64).ravel()
+        self.intercept = float(intercept)
         if self.fill.shape != self.coef.shape:
             raise LinearModelError(f"fill has {self.fill.size} values, coef has {self.coef.size}")
         for name, values in (("coef", self.coef), ("fill", self.fill)):

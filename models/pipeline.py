@@ -51,6 +51,7 @@ def served_auc_on_holdout(
     wanted = [p for p in products if model.scorer is not None and p in model.scorer.product_ids]
     if not wanted:
         return {}
+    assert model.scorer is not None  # else nothing was wanted
     data = prepare(
         r,
         settings,

@@ -90,7 +90,8 @@ def promote(r: redis.Redis, tenant: str, version: str, reason: str = "staff") ->
         pipe.hset(versions_key(tenant), version, stamped)
         return previous
 
-    previous = r.transaction(switch, champion_key(tenant), value_from_callable=True)
+    # redis-py types the callback as returning None; value_from_callable returns its value.
+    previous = r.transaction(switch, champion_key(tenant), value_from_callable=True)  # type: ignore[arg-type]
     changed = previous != version
     out = {"tenant": tenant, "champion": version, "previous": previous, "changed": changed}
     return {**out, "reason": reason} if changed else out

@@ -13,8 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # serving loads neither at import; the loader passed in builds them
+    from models.fast_scorer import MultiProductScorer
+    from models.features import FeatureBuilder
 
 log = logging.getLogger("offerwise.serving")
 RETRY_FAILED_LOAD_S = 30.0
@@ -25,8 +30,8 @@ class Bundle:
     """What serving needs of one trained version."""
 
     version: str
-    builder: object  # models.features.FeatureBuilder
-    scorer: object  # models.fast_scorer.MultiProductScorer, calibration folded in by training
+    builder: FeatureBuilder
+    scorer: MultiProductScorer  # calibration folded in by training
     # product -> the 99 percentiles of its holdout scores, highest first: score i is in the
     # top k% when it is at least cuts[k - 1] (campaign audiences, monitoring by decile).
     score_cuts: dict[str, list[float]] = field(default_factory=dict)

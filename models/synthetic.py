@@ -115,11 +115,10 @@ def _zip_figures(zips: list[str], settings: Settings) -> tuple[np.ndarray, np.nd
     for i, z in enumerate(zips):
         if z not in cache:
             b = lookup.block(z) or {}
+            density = b.get("demo_log_density")
             cache[z] = (
                 float(b.get("demo_wages_per_resident_usd") or np.nan),
-                float(
-                    b.get("demo_log_density") if b.get("demo_log_density") is not None else np.nan
-                ),
+                float(density if density is not None else np.nan),
             )
         wages[i], dens[i] = cache[z]
     lw = np.log(np.where(wages > 0, wages, np.nan))
@@ -202,7 +201,7 @@ def generate(config: SyntheticConfig, settings: Settings) -> SyntheticTenant:
             if rng.random() < 0.3:
                 events.append({"type": "search", "query": "gift"})
             views = rng.poisson(view_rate)
-            for j in np.flatnonzero(views):
+            for j in np.flatnonzero(views).tolist():
                 events += [
                     {"type": "product_view", "product_id": products[j]}
                     for _ in range(int(views[j]))
@@ -216,7 +215,7 @@ def generate(config: SyntheticConfig, settings: Settings) -> SyntheticTenant:
         # The label window: buying depends on propensity and on the views before it.
         p_buy[i, :P] = _sigmoid(logits[i] - 1.6 + 0.9 * np.log1p(views_before[i]))
         buys = rng.random(P) < p_buy[i, :P]
-        for j in np.flatnonzero(buys):
+        for j in np.flatnonzero(buys).tolist():
             t = float(rng.uniform(cutoff + 60, end - 60))
             sessions.append(
                 (visitors[0], t, [

@@ -244,8 +244,9 @@ def purchases(
     if after_ms is not None:
         buys = buys[buys["ts"] > after_ms]
     cust = buys["visitor"].map(links)
-    row = pd.Index(keys).get_indexer(cust.where(cust.notna(), None))
-    col = pd.Index(list(products)).get_indexer(buys["product_id"])
+    # get_indexer makes an Index of a Series itself; its type asks for the Index.
+    row = pd.Index(keys).get_indexer(pd.Index(cust.where(cust.notna(), None)))
+    col = pd.Index(list(products)).get_indexer(pd.Index(buys["product_id"]))
     ok = (row >= 0) & (col >= 0)
     out = np.zeros((len(keys), len(products)), dtype=bool)
     out[row[ok], col[ok]] = True

@@ -18,10 +18,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import hiredis
 import redis
 from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
+from redis.typing import EncodableT, KeyT
 
 
 class HotScript:
@@ -42,9 +44,11 @@ class HotScript:
             local.pid = pid
         return local.conn
 
-    def __call__(self, keys: Sequence[object], args: Sequence[object]) -> object:
+    def __call__(self, keys: Sequence[KeyT], args: Sequence[EncodableT]) -> Any:
+        """The script's reply, whose shape is the script's own: callers annotate what they get."""
         conn = self._connection()
-        packed = hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))
+        # hiredis's stub types the command as a one-element tuple (Tuple[X], not Tuple[X, ...]).
+        packed = hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))  # type: ignore[arg-type]
         try:
             conn.send_packed_command([packed], check_health=False)
             return conn.read_response()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import redis
+from redis.typing import EncodableT
 
 from store import keys
 from store.redis_client import reply_text
@@ -162,7 +163,7 @@ def update_tenant(
 ) -> Tenant:
     if get_tenant(r, name) is None:
         raise UnknownTenant(f"no tenant named {name!r}")
-    mapping: dict[str, object] = {}
+    mapping: dict[EncodableT, EncodableT] = {}  # hset's type (its keys are invariant)
     if origins is not None:
         mapping["origins"] = orjson.dumps(sorted({normalize_origin(o) for o in origins}))
     if rate_limit is not None:

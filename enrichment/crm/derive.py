@@ -132,6 +132,7 @@ def compute(d: Derived, columns: dict[str, pa.Array]) -> pa.Array:
 
 def _eval(node: ast.expr, columns: dict[str, pa.Array]) -> pa.Array | pa.Scalar:
     if isinstance(node, ast.Constant):
+        assert isinstance(node.value, int | float)  # _check let only numbers through
         return pa.scalar(float(node.value), pa.float64())
     if isinstance(node, ast.Name):
         return columns[node.id]

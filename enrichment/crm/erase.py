@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,6 +33,18 @@ from store.config import Settings
 
 ERASE_LOCK_WAIT = 600.0  # an erasure waits for a running import rather than fail
 REWRITE_BATCH = 64 * 1024
+
+
+class ErasureReceipt(TypedDict):
+    """What ``erase_customers`` removed."""
+
+    tenant: str
+    customers: int
+    serving_profiles_removed: int
+    customer_rows_removed: int
+    holding_rows_removed: int
+    versions_rewritten: list[str]
+    suppressed: bool
 
 
 def _count(pf: pq.ParquetFile, hashes: pa.Array) -> int:
@@ -67,13 +80,13 @@ def erase_customers(
     tenant: str,
     customer_hashes: Iterable[str],
     lock_wait: float = ERASE_LOCK_WAIT,
-) -> dict:
+) -> ErasureReceipt:
     """Remove customers (by keyed hash) from serving and from every kept CRM version."""
     hashes = sorted({h.strip().lower() for h in customer_hashes})
     bad = [h for h in hashes if not serving.HASH_RE.match(h)]
     if bad:
         raise CrmError(f"not a customer hash (32 hex digits): {bad[0]!r}")
-    receipt = {
+    receipt: ErasureReceipt = {
         "tenant": tenant,
         "customers": len(hashes),
         "serving_profiles_removed": 0,
@@ -105,6 +118,8 @@ def erase_customers(
     return receipt
 
 
-def erase_customer(r: redis.Redis, settings: Settings, tenant: str, customer_hash: str) -> dict:
+def erase_customer(
+    r: redis.Redis, settings: Settings, tenant: str, customer_hash: str
+) -> ErasureReceipt:
     """Erase one customer (see ``erase_customers``); returns the receipt with counts."""
     return erase_customers(r, settings, tenant, [customer_hash])

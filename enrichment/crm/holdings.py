@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -199,7 +200,10 @@ def _holdings_pass(
             keep = ~reject & ~skip
             result.rows_rejected += int(reject.sum())
             result.rows_erased += int((skip & ~reject).sum())
-            kept_hashes = [h for h, k in zip(hashes, keep.tolist(), strict=True) if k]
+            # A missing id rejects its row, so every kept row has a hash.
+            kept_hashes = cast(
+                "list[str]", [h for h, k in zip(hashes, keep.tolist(), strict=True) if k]
+            )
             result.rows_imported += len(kept_hashes)
             mask = pa.array(keep)
             writer.write_batch(

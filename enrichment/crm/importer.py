@@ -29,7 +29,7 @@ import redis
 
 from enrichment.crm import serving
 from enrichment.crm.coltypes import ColumnType, infer_type, parse_type_spec
-from enrichment.crm.derive import check_columns, parse_derive_options
+from enrichment.crm.derive import Derived, check_columns, parse_derive_options
 from enrichment.crm.errors import CrmError, CrmImportError
 from enrichment.crm.holdings import check_layout as check_holdings_layout
 from enrichment.crm.holdings import import_holdings
@@ -48,6 +48,7 @@ from enrichment.crm.versions import (
     DEFAULT_KEEP,
     HOLDINGS,
     MANIFEST,
+    TenantLock,
     get_version,
     manifest_bytes,
     next_number,
@@ -146,7 +147,7 @@ class _Import:
         self.settings = settings
         self.tenant = tenant
         self.options = options
-        self.lock = None
+        self.lock: TenantLock | None = None
         self.started = time.monotonic()
         self.sources: list[Source] = []
         self.staging: Staged | None = None
@@ -174,7 +175,7 @@ class _Import:
             "holdings": None,
             "warnings": [],
         }
-        self.derived = []
+        self.derived: list[Derived] = []
         self.declared: dict[str, ColumnType] = {}
         self.plan: CustomerPlan | None = None
 
@@ -367,6 +368,7 @@ class _Import:
                     self.parquet = parquet_writer(
                         self.staging.path / CUSTOMERS, plan.arrow_schema()
                     )
+                assert self.parquet is not None  # opened with the validator, on the first batch
                 writes.submit(self.parquet.write_batch, validator.process(batch, rows))
                 self._renew()
             writes.close()
@@ -413,6 +415,7 @@ class _Import:
     def _manifest(self, content_hash: str) -> dict:
         """What is kept with the version: the report without cell values (they may be personal)."""
         report = self.report
+        assert self.plan is not None  # the customers pass made it before any manifest is written
 
         def scrub(errors: list[dict]) -> list[dict]:
             return [{k: v for k, v in e.items() if k != "value"} for e in errors]

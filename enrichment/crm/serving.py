@@ -252,7 +252,7 @@ def get_customer(r: redis.Redis, tenant: str, customer_hash: str) -> dict | None
         blob = r.hget(bucket_key(tenant, sid, bucket), customer_hash)
     if blob is None:
         return None
-    meta = _meta(r, tenant, sid)
+    meta = _meta(r, tenant, live)  # live is sid by now
     if meta is None:
         return None
     values = orjson.loads(blob)

@@ -91,8 +91,8 @@ class _EncodingCheck:
             except LookupError as err:
                 raise CrmError(f"{label}: unknown encoding {forced!r}") from err
         else:
-            self.encoding = next((n for bom, n in _BOMS if head.startswith(bom)), None)
-            self.encoding = self.encoding or _nul_encoding(head, label) or "utf-8"
+            by_bom = next((n for bom, n in _BOMS if head.startswith(bom)), None)
+            self.encoding = by_bom or _nul_encoding(head, label) or "utf-8"
         self._decoder = codecs.getincrementaldecoder(self.encoding)()
 
     def feed(self, chunk: bytes) -> None:

@@ -12,6 +12,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -102,7 +103,7 @@ def hash_ids(
     already hashed (``known``: id -> hash, from the customers file) are not hashed again."""
     encoded = pc.dictionary_encode(ids)  # the distinct ids and each row's position among them
     get = (known or {}).get
-    hashed = [get(v) or hasher(v) for v in encoded.dictionary.to_pylist()]
+    hashed: list[str | None] = [get(v) or hasher(v) for v in encoded.dictionary.to_pylist()]
     hashed.append(None)  # position -1: a missing id
     at = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
     return np.array(hashed, dtype=object)[at].tolist()
@@ -221,8 +222,12 @@ class CustomerValidator:
         self.rows_erased += int((erased & ~reject).sum())
         self.rows_imported += int(keep.sum())
         mask = pa.array(keep)
+        # A missing id rejects its row, so every kept row has a hash.
+        kept_hashes = cast(
+            "list[str]", [h for h, k in zip(hashes, keep.tolist(), strict=True) if k]
+        )
         arrays = [
-            hash_array([h for h, k in zip(hashes, keep.tolist(), strict=True) if k]),
+            hash_array(kept_hashes),
             zips.filter(mask),
         ]
         kept = {name: values.filter(mask) for name, values in converted.items()}

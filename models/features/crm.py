@@ -125,7 +125,9 @@ def draft_schema(
     ``crm_types``: attribute -> CRM column type (the version manifest's ``types``); text
     attributes are not features (free text), unknown types are refused by name.
     """
-    numeric, dates, cats = [], [], {}
+    numeric: list[str] = []
+    dates: list[str] = []
+    cats: dict[str, list[str]] = {}  # levels come from fit_levels
     chosen = list(attributes) if attributes is not None else list(crm_types)
     for a in chosen:
         kind = crm_types.get(a)

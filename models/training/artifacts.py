@@ -12,6 +12,7 @@ from store.artifacts import ARTIFACTS, artifacts_for, join_key
 from store.config import Settings
 
 if TYPE_CHECKING:
+    from models.fast_scorer import ProductModel
     from models.training.results import TrainingResult
 
 
@@ -46,16 +47,16 @@ def latest_result_dir(settings: Settings, tenant: str) -> Path | None:
     return found[-1] if found else None
 
 
-def _write_model(path: Path, model: object) -> None:
+def _write_model(path: Path, model: ProductModel) -> None:
     if isinstance(model, LinearModel):
         data = {"kind": "linear", "coef": model.coef.tolist(), "intercept": model.intercept,
                 "fill": model.fill.tolist()}  # fmt: skip
         path.write_text(json.dumps(data))
     else:
-        path.write_bytes(bytes(model.save_raw("json")))  # type: ignore[attr-defined]
+        path.write_bytes(bytes(model.save_raw("json")))
 
 
-def _read_model(path: Path) -> object:
+def _read_model(path: Path) -> ProductModel:
     raw = path.read_bytes()
     data = json.loads(raw)
     if data.get("kind") == "linear":

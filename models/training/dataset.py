@@ -97,7 +97,7 @@ def prepare(
     hold_path = version.path / HOLDINGS
     holdings = pq.read_table(hold_path) if hold_path.is_file() else None
     catalog_version, catalog = load_catalog(r, tenant)
-    category_of = {pid: p.get("category") for pid, p in catalog.items() if p.get("category")}
+    category_of = {pid: p["category"] for pid, p in catalog.items() if p.get("category")}
     keys = np.asarray(customers.column("customer_hash").to_pylist(), dtype=object)
     split = split_of(keys)
 
@@ -203,6 +203,8 @@ def prepare(
     )
     bought = None
     if win.source != "holdings":
+        # Only a holdings window has no label period.
+        assert win.label_start is not None and win.label_end is not None
         bought = purchases(events, keys, chosen, after_ms=int(win.label_start * 1000),
                            until_ms=int(win.label_end * 1000))  # fmt: skip
     if win.source in ("holdings", "both") and held is None:

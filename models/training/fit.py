@@ -186,9 +186,7 @@ def _train_product(
             "calibration": cand.platt.to_dict(),
             "info": cand.info,
         }  # fmt: skip
-    chosen = max(
-        cands, key=lambda nm: -1.0 if val_auc[nm] is None else val_auc[nm]
-    )  # first wins ties
+    chosen = max(cands, key=lambda nm: -1.0 if (a := val_auc[nm]) is None else a)  # first wins ties
     res.chosen = chosen
     res.note = _note(chosen, val_auc)
 
@@ -289,6 +287,7 @@ def _check_scorer(result: TrainingResult, data: Dataset) -> None:
     got = result.scorer.score_batch(X)
     for k, p in enumerate(result.scorer.product_ids):
         res = result.products[p]
+        assert res.chosen is not None  # the scorer serves only products with a chosen candidate
         want = result.candidates[p][res.chosen].prob(X)
         if not np.allclose(got[:, k], want, atol=1e-4, rtol=1e-3):
             raise TrainingError(

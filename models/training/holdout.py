@@ -55,7 +55,12 @@ def comparison(result: TrainingResult) -> dict:
             continue
         ev = result.evaluation.get(product, {})
         cands = {name: headline(e) for name, e in ev.items()}
-        entry = {"status": "ok", "served": res.chosen, "note": res.note, "candidates": cands}
+        entry: dict[str, object] = {
+            "status": "ok",
+            "served": res.chosen,
+            "note": res.note,
+            "candidates": cands,
+        }
         x, lr = cands.get("xgboost"), cands.get("logistic")
         if x and lr and x["auc"] is not None and lr["auc"] is not None:
             beats_auc = x["auc"] > lr["auc"]

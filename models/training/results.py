@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from models.linear_model import LinearModel
 from models.training.artifacts import _read_model, _write_model
 from models.training.params import TrainingError
 
+if TYPE_CHECKING:
+    from models.fast_scorer import ProductModel
+
 RESULT_FORMAT = "offerwise-training-result"
 RESULT_VERSION = 1
 
@@ -25,19 +29,19 @@ class Candidate:
     """One trained candidate of one product: the raw model and its calibration."""
 
     name: str
-    model: object  # xgboost.Booster or LinearModel (uncalibrated)
+    model: ProductModel  # uncalibrated
     platt: Platt
     info: dict = field(default_factory=dict)
 
     def raw_margin(self, X: np.ndarray) -> np.ndarray:
         if isinstance(self.model, LinearModel):
             return self.model.margin(X)
-        return np.asarray(self.model.inplace_predict(X, predict_type="margin"), dtype=np.float64)  # type: ignore[attr-defined]
+        return np.asarray(self.model.inplace_predict(X, predict_type="margin"), dtype=np.float64)
 
     def prob(self, X: np.ndarray) -> np.ndarray:
         return self.platt.prob(self.raw_margin(X))
 
-    def calibrated(self) -> object:
+    def calibrated(self) -> ProductModel:
         if isinstance(self.model, LinearModel):
             return calibrate_linear(self.model, self.platt)
         return calibrate_booster(self.model, self.platt)
@@ -76,7 +80,7 @@ class TrainingResult:
     scorer: MultiProductScorer | None = None
 
     @property
-    def served(self) -> dict[str, object]:
+    def served(self) -> dict[str, ProductModel]:
         """product -> calibrated served model (xgboost.Booster or LinearModel)."""
         return {
             p: self.candidates[p][res.chosen].calibrated()

@@ -126,7 +126,7 @@ class ArtifactStore(ABC):
 
     # -- writing -------------------------------------------------------------------------
     @abstractmethod
-    def write_file(self, key: str, write: Callable[[Path], None]) -> None:
+    def write_file(self, key: str, write: Callable[[Path], object]) -> None:
         """Atomic, durable write by ``write(local_temp_path)``, for writers that want a path
         (pyarrow, numpy). If ``write`` raises, the key keeps its old content."""
 

@@ -89,7 +89,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     fsync_dir(final.parent)
 
 
-def atomic_write(final: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(final: Path, write: Callable[[Path], object]) -> None:
     """``write(temp)`` under ``atomic_path(final)``."""
     with atomic_path(final) as tmp:
         write(tmp)

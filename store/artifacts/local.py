@@ -79,7 +79,7 @@ class LocalArtifacts(ArtifactStore):
         return sorted(e.name for e in self._children(prefix) if e.is_dir())
 
     # -- writing -------------------------------------------------------------------------
-    def write_file(self, key: str, write: Callable[[Path], None]) -> None:
+    def write_file(self, key: str, write: Callable[[Path], object]) -> None:
         atomic_write(self._path(key), write)
 
     def delete(self, key: str) -> None:
