@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.jobs import JobNotFound
+from campaigns.definitions import CampaignError, CampaignExists, UnknownCampaign
 from campaigns.offers import StoreUnavailable
 from clickstream.archive_files import ArchiveBusy
 from clickstream.catalog import CatalogError
@@ -86,6 +87,9 @@ class ErrorAnswer:
 # area when the domain's message does not start with the field already.
 # (class, status, message prefix, Retry-After seconds)
 DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str, int | None], ...] = (
+    (UnknownCampaign, 404, "campaign: ", None),
+    (CampaignExists, 409, "", None),
+    (CampaignError, 422, "", None),
     (CrmBusy, 409, "crm: ", 5),
     (CrmNothingToRollBack, 409, "crm: ", None),
     (CrmImportError, 422, "crm: ", None),

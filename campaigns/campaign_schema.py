@@ -39,7 +39,7 @@ class ContentOfferSchema(Schema):
     image_url = fields.Url(schemes={"http", "https"}, allow_none=True)
 
 
-class OfferSchema(Schema):
+class CampaignOfferSchema(Schema):
     class Meta:
         unknown = RAISE
 
@@ -152,7 +152,7 @@ class CampaignSchema(Schema):
         unknown = RAISE
 
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    offer = fields.Nested(OfferSchema, required=True)
+    offer = fields.Nested(CampaignOfferSchema, required=True)
     audience = fields.Nested(AudienceSchema, load_default=dict)
     channel = fields.Nested(ChannelSchema, load_default=dict)
     start = fields.AwareDateTime(

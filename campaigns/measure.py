@@ -94,7 +94,8 @@ def _flag(out: OfferCheck, index: int, event: dict, reason: str) -> None:
 # says who the person is), KEYS[2]: the visitor's campaign record. The customer's record and
 # the counters are derived from the pieces store.keys gives (ARGV 1 to 3), so they share the
 # tenant's cluster slot. ARGV: customer record prefix, counters prefix and suffix, now, person
-# ttl, click attribution window, then ops of 6 fields each (kind, a, b, c, d, e):
+# ttl, click attribution window, the model counters' id prefix, the holdout's id, then ops of
+# 6 fields each (kind, a, b, c, d, e):
 #   imp/clk  cid group decile source hgroup   a verified offer response
 #   clkmark  product source decile '' ''      a click on a model offer (for its conversion)
 #   conv     cid value ''    ''     ''        a content offer's click: a conversion
@@ -111,8 +112,8 @@ local person = KEYS[2]
 if cust then person = cpre .. cust end
 local function counters(cid) return kpre .. cid .. ksuf end
 local function monitor(src) return counters(ARGV[7] .. src) end
-local products, watches, out = {}, {}, {}
-local H = 7
+local products, watches, out, first_login = {}, {}, {}, false
+local H = 8
 local n = (#ARGV - H) / 6
 local function op(i) local b = H + (i - 1) * 6 return ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6] end
 for i = 1, n do
@@ -190,13 +191,12 @@ for i = 1, n do
     local target = cpre .. a
     local flat = redis.call('HGETALL', KEYS[2])
     for j = 1, #flat, 2 do redis.call('HSETNX', target, flat[j], flat[j + 1]) end
-    local first = redis.call('HSETNX', target, '_seen', now) == 1
+    first_login = redis.call('HSETNX', target, 'seen:login', now) == 1
     redis.call('EXPIRE', target, ttl)
     person = target
-    if first then out[#out + 1] = '_first' end
   elseif kind == 'fire' then
     local ok = true
-    if d == 'first' then ok = false for _, v in ipairs(out) do if v == '_first' then ok = true end end end
+    if d == 'first' then ok = first_login end
     if d == 'segment' then
       local seg = redis.call('HGET', KEYS[1], 'zip_segment_id')
       ok = false
