@@ -167,6 +167,15 @@ class CampaignSchema(Schema):
         allow_nan=False,
     )
     priority = fields.Integer(strict=True, load_default=0, validate=validate.Range(-1000, 1000))
+    planned_people = fields.Integer(
+        strict=True,
+        load_default=10_000,
+        validate=validate.Range(1, 100_000_000),
+        metadata={
+            "description": "People per group the report's always-valid interval is tuned for; "
+            "fixed at the start (a wrong guess widens the interval, never invalidates it)."
+        },
+    )
     attribution_days = fields.Integer(
         strict=True, load_default=DEFAULT_ATTRIBUTION_DAYS, validate=validate.Range(1, 90)
     )

@@ -76,6 +76,7 @@ class Campaign:
     status: str
     created_at: float
     updated_at: float
+    planned_people: int = 10_000
 
     @property
     def product_id(self) -> str | None:
@@ -290,6 +291,7 @@ def create_campaign(r: redis.Redis, tenant: str, payload: object, facts: TenantF
         control_share=data["control_share"],
         priority=data["priority"],
         attribution_days=data["attribution_days"],
+        planned_people=data["planned_people"],
         status="running",
         created_at=now,
         updated_at=now,
@@ -301,7 +303,7 @@ def create_campaign(r: redis.Redis, tenant: str, payload: object, facts: TenantF
     return campaign
 
 
-_FIXED_AFTER_START = ("offer", "control_share")
+_FIXED_AFTER_START = ("offer", "control_share", "planned_people")
 
 
 def update_campaign(

@@ -100,6 +100,7 @@ def campaign_report(r: redis.Redis, tenant: str, campaign: Campaign) -> dict:
         control,
         cost_per_contact=campaign.cost_per_contact,
         value_per_conversion=campaign.value_per_conversion,
+        planned_people=campaign.planned_people,
     )
     return {
         "campaign": campaign.name,
