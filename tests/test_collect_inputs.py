@@ -1,0 +1,106 @@
+"""Collect inputs at the edges: lone surrogates.
+
+Each request is sent twice: through the app as served (app.fast_lane first) and straight to
+Flask's view (``FastLane.flask_wsgi``), since both must answer every input.
+"""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from werkzeug.test import Client
+
+from store import keys
+from tests.helpers import event
+
+ORIGIN = {"Origin": "https://shop.example"}
+LONE = "\ud800"
+
+
+def stream_events(r, tenant: str = "acme") -> list[dict]:
+    return [orjson.loads(fields[b"e"]) for _, fields in r.xrange(keys.event_stream(tenant))]
+
+
+@pytest.fixture(params=["lane", "flask"])
+def sender(request, app):
+    """A client through the lane, or one straight to Flask."""
+    if request.param == "lane":
+        return app.test_client()
+    return Client(app.wsgi_app.flask_wsgi)
+
+
+def post_collect(client, body: dict):
+    # orjson refuses to write a lone surrogate; the standard library escapes it, as a browser's
+    # JSON.stringify does.
+    data = json.dumps(body).encode()
+    return client.post("/v1/collect", data=data, content_type="text/plain", headers=ORIGIN)
+
+
+@pytest.mark.parametrize(
+    ("etype", "field"),
+    [
+        ("search", "query"),
+        ("identify", "customer_id"),
+        ("page_view", "url"),
+        ("page_view", "referrer"),
+        ("zip", "zip"),
+        ("product_view", "category"),
+        ("page_view", "page_type"),
+        ("offer_click", "placement"),
+        ("offer_click", "token"),
+    ],
+)
+def test_a_lone_surrogate_rejects_only_its_event(sender, r, acme, etype, field):
+    good = event()
+    bad = event(etype, **{field: f"a{LONE}b"})
+    body = {"site": acme["site_key"], "visitor": "v1", "events": [bad, good]}
+    res = post_collect(sender, body)
+    assert res.status_code == 200, res.get_data()
+    assert res.json["accepted"] == 1
+    [rejected] = res.json["rejected"]
+    assert (rejected["index"], rejected["id"], rejected["field"]) == (0, bad["id"], field)
+    assert "surrogate" in rejected["reason"]
+    assert [e["id"] for e in stream_events(r)] == [good["id"]]
+
+
+def test_a_lone_surrogate_in_an_event_id_is_not_echoed(sender, r, acme):
+    good = event()
+    bad = {**event(), "id": f"x{LONE}"}
+    res = post_collect(sender, {"site": acme["site_key"], "visitor": "v1", "events": [bad, good]})
+    assert res.status_code == 200, res.get_data()
+    assert res.json["rejected"] == [
+        {"index": 0, "id": None, "field": "id", "reason": res.json["rejected"][0]["reason"]}
+    ]
+    assert [e["id"] for e in stream_events(r)] == [good["id"]]
+
+
+def test_a_lone_surrogate_everywhere_is_a_422_not_a_500(sender, r, acme):
+    bad = event("search", query=LONE)
+    res = post_collect(sender, {"site": acme["site_key"], "visitor": "v1", "events": [bad]})
+    assert res.status_code == 422 and res.json["message"].startswith("events.0.query:")
+    res = post_collect(sender, {"site": f"k{LONE}", "visitor": "v1", "events": [event()]})
+    assert res.status_code == 422 and res.json["message"].startswith("site:")
+    assert r.xlen(keys.event_stream("acme")) == 0
+
+
+def test_a_surrogate_pair_is_a_character_like_any_other(sender, r, acme):
+    smile = "\ud83d\ude00"  # an escaped pair is valid JSON for U+1F600
+    res = post_collect(
+        sender,
+        {"site": acme["site_key"], "visitor": "v1", "events": [event("search", query=smile)]},
+    )
+    assert res.status_code == 200 and res.json["accepted"] == 1
+    assert stream_events(r)[0]["query"] == "\U0001f600"
+
+
+def test_erase_refuses_a_lone_surrogate_naming_the_field(client, acme):
+    res = client.post(
+        "/v1/admin/erase",
+        data=json.dumps({"customer_id": f"c{LONE}"}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {acme['admin_key']}"},
+    )
+    assert res.status_code == 422, res.get_data()
+    assert res.json["message"].startswith("customer_id:") and "surrogate" in res.json["message"]
