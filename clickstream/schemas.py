@@ -103,6 +103,28 @@ class Text(fields.String):
         return text
 
 
+# Where a URL's query or fragment starts, literally or percent-encoded (%3F is "?", %23 "#"):
+# what follows often carries emails, tokens or session ids.
+_QUERY_START = re.compile(r"[?#]|%(?:3[Ff]|23)")
+# user:pass@ between "scheme://" (or a scheme-relative "//") and the host.
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)[^/]*@")
+# Path parameters of each segment (";jsessionid=...").
+_PATH_PARAMS = re.compile(r";[^/]*")
+
+
+def clean_url(url: str) -> str:
+    """Scheme, host, port and path of a URL: no credentials, path parameters, query or
+    fragment. URLs without any of the characters these need (most) are returned as they are;
+    five ``in`` tests cost half of what the former two splits did, a regex search more."""
+    if not ("?" in url or "#" in url or "%" in url or ";" in url or "@" in url):
+        return url
+    end = _QUERY_START.search(url)
+    if end is not None:
+        url = url[: end.start()]
+    url = _USERINFO.sub(r"\1", url, count=1)
+    return _PATH_PARAMS.sub("", url)
+
+
 # A list (not validate.And) so that apispec publishes maxLength and pattern in the OpenAPI document.
 ID_VALIDATORS = [
     validate.Length(min=1, max=64),
@@ -143,7 +165,12 @@ class EventSchema(Schema):
     token = Text(validate=validate.Length(min=1, max=512))
     url = Text(
         validate=validate.Length(max=2048),
-        metadata={"description": "Page URL; query string and fragment are dropped before storage."},
+        metadata={
+            "description": (
+                "Page URL; only scheme, host, port and path are stored (no credentials, "
+                "path parameters such as ;jsessionid=, query string or fragment)."
+            )
+        },
     )
     referrer = Text(validate=validate.Length(max=2048))
     page_type = Text(validate=validate.Length(min=1, max=32))
@@ -165,10 +192,9 @@ class EventSchema(Schema):
 
     @post_load
     def _strip_urls(self, data: dict, **_: object) -> dict:
-        # Query strings and fragments often carry emails or tokens: keep scheme, host and path only.
         for name in ("url", "referrer"):
             if name in data:
-                data[name] = data[name].split("#", 1)[0].split("?", 1)[0]
+                data[name] = clean_url(data[name])
         if "country" in data:
             data["country"] = data["country"].upper()
         return data
@@ -266,7 +292,7 @@ def fast_event(raw: object, now_ms: float) -> dict | None:
     event = dict(raw)
     for name in ("url", "referrer"):
         if name in event:
-            event[name] = event[name].split("#", 1)[0].split("?", 1)[0]
+            event[name] = clean_url(event[name])
     return event
 
 

@@ -1,4 +1,4 @@
-"""Collect inputs at the edges: lone surrogates.
+"""Collect inputs at the edges: lone surrogates, URLs with secrets.
 
 Each request is sent twice: through the app as served (app.fast_lane first) and straight to
 Flask's view (``FastLane.flask_wsgi``), since both must answer every input.
@@ -104,3 +104,30 @@ def test_erase_refuses_a_lone_surrogate_naming_the_field(client, acme):
     )
     assert res.status_code == 422, res.get_data()
     assert res.json["message"].startswith("customer_id:") and "surrogate" in res.json["message"]
+
+
+# -- URLs keep scheme, host, port and path only ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("https://shop.example/x?email=a@b.c#frag", "https://shop.example/x"),
+        ("https://user:pass@shop.example:8443/cart", "https://shop.example:8443/cart"),
+        ("https://token@shop.example", "https://shop.example"),
+        ("https://shop.example/a;jsessionid=SECRET/b", "https://shop.example/a/b"),
+        ("https://shop.example/cart;jsessionid=SECRET?x=1", "https://shop.example/cart"),
+        ("https://shop.example/p%3Femail=a%40b.c", "https://shop.example/p"),
+        ("https://shop.example/p%3femail=x", "https://shop.example/p"),
+        ("https://shop.example/p%23token=x", "https://shop.example/p"),
+        ("https://a:b@shop.example/p;s=1%3Fq#f", "https://shop.example/p"),
+        ("/relative/path;sid=1?x", "/relative/path"),
+        ("https://shop.example/ok/path%20with%20spaces", "https://shop.example/ok/path%20with%20spaces"),
+    ],
+)  # fmt: skip
+def test_urls_are_stored_without_credentials_parameters_or_query(sender, r, acme, sent, stored):
+    e = event("page_view", url=sent, referrer=sent)
+    res = post_collect(sender, {"site": acme["site_key"], "visitor": "v1", "events": [e]})
+    assert res.status_code == 200 and res.json["accepted"] == 1, res.get_data()
+    [kept] = stream_events(r)
+    assert (kept["url"], kept["referrer"]) == (stored, stored)

@@ -112,6 +112,7 @@ GOOD_EVENTS = st.sampled_from(
         {"type": "product_view", "product_id": "p1"},
         {"type": "add_to_cart", "product_id": "p2", "category": "hats"},
         {"type": "page_view", "url": "https://shop.example/x?q=1#f"},
+        {"type": "page_view", "url": "https://u:p@shop.example/a;jsessionid=S/b%3Fq=1"},
         {"type": "search", "query": "red shoes"},
         {"type": "search", "query": "\ud83d\ude00"},  # a surrogate pair: one character
         {"type": "page_view", "colour": nested(MAX_JSON_DEPTH - 3)},  # at the depth limit
