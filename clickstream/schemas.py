@@ -146,7 +146,10 @@ class EventSchema(Schema):
     )
     type = Text(required=True, validate=validate.OneOf(EVENT_TYPES))
     ts = fields.Integer(
-        required=True, strict=True, metadata={"description": "Client time, epoch milliseconds."}
+        strict=True,
+        metadata={
+            "description": "Client time, epoch milliseconds; the server's receive time when absent."
+        },
     )
     product_id = Text(validate=_id)
     category = Text(validate=validate.Length(min=1, max=64))
@@ -266,15 +269,18 @@ def fast_id(v: object) -> bool:
 
 
 def fast_event(raw: object, now_ms: float) -> dict | None:
-    """The validated event, or None when marshmallow must decide."""
+    """The validated event, with ``now_ms`` (the batch's receive time) as its ts when the client
+    gave none; or None when marshmallow must decide."""
     if type(raw) is not dict or not raw.keys() <= _FAST_KEYS:
         return None
     etype, ts = raw.get("type"), raw.get("ts")
-    if type(etype) is not str or etype not in _TYPE_SET or type(ts) is not int:
+    if type(etype) is not str or etype not in _TYPE_SET:
+        return None
+    if type(ts) is not int and (ts is not None or "ts" in raw):
         return None
     if not fast_id(raw.get("id")):
         return None
-    if ts < MIN_TS_MS or ts > now_ms + MAX_CLOCK_SKEW_MS:
+    if ts is not None and (ts < MIN_TS_MS or ts > now_ms + MAX_CLOCK_SKEW_MS):
         return None
     for name, v in raw.items():
         # Walk the event's own fields (usually four), not every optional one.
@@ -290,6 +296,8 @@ def fast_event(raw: object, now_ms: float) -> dict | None:
         if not raw.get(name):
             return None
     event = dict(raw)
+    if ts is None:
+        event["ts"] = int(now_ms)
     for name in ("url", "referrer"):
         if name in event:
             event[name] = clean_url(event[name])
@@ -369,7 +377,7 @@ def load_batch(payload: object) -> dict:
 
 def load_events(raw_events: list[dict]) -> tuple[list[tuple[int, dict]], list[dict]]:
     """Validate events one by one: (index, event) for the good, a report entry for the bad.
-    Raises JsonTooDeep as load_batch does."""
+    Events without a ts get the batch's receive time. Raises JsonTooDeep as load_batch does."""
     good: list[tuple[int, dict]] = []
     bad: list[dict] = []
     now_ms = time.time() * 1000
@@ -382,7 +390,7 @@ def load_events(raw_events: list[dict]) -> tuple[list[tuple[int, dict]], list[di
         if nested_deeper_than(raw, _EVENT_DEPTH):
             raise JsonTooDeep()
         try:
-            good.append((index, _event_schema.load(raw)))
+            good.append((index, marshmallow_event(raw, now_ms)))
         except ValidationError as err:
             field, reason = flatten_errors(err.messages)[0]
             event_id = raw.get("id")
@@ -392,3 +400,10 @@ def load_events(raw_events: list[dict]) -> tuple[list[tuple[int, dict]], list[di
                 event_id = None
             bad.append({"index": index, "id": event_id, "field": field, "reason": reason})
     return good, bad
+
+
+def marshmallow_event(raw: dict, now_ms: float) -> dict:
+    """What fast_event returns, by marshmallow, for any event; raises ValidationError."""
+    event = _event_schema.load(raw)
+    event.setdefault("ts", int(now_ms))
+    return event

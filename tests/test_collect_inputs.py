@@ -1,4 +1,4 @@
-"""Collect inputs at the edges: lone surrogates, URLs with secrets.
+"""Collect inputs at the edges: lone surrogates, URLs with secrets, events without a client time.
 
 Each request is sent twice: through the app as served (app.fast_lane first) and straight to
 Flask's view (``FastLane.flask_wsgi``), since both must answer every input.
@@ -7,6 +7,7 @@ Flask's view (``FastLane.flask_wsgi``), since both must answer every input.
 from __future__ import annotations
 
 import json
+import time
 
 import orjson
 import pytest
@@ -131,3 +132,39 @@ def test_urls_are_stored_without_credentials_parameters_or_query(sender, r, acme
     assert res.status_code == 200 and res.json["accepted"] == 1, res.get_data()
     [kept] = stream_events(r)
     assert (kept["url"], kept["referrer"]) == (stored, stored)
+
+
+# -- the client time is optional ------------------------------------------------------------
+
+
+def test_an_event_without_ts_takes_the_receive_time(sender, r, acme):
+    given = event()
+    bare = event("page_view")
+    del bare["ts"]
+    before = int(time.time() * 1000)
+    res = post_collect(sender, {"site": acme["site_key"], "visitor": "v1", "events": [bare, given]})
+    after = int(time.time() * 1000)
+    assert res.status_code == 200 and res.json == {
+        "accepted": 2, "duplicates": 0, "rejected": [], "profile": True
+    }  # fmt: skip
+    stored = {e["id"]: e for e in stream_events(r)}
+    assert before <= stored[bare["id"]]["ts"] <= after
+    assert type(stored[bare["id"]]["ts"]) is int
+    assert stored[given["id"]]["ts"] == given["ts"]  # the client's time is kept
+
+
+@pytest.mark.parametrize(
+    ("ts", "reason"), [(None, "null"), (1_700_000_000, "2000"), ("1", "integer")]
+)
+def test_a_given_ts_is_still_checked(sender, r, acme, ts, reason):
+    res = post_collect(
+        sender, {"site": acme["site_key"], "visitor": "v1", "events": [event(ts=ts)]}
+    )
+    assert res.status_code == 422 and res.json["message"].startswith("events.0.ts:")
+    assert reason in res.json["message"]
+
+
+def test_the_openapi_document_says_ts_is_optional(client):
+    event_schema = client.get("/v1/openapi.json").json["components"]["schemas"]["Event"]
+    assert "ts" not in event_schema["required"]
+    assert "receive" in event_schema["properties"]["ts"]["description"]

@@ -99,6 +99,8 @@ def test_what_the_lane_cannot_judge_goes_to_flask_with_its_body(both, r, acme):
 
 # -- differential: collect ------------------------------------------------------------------
 
+NO_TS = object()  # an event sent without a client time
+
 
 def nested(depth: int) -> object:
     value: object = 0
@@ -115,6 +117,7 @@ GOOD_EVENTS = st.sampled_from(
         {"type": "page_view", "url": "https://u:p@shop.example/a;jsessionid=S/b%3Fq=1"},
         {"type": "search", "query": "red shoes"},
         {"type": "search", "query": "\ud83d\ude00"},  # a surrogate pair: one character
+        {"type": "page_view", "ts": NO_TS},
         {"type": "page_view", "colour": nested(MAX_JSON_DEPTH - 3)},  # at the depth limit
     ]
 )
@@ -177,6 +180,8 @@ def _collect(client, req: dict, site_key: str, tag: str):
     events = []
     for raw in req["events"]:
         e = {"id": ids.setdefault(id(raw), f"{tag}{next(_ids):09d}"), "ts": event()["ts"], **raw}
+        if e["ts"] is NO_TS:
+            del e["ts"]
         events.append(e)
     body: object = {"visitor": req["visitor"], "events": events}
     site = site_key if req["site_known"] else "unknown-key"
