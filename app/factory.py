@@ -15,6 +15,7 @@ from app.errors import OfferwiseApi, register_domain_errors, register_fallback
 from app.fast_lane import FastLane
 from app.observability import configure_logging, instrument
 from app.pages import pages
+from app.request_body import Request
 from app.settings import load_settings
 from clickstream.schemas import MAX_BODY_BYTES, MAX_JSON_DEPTH, EventSchema, parse_json
 from store.config import Settings
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level)
     app = OfferwiseFlask(__name__)
     app.json = OrjsonProvider(app)
+    app.request_class = Request
     app.config.update(
         OFFERWISE_SETTINGS=settings,
         API_TITLE="Offerwise",

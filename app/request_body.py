@@ -1,4 +1,4 @@
-"""How every endpoint reads its JSON request body: depth limit, valid Unicode.
+"""How every endpoint reads its request body: size limit, JSON depth limit, valid Unicode.
 
 The collect endpoint and app.fast_lane parse with the same function (clickstream.schemas
 .parse_json); the other endpoints' bodies are parsed by webargs through ``Blueprint`` below.
@@ -6,11 +6,16 @@ The collect endpoint and app.fast_lane parse with the same function (clickstream
 
 from __future__ import annotations
 
+from typing import IO
+
 import flask
 import flask_smorest
 from flask_smorest import abort
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream
 
 from clickstream.schemas import LONE_SURROGATE_REASON, JsonTooDeep, has_lone_surrogate, parse_json
 
@@ -66,3 +71,28 @@ class Blueprint(flask_smorest.Blueprint):
     """The API's blueprint: ``@blp.arguments`` parses bodies with JsonBodyParser."""
 
     ARGUMENTS_PARSER = JsonBodyParser()
+
+
+class _RefusedPastMax(LimitedStream):
+    """A body of unknown length (chunked) read up to one byte past the limit: werkzeug's own
+    stream stops quietly at the limit, so an oversize body looked cut short ("malformed JSON")."""
+
+    def __init__(self, stream: IO[bytes], max_bytes: int) -> None:
+        super().__init__(stream, max_bytes + 1, is_max=True)
+        self.max_bytes = max_bytes
+
+    def readinto(self, b: bytearray) -> int | None:  # type: ignore[override]
+        read = super().readinto(b)
+        if self.tell() > self.max_bytes:
+            raise RequestEntityTooLarge()
+        return read
+
+
+class Request(flask.Request):
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        limit = self.max_content_length
+        chunked = self.content_length is None and "wsgi.input_terminated" in self.environ
+        if limit is not None and chunked and not self.shallow:
+            return _RefusedPastMax(self.environ["wsgi.input"], limit)
+        return super().stream

@@ -1,8 +1,9 @@
-"""Request bodies every endpoint shares: credentials before parsing, a JSON depth limit, valid
-Unicode."""
+"""Request bodies every endpoint shares: credentials before parsing, a JSON depth limit, and
+size refusals that name the limit."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -104,3 +105,28 @@ def test_a_lone_surrogate_in_a_parsed_body_is_a_422_naming_where(client, acme):
     body = json.dumps({"pinned": ["p1", "\udc00"]})
     res = _send(client, "PUT", "/v1/admin/rules", body.encode(), admin(acme))
     assert res.status_code == 422 and res.json["message"].startswith("pinned.1:")
+
+
+# -- size refusals name the limit -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "limit"), [("/v1/collect", 64 * 1024), ("/v1/staff/tenants", 16 * 1024)]
+)
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_over_the_limit_is_a_413_naming_it(app, path, limit, framing):
+    big = b'{"name": "' + b"x" * limit + b'"}'
+    environ = {}
+    if framing == "chunked":
+        # What gunicorn hands over for a chunked body: no length, a stream it terminates.
+        environ = {"wsgi.input_terminated": True, "wsgi.input": io.BytesIO(big)}
+    res = app.test_client().post(
+        path,
+        data=big if framing == "content-length" else None,
+        content_type="application/json",
+        headers=STAFF,
+        environ_overrides=environ,
+    )
+    assert res.status_code == 413, res.get_data()[:300]
+    assert res.json["code"] == 413
+    assert res.json["message"] == f"body: larger than this endpoint's limit of {limit} bytes"
