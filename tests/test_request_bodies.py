@@ -7,6 +7,8 @@ import io
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from werkzeug.test import Client
 
 from clickstream.schemas import MAX_JSON_DEPTH
@@ -105,6 +107,52 @@ def test_a_lone_surrogate_in_a_parsed_body_is_a_422_naming_where(client, acme):
     body = json.dumps({"pinned": ["p1", "\udc00"]})
     res = _send(client, "PUT", "/v1/admin/rules", body.encode(), admin(acme))
     assert res.status_code == 422 and res.json["message"].startswith("pinned.1:")
+
+
+# -- whatever the body, per endpoint family ---------------------------------------------------
+
+_lone = st.characters(categories=["Cs"])  # half of a UTF-16 pair, as "\ud800" arrives parsed
+_text = st.text(max_size=6) | st.tuples(st.text(max_size=3), _lone).map("".join)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=10,
+)
+HOSTILE_BODIES = st.one_of(
+    _json.map(lambda v: json.dumps(v).encode()),  # escapes lone surrogates as JSON allows
+    st.integers(MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH + 1).map(lambda d: json.dumps(nested(d)).encode()),
+    st.integers(1, 12_000).map(lambda d: b"[" * d),
+    st.binary(max_size=40),
+)  # fmt: skip
+FIXTURES_OK = settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FIXTURES_OK
+@given(
+    endpoint=st.sampled_from(PARSED), body=HOSTILE_BODIES, key=st.sampled_from(["valid", "none"])
+)
+def test_admin_and_staff_bodies_are_answered(client, acme, endpoint, body, key):
+    method, path, credential = endpoint
+    headers = {} if key == "none" else STAFF if credential == "staff" else admin(acme)
+    res = _send(client, method, path, body, headers)
+    assert res.status_code < 500, res.get_data()[:300]
+    assert res.status_code < 400 or res.json["code"] == res.status_code
+    if key == "none":
+        assert res.status_code == 401
+    elif body.startswith(b"[" * (MAX_JSON_DEPTH + 1)):
+        assert res.status_code == 400
+
+
+@FIXTURES_OK
+@given(body=HOSTILE_BODIES, wrap=st.booleans())
+def test_recommend_bodies_are_answered(client, acme, body, wrap):
+    if wrap:  # inside a request that is otherwise valid
+        body = b'{"site": "%s", "visitor": "v1", "exclude": %s}' % (acme["site_key"].encode(), body)
+    res = client.post("/v1/recommend", data=body, content_type="application/json")
+    assert res.status_code < 500, res.get_data()[:300]
+    assert res.json["code" if res.status_code >= 400 else "offers"] is not None
 
 
 # -- size refusals name the limit -----------------------------------------------------------
