@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -90,6 +91,13 @@ def test_the_site_key_endpoints_refuse_over_deep_json_alike(app, acme):
                 res = client.post(path, data=body, content_type="application/json")
                 assert res.status_code == 400, (path, res.get_data()[:300])
                 assert str(MAX_JSON_DEPTH) in res.json["message"]
+
+
+def test_the_depth_limit_is_documented(client):
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert f"at most {MAX_JSON_DEPTH} levels deep (400)" in readme
+    info = client.get("/v1/openapi.json").json["info"]["description"]
+    assert f"at most {MAX_JSON_DEPTH} levels deep (400)" in info
 
 
 def test_the_apps_json_provider_has_the_same_limit(app):
