@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hmac
 
-from flask import g, request
+from flask import Flask, g, request
 from flask_smorest import abort
 
 from app.services import Services, services
 from store.tenants import Tenant
+
+ADMIN_AREA = "/v1/admin/"
+STAFF_AREA = "/v1/staff/"
 
 
 class SiteKeyRefused(Exception):
@@ -53,7 +56,25 @@ def site_tenant(site_key: str | None) -> Tenant:
     return tenant
 
 
+def install(app: Flask) -> None:
+    @app.before_request
+    def _credentials_first() -> None:
+        """The admin and staff areas check their credential before any view runs, so before
+        webargs reads a body: a request without a valid key is a 401 whatever it sends (a deep
+        body was parsed, and answered 500, before the view looked at the key)."""
+        path = request.path
+        if path.startswith(ADMIN_AREA):
+            admin_tenant()
+        elif path.startswith(STAFF_AREA):
+            require_staff()
+
+
 def admin_tenant() -> Tenant:
+    """This request's tenant by its admin key; aborts 401 without one. Checked once per request
+    (by the hook above), then remembered."""
+    known = g.get("admin_tenant")
+    if known is not None:
+        return known
     token = _bearer()
     if not token:
         abort(
@@ -67,6 +88,7 @@ def admin_tenant() -> Tenant:
             401, message="Authorization: unknown admin key", headers={"WWW-Authenticate": "Bearer"}
         )
     g.tenant_name = found[1].name
+    g.admin_tenant = found[1]
     return found[1]
 
 

@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.jobs import JobNotFound
@@ -54,10 +54,17 @@ def _first_problem(errors: object, path: tuple[str, ...] = ()) -> str | None:
     return None
 
 
+def too_large_message(limit: int | None) -> str:
+    return f"body: larger than this endpoint's limit of {limit} bytes"
+
+
 class OfferwiseApi(Api):
     def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
         payload, code, headers = super().handle_http_exception(error)
-        if "message" not in payload:
+        if isinstance(error, RequestEntityTooLarge):
+            # Content-Length over the limit, or a chunked body read past it (app.request_body).
+            payload["message"] = too_large_message(request.max_content_length)
+        elif "message" not in payload:
             payload["message"] = _first_problem(payload.get("errors")) or error.description
         return payload, code, headers
 

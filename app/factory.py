@@ -9,14 +9,15 @@ import orjson
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 
-from app import cors
+from app import auth, cors
 from app.api import blueprints
 from app.errors import OfferwiseApi, register_domain_errors, register_fallback
 from app.fast_lane import FastLane
 from app.observability import configure_logging, instrument
 from app.pages import pages
+from app.request_body import Request
 from app.settings import load_settings
-from clickstream.schemas import MAX_BODY_BYTES, EventSchema
+from clickstream.schemas import MAX_BODY_BYTES, MAX_JSON_DEPTH, EventSchema, parse_json
 from store.config import Settings
 
 # Bodies larger than this are refused with 413 before any parsing; endpoints that take uploads
@@ -31,13 +32,17 @@ BODY_LIMITS = {
 
 class OrjsonProvider(DefaultJSONProvider):
     """orjson for response bodies (several times faster on the hot paths); the standard
-    library for what orjson refuses, such as integers beyond 64 bits echoed back in errors."""
+    library for what orjson refuses, such as integers beyond 64 bits echoed back in errors.
+    Reading (``request.get_json``) has the API's depth limit (clickstream.schemas.parse_json)."""
 
     def dumps(self, obj: object, **kwargs: object) -> str:
         try:
             return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
         except TypeError:
             return super().dumps(obj, **kwargs)
+
+    def loads(self, s: str | bytes, **kwargs: object) -> object:
+        return parse_json(s)
 
 
 class OfferwiseFlask(Flask):
@@ -65,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level)
     app = OfferwiseFlask(__name__)
     app.json = OrjsonProvider(app)
+    app.request_class = Request
     app.config.update(
         OFFERWISE_SETTINGS=settings,
         API_TITLE="Offerwise",
@@ -82,7 +88,10 @@ def create_app(settings: Settings | None = None) -> Flask:
                 "description": (
                     "Hosted web personalization. Site keys (public, origin-bound) collect events "
                     "and fetch offers; admin keys manage one tenant; the staff token manages "
-                    "tenants. Every error is JSON with a message naming the field and reason."
+                    "tenants. Every error and refusal is JSON with a message naming the field "
+                    "and reason, or the limit. JSON bodies may nest arrays and objects at most "
+                    f"{MAX_JSON_DEPTH} levels deep (400); admin and staff requests are "
+                    "authenticated before their body is read (401)."
                 )
             },
             "components": {
@@ -103,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         request.max_content_length = BODY_LIMITS.get(request.path, DEFAULT_MAX_BODY)
 
     instrument(app)
+    auth.install(app)
     cors.install(app)
     register_domain_errors(app)
     register_fallback(app)

@@ -40,7 +40,13 @@ from app.errors import INTERNAL_ERROR, domain_error_answer, error_payload
 from app.observability import observe_request, request_id
 from app.services import Services, services_of
 from campaigns.schemas import fast_recommend_args
-from clickstream.schemas import MAX_BODY_BYTES, load_batch, load_events, parse_json
+from clickstream.schemas import (
+    MAX_BODY_BYTES,
+    JsonTooDeep,
+    load_batch,
+    load_events,
+    parse_json,
+)
 from store.tenants import Tenant
 
 log = logging.getLogger("offerwise.errors")
@@ -114,7 +120,8 @@ class FastLane:
             body = b""
         environ["wsgi.input"] = io.BytesIO(body)
         try:
-            batch = load_batch(parse_json(body))
+            # Depth is checked by the validation below, on what is not plainly flat.
+            batch = load_batch(parse_json(body, max_depth=None))
         except Exception:  # any parse or validation error: Flask words the answer
             return None
         key = batch.get("site")
@@ -126,7 +133,10 @@ class FastLane:
         tenant = _tenant(environ, here, key)
         if tenant is None:
             return None
-        good, bad = load_events(batch["events"])
+        try:
+            good, bad = load_events(batch["events"])
+        except JsonTooDeep:
+            return None
         if not good:
             return None
         track = _tracking(environ) and not batch["dnt"]

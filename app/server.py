@@ -9,12 +9,21 @@ import signal
 import socket
 from collections.abc import Callable
 
+import orjson
 from gunicorn.app.base import BaseApplication
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
+from gunicorn.workers.gthread import ThreadWorker
 
 from app.connection_balance import ConnectionBalance
+from app.errors import INTERNAL_ERROR, error_payload
 from app.supervisor import StoreSupervisor
 from store.config import Settings
 from store.redis_client import embedded_server, redis_url
+
+# gunicorn's defaults, set here so that its refusals (414, 431) and the README can name them.
+LIMIT_REQUEST_LINE = 4094
+LIMIT_REQUEST_FIELDS = 100
+LIMIT_REQUEST_FIELD_SIZE = 8190
 
 
 def default_workers() -> int:
@@ -79,6 +88,56 @@ def _quit_once(worker) -> None:
         signal.signal(sig, once)
 
 
+def refusal_message(exc: BaseException, status: int) -> str:
+    """The message of a refusal gunicorn answers itself, before the app sees the request."""
+    if isinstance(exc, LimitRequestLine):
+        return (
+            f"request line: longer than the limit of {LIMIT_REQUEST_LINE} bytes "
+            "(method, path with query string, and version)"
+        )
+    if isinstance(exc, LimitRequestHeaders):
+        return (
+            f"headers: over the limit of {LIMIT_REQUEST_FIELDS} header fields "
+            f"or {LIMIT_REQUEST_FIELD_SIZE} bytes per field"
+        )
+    return INTERNAL_ERROR if status >= 500 else f"request: {exc}"
+
+
+class _JsonErrorPage:
+    """The client socket as gunicorn's ``handle_error`` writes to it: its HTML error page is
+    replaced by the API's JSON error shape (app.errors), with gunicorn's status line. Status,
+    logging and access log stay gunicorn's own."""
+
+    def __init__(self, sock: socket.socket, exc: BaseException) -> None:
+        self._sock = sock
+        self._exc = exc
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+    def sendall(self, page: bytes) -> None:
+        status_line, sep, _ = page.partition(b"\r\n")
+        parts = status_line.split(b" ", 2)
+        if not sep or len(parts) < 2 or not parts[1].isdigit():
+            self._sock.sendall(page)  # not the page gunicorn writes today: left as it is
+            return
+        status = int(parts[1])
+        body = orjson.dumps(error_payload(status, refusal_message(self._exc, status)))
+        head = (
+            b"%s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (status_line, len(body))
+        )
+        self._sock.sendall(head + body)
+
+
+class JsonErrorsWorker(ThreadWorker):
+    """gunicorn's threaded worker whose own refusals (request line or headers over the limit,
+    malformed HTTP) are JSON like every answer of the API, not HTML."""
+
+    def handle_error(self, req, client, addr, exc) -> None:  # type: ignore[no-untyped-def]
+        super().handle_error(req, _JsonErrorPage(client, exc), addr, exc)
+
+
 def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> dict:
     """One configuration for the service and the benchmark's framework floor."""
     balance = ConnectionBalance(slots=2 * workers)
@@ -90,8 +149,11 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int = 4) -> di
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": JsonErrorsWorker,
         "threads": threads,
+        "limit_request_line": LIMIT_REQUEST_LINE,
+        "limit_request_fields": LIMIT_REQUEST_FIELDS,
+        "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
         # Each worker listens on its own SO_REUSEPORT socket, so the kernel (Linux; BSD kernels
         # do not balance) spreads connections evenly; on one shared socket a worker could accept
         # every keep-alive connection of a client pool and serve them all from one core while

@@ -241,7 +241,10 @@ def test_tenants_are_isolated(client, r, acme):
         assert key.startswith((b"{t:acme}", b"{t:otherco}"))
 
 
-_text = st.text(min_size=0, max_size=40)
+# Half of a UTF-16 pair in some strings: a client's "\ud800" escape, once parsed.
+_text = st.text(min_size=0, max_size=40) | st.tuples(
+    st.text(max_size=20), st.characters(categories=["Cs"]), st.text(max_size=20)
+).map("".join)
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
@@ -271,6 +274,27 @@ def test_arbitrary_events_never_cause_5xx(client, r, acme, events):
     )
     assert res.status_code in (200, 422), res.json
     assert res.json["message" if res.status_code == 422 else "accepted"] is not None
+
+
+TEXT_FIELDS = {"query": "search", "customer_id": "identify", "url": "page_view",
+               "referrer": "page_view", "zip": "zip", "category": "product_view",
+               "token": "offer_click", "placement": "offer_click", "page_type": "page_view"}  # fmt: skip
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fields=st.lists(st.tuples(st.sampled_from(sorted(TEXT_FIELDS)), _text), min_size=1, max_size=4)
+)
+def test_any_text_in_an_otherwise_valid_event_never_causes_5xx(client, r, acme, fields):
+    events = [event(TEXT_FIELDS[name], **{name: text}) for name, text in fields]
+    res = client.post(
+        "/v1/collect",
+        json={"site": acme["site_key"], "visitor": "fuzz", "events": [*events, event()]},
+    )
+    assert res.status_code == 200, res.json
+    assert res.json["accepted"] + len(res.json["rejected"]) == len(events) + 1
 
 
 def test_snippet_dnt_flag_in_body_builds_no_profile(client, r, acme):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from flask_smorest import Blueprint
+import flask_smorest
+
+from app.request_body import Blueprint
 
 
 def blueprints() -> list[Blueprint]:
@@ -15,4 +17,7 @@ def blueprints() -> list[Blueprint]:
         blp = getattr(module, "blp", None)
         if isinstance(blp, Blueprint):
             found.append(blp)
+        elif isinstance(blp, flask_smorest.Blueprint):
+            # flask-smorest's own would parse bodies with webargs' parser: no depth limit.
+            raise TypeError(f"{module.__name__}.blp must be an app.request_body.Blueprint")
     return found

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app.auth import admin_tenant
+from app.request_body import Blueprint
 from app.services import services
 from campaigns.rules import RulesSchema, load_rules, save_rules
 from clickstream import catalog

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from app.auth import admin_tenant
+from app.request_body import Blueprint
 from app.services import services
 from campaigns import definitions as cmp
 from campaigns.campaign_schema import CampaignSchema

@@ -7,13 +7,14 @@ from functools import partial
 
 import orjson
 from flask import Response, request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import ValidationError
 
 from app.api_docs import SITE_KEY_ERRORS, responses
 from app.auth import site_tenant, tracking_allowed
 from app.enrich import zip_block
 from app.observability import EVENTS_BY, count_campaign_events
+from app.request_body import Blueprint
 from app.services import Services, services
 from campaigns.measure import OFFER_EVENTS, check_offer_events
 from clickstream.schemas import (
@@ -21,6 +22,7 @@ from clickstream.schemas import (
     MAX_EVENTS_PER_BATCH,
     CollectBatchSchema,
     CollectResultSchema,
+    JsonTooDeep,
     flatten_errors,
     load_batch,
     load_events,
@@ -84,7 +86,9 @@ def collect():
     body = request.get_data(cache=False)
     try:
         payload = parse_json(body)
-    except (ValueError, RecursionError) as err:
+    except JsonTooDeep as err:
+        abort(400, message=f"body: {err}")
+    except ValueError as err:
         abort(400, message=f"body: malformed JSON ({err})")
     try:
         batch = load_batch(payload)

@@ -6,11 +6,12 @@ import shutil
 import uuid
 
 from flask import request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from app.auth import admin_tenant
 from app.jobs import crm_import_job, enqueue, job_status
+from app.request_body import Blueprint
 from app.services import services
 from enrichment.crm import (
     ImportOptions,

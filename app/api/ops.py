@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import redis
-from flask_smorest import Blueprint
 
 from app.observability import metrics_response
+from app.request_body import Blueprint
 from app.services import services
 
 blp = Blueprint("ops", __name__, description="Health and metrics")

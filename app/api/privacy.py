@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.auth import admin_tenant
+from app.request_body import Blueprint
 from app.services import services
 from clickstream.schemas import ID_VALIDATORS
 from models.erasure import erase_person, list_receipts

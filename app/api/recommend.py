@@ -5,12 +5,13 @@ from __future__ import annotations
 import orjson
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import ValidationError
 
 from app.api_docs import SITE_KEY_ERRORS, responses
 from app.auth import site_tenant, tracking_allowed
 from app.observability import OFFERS_BY
+from app.request_body import Blueprint
 from app.services import Services, services
 from campaigns.schemas import RecommendArgsSchema, RecommendResultSchema, fast_recommend_args
 from models.popularity import MAX_OFFERS

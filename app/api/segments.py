@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from app.auth import admin_tenant
+from app.request_body import Blueprint
 from app.services import services
 from enrichment.segments import list_segments, segmentation_info
 

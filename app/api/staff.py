@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app.auth import require_staff
+from app.request_body import Blueprint
 from app.services import services
 from store import tenants
 

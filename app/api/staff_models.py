@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from flask import request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from app.auth import require_staff
 from app.jobs import enqueue, job_status, train_job
+from app.request_body import Blueprint
 from app.services import services
 from clickstream.schemas import ID_VALIDATORS
 from models import registry
