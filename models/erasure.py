@@ -62,6 +62,11 @@ def erase_person(
         visitors |= {v.decode() if isinstance(v, bytes) else v for v in linked}
 
     live_keys = dedupe_keys = 0
+    # Campaign records (groups, conversions, trigger windows) name the person in their keys;
+    # the campaign counters are aggregates and stay.
+    people = [f"v:{v}" for v in visitors] + ([f"c:{customer_hash}"] if customer_hash else [])
+    if people:
+        live_keys += int(r.unlink(*(keys.person_campaigns(tenant.name, p) for p in people)))
     for visitor in sorted(visitors):
         live_keys += erase_visitor(r, tenant.name, visitor)
         dedupe_keys += _erase_dedupe_keys(r, tenant.name, visitor)
