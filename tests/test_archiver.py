@@ -297,6 +297,9 @@ def test_leftover_temp_files_and_stale_staging_are_removed(
     assert_exactly_once(r, events_dir, ids)
 
 
+# The child holds its lock 5 s: long enough for a batch on a loaded 2-core machine (with 2 s,
+# fsyncs slowed by other work made it lose the lock before the planned crash), short enough
+# for the rerun to wait it out.
 def _crash_child(redis_url: str, events_dir: Path, step: str, nth: int, batch: int) -> int:
     code = (
         "import os, sys, collections, redis\n"
@@ -307,7 +310,7 @@ def _crash_child(redis_url: str, events_dir: Path, step: str, nth: int, batch: i
         f"    if s == {step!r} and seen[s] == {nth}:\n"
         "        os._exit(70)\n"
         f"r = redis.Redis.from_url({redis_url!r})\n"
-        f"Archiver(r, {str(events_dir)!r}, batch_size={batch}, lock_ttl_ms=2000, hook=hook)"
+        f"Archiver(r, {str(events_dir)!r}, batch_size={batch}, lock_ttl_ms=5000, hook=hook)"
         f".archive_tenant({T!r})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
