@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 
 _ids = itertools.count()
 
@@ -68,3 +69,12 @@ def wait_for_workers(server: subprocess.Popen, count: int, timeout: float = 60.0
         assert time.monotonic() < deadline, f"{len(workers)} of {count} workers started"
         time.sleep(0.1)
     return workers
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0, every: float = 0.1):
+    """Until ``check()`` returns something truthy, which is returned; fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(every)
+    return found
