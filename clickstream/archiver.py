@@ -103,6 +103,17 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# Take the lock when free, or when it holds this archiver's own token: a round that died with
+# the store (Redis restarting mid-round) could not release it, and the same archiver would
+# otherwise be locked out of the tenant until the lock expired (60 s). Another archiver's
+# token still refuses.
+_ACQUIRE = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if held then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -145,13 +156,14 @@ class _Lock:
         self.r = archiver.r
         self.key = lock_key(tenant)
         self.ttl_ms = archiver.lock_ttl_ms
-        self.token = secrets.token_hex(8)
+        self.token = archiver.token
+        self._acquire = archiver._acquire
         self._renew = archiver._renew
         self._release = archiver._release
 
     def acquire(self, wait_s: float) -> bool:
         deadline = time.monotonic() + wait_s
-        while not self.r.set(self.key, self.token, nx=True, px=self.ttl_ms):
+        while not self._acquire(keys=[self.key], args=[self.token, self.ttl_ms]):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
@@ -198,6 +210,10 @@ class Archiver:
         self.lock_ttl_ms = lock_ttl_ms
         self.fs_lock_timeout = fs_lock_timeout
         self.hook = hook or (lambda step: None)
+        # One token per archiver (its runs are sequential), so it can take back a lock it
+        # could not release; see _ACQUIRE.
+        self.token = secrets.token_hex(8)
+        self._acquire = r.register_script(_ACQUIRE)
         self._renew = r.register_script(_RENEW)
         self._release = r.register_script(_RELEASE)
         self._commit_script = r.register_script(_COMMIT)

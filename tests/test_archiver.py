@@ -570,3 +570,18 @@ def test_archive_cli_prints_per_tenant_counts(r: redis.Redis) -> None:
     assert data["tenants"][T]["events"] == 12 and data["tenants"]["quiet"]["events"] == 0
     missing = CliRunner().invoke(archive, ["--tenant", "nobody"])
     assert missing.exit_code == 2 and "no tenant named 'nobody'" in missing.output
+
+
+def test_an_archiver_takes_back_the_lock_it_could_not_release(r: redis.Redis, events_dir: Path):
+    """A round that died with the store (Redis restarting mid-round) leaves its lock; the same
+    archiver goes on at its next round instead of waiting 60 s for it to expire, while any
+    other archiver is still refused."""
+    from clickstream.archiver import _Lock
+
+    ids = add(r, [make_event(i) for i in range(5)])
+    archiver = Archiver(r, events_dir)
+    assert _Lock(archiver, T).acquire(0)  # as if the round died before its release
+    assert Archiver(r, events_dir).archive_tenant(T).skipped == "locked"
+    result = archiver.archive_tenant(T)
+    assert result.skipped is None and result.events == 5
+    assert_exactly_once(r, events_dir, ids)
