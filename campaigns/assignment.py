@@ -159,5 +159,41 @@ class Assigner:
         return {t.campaign_id: reply_text(g) for t, g in zip(touches, reply, strict=True)}
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A person put on a campaign's contact list: their drawn group, pre-assignment covariate
+    and score decile."""
+
+    person: str
+    drawn: str
+    x: float
+    decile: int | None = None
+
+
+LIST_PIPELINE = 2000  # script calls per round trip when a contact list is recorded
+
+
+def record_listed(
+    r: redis.Redis, tenant: str, campaign_id: str, listed: list[Listed], now: float
+) -> list[str]:
+    """Record the people of a contact list as serving records a request's people (the same
+    script: the first record wins and counts the person, and each listing is an exposure,
+    the control's being the contact it was held back from), pipelined; returns each person's
+    actual group, so a person served the campaign earlier keeps theirs."""
+    script = r.register_script(_ASSIGN)
+    counters = keys.campaign_counters(tenant, campaign_id)
+    groups: list[str] = []
+    for start in range(0, len(listed), LIST_PIPELINE):
+        pipe = r.pipeline(transaction=False)
+        for p in listed[start : start + LIST_PIPELINE]:
+            script(
+                keys=[keys.person_campaigns(tenant, p.person), counters],
+                args=[repr(now), PERSON_TTL_S, repr(p.x), campaign_id, p.drawn, 1, p.decile or ""],
+                client=pipe,
+            )
+        groups += [reply_text(reply[0]) for reply in pipe.execute()]
+    return groups
+
+
 def read_person(r: redis.Redis, tenant: str, person: str) -> PersonState:
     return parse_person(r.hgetall(keys.person_campaigns(tenant, person)))

@@ -90,37 +90,12 @@ def _flag(out: OfferCheck, index: int, event: dict, reason: str) -> None:
     out.flagged.append({"index": index, "field": "token", "reason": reason})
 
 
-# One call per batch that needs it. KEYS[1]: the visitor's profile (whose ``customer`` field
-# says who the person is), KEYS[2]: the visitor's campaign record. The customer's record and
-# the counters are derived from the pieces store.keys gives (ARGV 1 to 3), so they share the
-# tenant's cluster slot. ARGV: customer record prefix, counters prefix and suffix, now, person
-# ttl, click attribution window, the model counters' id prefix, the holdout's id, then ops of
-# 6 fields each (kind, a, b, c, d, e):
-#   imp/clk  cid group decile source hgroup   a verified offer response
-#   clkmark  product source decile '' ''      a click on a model offer (for its conversion)
-#   conv     cid value ''    ''     ''        a content offer's click: a conversion
-#   buy      product value '' '' ''           a purchase
-#   ident    customer '' '' '' ''             the visitor logged in as this customer
-#   fire     cid active_s delay_s mode arg    open a trigger window (mode: ''|first|segment)
-#   watch    cid product '' '' ''             cart trigger: a purchase of product cancels
-#   product  cid product window_s '' ''       campaign cid offers product (for buys)
-_LUA = """
-local cpre, kpre, ksuf = ARGV[1], ARGV[2], ARGV[3]
-local now, ttl, click_window = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local cust = redis.call('HGET', KEYS[1], 'customer')
-local person = KEYS[2]
-if cust then person = cpre .. cust end
-local function counters(cid) return kpre .. cid .. ksuf end
-local function monitor(src) return counters(ARGV[7] .. src) end
-local products, watches, out, first_login = {}, {}, {}, false
-local H = 8
-local n = (#ARGV - H) / 6
-local function op(i) local b = H + (i - 1) * 6 return ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6] end
-for i = 1, n do
-  local kind, a, b, c = op(i)
-  if kind == 'product' then products[#products + 1] = {a, b, tonumber(c)} end
-  if kind == 'watch' then watches[#watches + 1] = {a, b} end
-end
+# What a conversion is, once for every script that counts one (this module's collect script,
+# campaigns.responses' offline responses): the person's first conversion for campaign ``cid``
+# counts in their recorded group (with their covariate for the report's adjustment, and their
+# score decile), and its value adds to their revenue. The enclosing script defines ``person``
+# (their record's key), ``now``, ``out`` and ``counters(cid)`` before it.
+CONVERT_LUA = """
 local function convert(cid, value)
   local rec = redis.call('HGET', person, cid)
   if not rec then return end
@@ -140,6 +115,43 @@ local function convert(cid, value)
     redis.call('HINCRBYFLOAT', c, group .. ':revenue_sq', new * new - old * old)
   end
 end
+"""
+
+# One call per batch that needs it. KEYS[1]: the visitor's profile (whose ``customer`` field
+# says who the person is), KEYS[2]: the visitor's campaign record. The customer's record and
+# the counters are derived from the pieces store.keys gives (ARGV 1 to 3), so they share the
+# tenant's cluster slot. ARGV: customer record prefix, counters prefix and suffix, now, person
+# ttl, click attribution window, the model counters' id prefix, the holdout's id, then ops of
+# 6 fields each (kind, a, b, c, d, e):
+#   imp/clk  cid group decile source hgroup   a verified offer response
+#   clkmark  product source decile '' ''      a click on a model offer (for its conversion)
+#   conv     cid value ''    ''     ''        a content offer's click: a conversion
+#   buy      product value '' '' ''           a purchase
+#   ident    customer '' '' '' ''             the visitor logged in as this customer
+#   fire     cid active_s delay_s mode arg    open a trigger window (mode: ''|first|segment)
+#   watch    cid product '' '' ''             cart trigger: a purchase of product cancels
+#   product  cid product window_s '' ''       campaign cid offers product (for buys)
+_LUA = (
+    """
+local cpre, kpre, ksuf = ARGV[1], ARGV[2], ARGV[3]
+local now, ttl, click_window = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local cust = redis.call('HGET', KEYS[1], 'customer')
+local person = KEYS[2]
+if cust then person = cpre .. cust end
+local function counters(cid) return kpre .. cid .. ksuf end
+local function monitor(src) return counters(ARGV[7] .. src) end
+local products, watches, out, first_login = {}, {}, {}, false
+local H = 8
+local n = (#ARGV - H) / 6
+local function op(i) local b = H + (i - 1) * 6 return ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6] end
+for i = 1, n do
+  local kind, a, b, c = op(i)
+  if kind == 'product' then products[#products + 1] = {a, b, tonumber(c)} end
+  if kind == 'watch' then watches[#watches + 1] = {a, b} end
+end
+"""
+    + CONVERT_LUA
+    + """
 local function assigned_at(cid)
   local rec = redis.call('HGET', person, cid)
   if not rec then return nil end
@@ -212,6 +224,7 @@ end
 redis.call('EXPIRE', person, ttl)
 return out
 """
+)
 
 
 def _value(event: dict) -> float:

@@ -25,6 +25,13 @@ ITT = (
     "saw or opened the offer; the control group's exposures are the offers it would have been "
     "served, so the groups are compared like with like"
 )
+CONTACT_LISTS = (
+    "an exported contact list assigns every listed person and counts them like a person served "
+    "(a person served earlier keeps their group); the control rows are held back, not contacted; "
+    "each listing counts an exposure, so the cost (cost per contact x treated people) holds for "
+    "lists and web alike; responses imported from the channel are conversions by the same rule, "
+    "once per person within the attribution window"
+)
 
 
 def read_counters(r: redis.Redis, tenant: str, campaign_id: str) -> dict[str, float]:
@@ -122,6 +129,7 @@ def campaign_report(r: redis.Redis, tenant: str, campaign: Campaign) -> dict:
                 else "a click on the content offer, counted once per person"
             ),
             "responses": "impressions and clicks count only with a verified, unreplayed token",
+            "contact_lists": CONTACT_LISTS,
             "counters": "kept at serving and collect time; the report scans nothing",
         },
         "generated_at": time.time(),

@@ -84,6 +84,32 @@ def _read_holdings(path: Path | None, id_column: str) -> pa.Table | None:
     )
 
 
+def score_table(
+    bundle: Bundle,
+    customers: pa.Table,
+    holdings: pa.Table | None,
+    zips: ZipLookup,
+    *,
+    key: str = "customer_id",
+) -> np.ndarray:
+    """Scores (rows, products, in ``bundle.product_ids`` order) of one table of customers keyed
+    by ``key``: the same feature builder and scorer as real time. ``holdings`` (long format,
+    keyed by ``key``) may hold other customers too; only this table's are used."""
+    chunk_hold = (
+        holdings.filter(
+            pc.is_in(
+                holdings.column(key),
+                value_set=pc.unique(customers.column(key).cast(pa.string())),
+            )
+        )
+        if holdings is not None
+        else None
+    )
+    cols = bundle.builder.columns_from_crm(customers, chunk_hold, zips, None, key=key)
+    X = bundle.builder.transform(cols, customers.num_rows)
+    return bundle.scorer.score_batch(X)
+
+
 def score_file(
     settings: Settings,
     bundle: Bundle,
@@ -111,16 +137,7 @@ def score_file(
                     f"{customers.name}: id column {id_column!r} missing; found {', '.join(table.column_names)}"
                 )
             ids = table.column(id_column)
-            chunk_hold = (
-                hold.filter(
-                    pc.is_in(hold.column(id_column), value_set=pc.unique(ids.cast(pa.string())))
-                )
-                if hold is not None
-                else None
-            )
-            cols = bundle.builder.columns_from_crm(table, chunk_hold, zips, None, key=id_column)
-            X = bundle.builder.transform(cols, table.num_rows)
-            scores = bundle.scorer.score_batch(X)
+            scores = score_table(bundle, table, hold, zips, key=id_column)
             # Only the id is text from the upload; the scores are floats, always numbers.
             for raw_id, row in zip(ids.to_pylist(), np.round(scores, 6).tolist(), strict=True):
                 writer.writerow([safe_cell(raw_id), *row])

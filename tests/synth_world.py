@@ -9,6 +9,7 @@ its module runs: modules that use it must not use the ``r``/``redis_url`` fixtur
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,9 @@ def make_world(
     tmp: Path,
     config: SyntheticConfig,
     tenant: str = "synth",
+    edit: Callable[[SyntheticTenant], None] | None = None,
 ) -> World:
+    """``edit`` changes the generated data before it is installed (an extra CRM column...)."""
     base = base_artifacts(shared_data, geo_dir, tmp.parent)
     data_dir = tmp / "var"
     shutil.copytree(base / "artifacts", data_dir / "artifacts")
@@ -60,5 +63,7 @@ def make_world(
     r = redis.Redis.from_url(redis_server)
     r.flushall()
     data = generate(config, settings)
+    if edit is not None:
+        edit(data)
     report = install(r, settings, tenant, data)
     return World(settings, r, redis_server, tenant, data, report)

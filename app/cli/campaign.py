@@ -1,4 +1,5 @@
-"""``offerwise campaign``: create, list, show, update, pause, resume, end, report; JSON out."""
+"""``offerwise campaign``: create, list, show, update, pause, resume, end, report, and contact
+lists for offline channels (export, responses); JSON out."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from pathlib import Path
 import click
 import orjson
 
-from app.cli.output import emit, fail, store
+from app.cli.output import emit, exit_if_rows_rejected, fail, store
 from app.settings import load_settings
 from campaigns import definitions as cmp
+from campaigns.assignment import CONTROL, TREATED
+from campaigns.contact_files import write_contacts
+from campaigns.contacts import ExportOptions, export_contacts
 from campaigns.report import campaign_report, holdout_report
+from campaigns.responses import import_responses
 from enrichment.segments import list_segments
+from store.artifacts import atomic_path
 from store.tenants import get_tenant
 
 CRM_HELP = "A CRM filter 'attribute op value' (op: eq ne lt le gt ge in; in takes a,b,c)."
@@ -243,3 +249,95 @@ def report(tenant: str, name: str | None, holdout: bool) -> None:
     if not name:
         fail("give the campaign's NAME, or --holdout")
     emit(_run(lambda: campaign_report(r, tenant, cmp.get_campaign(r, tenant, name))))
+
+
+@campaign.command()
+@click.option("--tenant", required=True)
+@click.argument("name")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The people to contact (CSV).",
+)
+@click.option(
+    "--control-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The control group, held back (default: <out stem>.control.csv).",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    help="The best K of the audience by score, control group included.",
+)
+@click.option("--min-score", type=click.FloatRange(0, 1), help="Only scores at least this.")
+@click.option(
+    "--customers",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your extract with raw ids and contact columns (CSV or Parquet): rows then "
+    "carry its ids instead of customer hashes.",
+)
+@click.option(
+    "--id-column", default="customer_id", show_default=True, help="The id column of --customers."
+)
+@click.option(
+    "--contact-column",
+    "contact_columns",
+    multiple=True,
+    help="A column of --customers to copy (repeatable): email, address...",
+)
+@click.option(
+    "--opt-out-column",
+    help="Opted out when 1/true/yes/y (default: a CRM attribute or --customers column "
+    "named opt_out, opted_out, email_opt_out or do_not_contact).",
+)
+def export(
+    tenant: str,
+    name: str,
+    out: Path,
+    control_out: Path | None,
+    top: int | None,
+    min_score: float | None,
+    customers: Path | None,
+    id_column: str,
+    contact_columns: tuple[str, ...],
+    opt_out_column: str | None,
+) -> None:  # fmt: skip
+    """Write a campaign's contact list: its audience among the live CRM customers, scored by
+    the champion model, best first, without holders of the product or people who opted out;
+    the control group held back in --control-out. Every listed person is assigned (a person
+    served the campaign on the web keeps their group). Prints a summary as JSON."""
+    if contact_columns and customers is None:
+        fail("--contact-column copies columns of --customers: give that file too")
+    control_out = control_out or out.with_name(f"{out.stem}.control.csv")
+    if control_out.resolve() == out.resolve():
+        fail("--control-out must differ from --out: the control group is not contacted")
+    r = store()
+    t = _tenant(r, tenant)
+    options = ExportOptions(
+        top=top, min_score=min_score, opt_out_column=opt_out_column, customers=customers,
+        id_column=id_column, contact_columns=contact_columns,
+    )  # fmt: skip
+    listed = _run(lambda: export_contacts(r, load_settings(), t, name, options))
+    for path, group in ((out, TREATED), (control_out, CONTROL)):
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            write_contacts(listed, listed.group(group), fh)
+    emit({**listed.summary, "out": str(out), "control_out": str(control_out)})
+
+
+@campaign.command()
+@click.option("--tenant", required=True)
+@click.argument("name")
+@click.argument(
+    "responses_file", metavar="RESPONSES",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)  # fmt: skip
+def responses(tenant: str, name: str, responses_file: Path) -> None:
+    """Import a channel's responses (CSV or Parquet: customer_id or customer_hash, optional
+    responded_at and value): conversions of the people's groups within the attribution window,
+    once per person. Prints a report; exit 3 when rows were rejected."""
+    r = store()
+    t = _tenant(r, tenant)
+    report = _run(lambda: import_responses(r, t, name, responses_file))
+    emit(report)
+    exit_if_rows_rejected(report["rejected"])

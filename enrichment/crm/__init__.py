@@ -6,6 +6,8 @@ Public API (the CLI and the admin API call only these):
 - ``get_customer(r, tenant, customer_hash)`` -> live profile or None; ``current_version(r, tenant)``
 - ``versions_info``, ``rollback``, ``activate``: version management
 - ``erase_customer(r, settings, tenant, customer_hash)`` / ``erase_customers``: erasure
+- ``live_tables(r, settings, tenant)`` -> the live version's customers and holdings on disk (for
+  offline work on every customer); ``hash_customer_ids(tenant, ids)``: raw ids hashed as imported
 """
 
 from enrichment.crm.erase import erase_customer, erase_customers
@@ -13,6 +15,7 @@ from enrichment.crm.errors import CrmBusy, CrmError, CrmImportError, CrmNothingT
 from enrichment.crm.importer import ImportOptions, import_crm
 from enrichment.crm.live import activate, rollback, versions_info
 from enrichment.crm.serving import current_version, get_customer
+from enrichment.crm.tables import LiveTables, hash_customer_ids, live_tables
 
 __all__ = [
     "CrmBusy",
@@ -20,12 +23,15 @@ __all__ = [
     "CrmImportError",
     "CrmNothingToRollBack",
     "ImportOptions",
+    "LiveTables",
     "activate",
     "current_version",
     "erase_customer",
     "erase_customers",
     "get_customer",
+    "hash_customer_ids",
     "import_crm",
+    "live_tables",
     "rollback",
     "versions_info",
 ]
