@@ -33,6 +33,21 @@ class Who:
     decile: Callable[[str, float], int | None] = field(default=lambda _pid, _score: None)
 
 
+_TRUE = {"true", "yes", "y", "1", "t"}
+_FALSE = {"false", "no", "n", "0", "f"}
+
+
+def _same(have: object, want: object) -> bool:
+    """Equality as an admin means it: a boolean CRM attribute (stored true/false) equals
+    "yes"/"no"/1/0 as written in a filter, a number equals its text, text ignores case."""
+    if isinstance(have, bool):
+        text = str(want).strip().lower()
+        return (text in _TRUE) if have else (text in _FALSE)
+    if have == want:
+        return True
+    return str(have).strip().lower() == str(want).strip().lower()
+
+
 def _crm_ok(rule: dict, attributes: dict | None) -> bool:
     if attributes is None or rule["attribute"] not in attributes:
         return False
@@ -40,9 +55,9 @@ def _crm_ok(rule: dict, attributes: dict | None) -> bool:
     if have is None:
         return False
     if op == "in":
-        return have in want or str(have) in {str(w) for w in want}
+        return any(_same(have, w) for w in want)
     if op in ("eq", "ne"):
-        same = have == want or str(have) == str(want)
+        same = _same(have, want)
         return same if op == "eq" else not same
     try:
         have_f, want_f = float(have), float(want)

@@ -22,6 +22,7 @@ from enrichment.crm import erase_customer
 from store import keys
 from store.config import Settings
 from store.persistence import PersistenceError, rewrite_append_only_file
+from store.redis_client import reply_text
 from store.tenants import Tenant
 
 RECEIPTS_KEPT = 10_000
@@ -67,6 +68,10 @@ def erase_person(
     people = [f"v:{v}" for v in visitors] + ([f"c:{customer_hash}"] if customer_hash else [])
     if people:
         live_keys += int(r.unlink(*(keys.person_campaigns(tenant.name, p) for p in people)))
+    if customer_hash:  # an offline channel's response names the customer too
+        campaign_ids = [reply_text(c) for c in r.hkeys(keys.campaign_definitions(tenant.name))]
+        for cid in campaign_ids:
+            live_keys += int(r.hdel(keys.campaign_responses(tenant.name, cid), customer_hash))
     for visitor in sorted(visitors):
         live_keys += erase_visitor(r, tenant.name, visitor)
         dedupe_keys += _erase_dedupe_keys(r, tenant.name, visitor)

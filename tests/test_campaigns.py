@@ -285,3 +285,26 @@ def test_cli_create_list_report(client, r, shop, redis_url):
                                    "incremental_revenue", "cost", "roi"}  # fmt: skip
     held = runner.invoke(cli, ["campaign", "report", "--tenant", "acme", "--holdout"])
     assert held.exit_code == 0 and orjson.loads(held.stdout)["holdout"] is True
+
+
+@pytest.mark.parametrize(
+    ("have", "rule", "matches"),
+    [
+        (True, {"op": "eq", "value": "yes"}, True),
+        (True, {"op": "eq", "value": 1}, True),
+        (False, {"op": "eq", "value": "yes"}, False),
+        (False, {"op": "eq", "value": "no"}, True),
+        (True, {"op": "ne", "value": "true"}, False),
+        ("Gold", {"op": "eq", "value": "gold"}, True),
+        ("gold", {"op": "in", "value": ["silver", "GOLD"]}, True),
+        (42, {"op": "eq", "value": "42"}, True),
+        (42, {"op": "ge", "value": 40}, True),
+        (42, {"op": "lt", "value": 40}, False),
+        ("n/a", {"op": "gt", "value": 1}, False),
+        (None, {"op": "eq", "value": "x"}, False),
+    ],
+)
+def test_crm_filters_compare_as_an_admin_means(have, rule, matches):
+    from campaigns.audience import _crm_ok
+
+    assert _crm_ok({"attribute": "a", **rule}, {"a": have}) is matches

@@ -8,10 +8,10 @@ import tempfile
 from pathlib import Path
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.auth import admin_tenant
+from app.request_body import Blueprint
 from app.services import services
 from campaigns.assignment import TREATED
 from campaigns.contact_files import ContactListError, write_contacts
