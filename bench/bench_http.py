@@ -11,6 +11,14 @@ the real app and a trivial Flask app (``bench/floor_app.py``), and loads each wi
   short-circuits, half ``text/plain`` (sendBeacon) and half ``application/json``;
 - ``recommend``: GET /v1/recommend?n=3 for many visitors, half with live profiles.
 
+With ``--campaigns N`` two more scenarios run beside those, on a second tenant seeded alike
+that has N live web campaigns (``campaign_specs``: the first reaches everyone, so nearly every
+offer request applies it; the others are narrower), each right after its plain twin:
+
+- ``collect+campaigns``: the same batches (views and add-to-cart: one of the campaigns watches
+  a cart product, so its add-to-carts open trigger windows);
+- ``recommend+campaigns``: the same requests; the treated see the broad campaign's offer first.
+
 Each scenario runs twice: "max" (32 connections as fast as they go: the throughput) and
 "paced" (the target throughput, 50 % of the floor's requests/s, offered evenly over the same 32
 connections: the latency users would see at that load). With closed-loop connections the mean
@@ -62,6 +70,9 @@ SIM_SEED = 7
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 25.0
 SCENARIOS = ("floor", "collect", "recommend")
+CAMPAIGN_SCENARIOS = ("collect+campaigns", "recommend+campaigns")
+ALL_SCENARIOS = SCENARIOS + CAMPAIGN_SCENARIOS
+CAMPAIGN_TENANT = "bench-campaigns"
 EVENTS_PER_BATCH = 5  # fixed by bench/wrk/collect.lua
 HOST = "127.0.0.1"
 
@@ -239,7 +250,7 @@ def make_products(count: int) -> list[dict]:
     return report.products
 
 
-def seed(r, products: int, visitors: int) -> dict:
+def seed(r, products: int, visitors: int, name: str = TENANT) -> dict:
     """Tenant, catalog, and simulated traffic through the real ingest path."""
     from clickstream.catalog import replace_catalog
     from clickstream.ingest import Ingestor
@@ -247,11 +258,11 @@ def seed(r, products: int, visitors: int) -> dict:
     from store.tenants import create_tenant, get_tenant
 
     t0 = time.perf_counter()
-    created = create_tenant(r, TENANT, rate_limit=1_000_000_000)
-    tenant = get_tenant(r, TENANT)
+    created = create_tenant(r, name, rate_limit=1_000_000_000)
+    tenant = get_tenant(r, name)
     assert tenant is not None
     catalog = make_products(products)
-    replace_catalog(r, TENANT, catalog)
+    replace_catalog(r, name, catalog)
     ingestor = Ingestor(r)
     events = 0
     for visitor, batch in simulate(catalog, visitors, seed=SIM_SEED):
@@ -266,19 +277,57 @@ def seed(r, products: int, visitors: int) -> dict:
     }
 
 
-def stream_length(r) -> int:
+def campaign_specs(count: int, product_ids: list[str]) -> list[dict]:
+    """``count`` live web campaigns: one for everyone (control share 10%, highest priority),
+    one for identified visitors only (none here: its audience test runs and fails), one on a
+    cart-abandon trigger; more repeat the narrow kinds."""
+    pick = product_ids[len(product_ids) // 2 :]  # offers away from the popular head
+    kinds: list[dict] = [
+        {"audience": {}, "priority": 10},
+        {"audience": {"visitors": "identified"}, "priority": 5},
+        {
+            "audience": {
+                "trigger": {"on": "cart_abandon", "product_id": product_ids[0], "minutes": 30}
+            },
+            "priority": 1,
+        },
+    ]
+    return [
+        {
+            "name": f"bench campaign {i}",
+            "offer": {"product_id": pick[i % len(pick)]},
+            "control_share": 0.1,
+            "cost_per_contact": 0.05,
+            **kinds[0 if i == 0 else 1 + (i - 1) % 2],
+        }
+        for i in range(count)
+    ]
+
+
+def seed_campaigns(r, name: str, count: int, product_ids: list[str]) -> None:
+    from campaigns.definitions import TenantFacts, create_campaign
+    from clickstream.catalog import load_catalog
+
+    facts = TenantFacts(load_catalog(r, name)[1], None, None, None)
+    for spec in campaign_specs(count, product_ids):
+        create_campaign(r, name, spec, facts)
+
+
+def stream_length(r, tenant: str = TENANT) -> int:
     from store import keys
 
-    return int(r.xlen(keys.event_stream(TENANT)))
+    return int(r.xlen(keys.event_stream(tenant)))
 
 
-def settled_stream_length(r, quiet_s: float = 0.3, limit_s: float = 5.0) -> int:
+def settled_stream_length(
+    r, tenant: str = TENANT, quiet_s: float = 0.3, limit_s: float = 5.0
+) -> int:
     """The stream length once requests still in flight when wrk stopped have landed."""
     deadline = time.monotonic() + limit_s
-    last = stream_length(r)
+    last = stream_length(r, tenant)
     while time.monotonic() < deadline:
         time.sleep(quiet_s)
-        now = stream_length(r)
+        now = stream_length(r, tenant)
         if now == last:
             return now
         last = now
@@ -404,6 +453,8 @@ class Target:
     server: subprocess.Popen
     script: str
     args: list[str]
+    kind: str = ""  # floor, collect or recommend: what the run checks
+    tenant: str = TENANT
 
 
 @dataclass
@@ -422,19 +473,40 @@ def measure(ctx: Context, scenario: str, target: Target, rnd: int, rate: float |
         warm = [a.replace("{nonce}", "w" + nonce) for a in target.args]
         run_wrk(target.url, target.script, warm, ctx.warmup, ctx.load)
     args = [a.replace("{nonce}", nonce) for a in target.args]
-    before = settled_stream_length(ctx.r) if scenario == "collect" else 0
+    before = settled_stream_length(ctx.r, target.tenant) if target.kind == "collect" else 0
+    broad = broad_exposures(ctx.r) if target.tenant == CAMPAIGN_TENANT else 0
     ctx.r.config_resetstat()
     app0, redis0 = cpu_seconds(target.server), cpu_seconds(ctx.redis_proc)
     raw, wrk_cpu = run_wrk(target.url, target.script, args, ctx.duration, ctx.load, rate)
     cpu = (cpu_seconds(target.server) - app0, cpu_seconds(ctx.redis_proc) - redis0, wrk_cpu)
     run = to_run(scenario, "paced" if rate else "max", rnd, rate, raw, cpu)
     run.redis_commands = redis_command_stats(ctx.r, run.requests)
-    if scenario == "collect":
-        run.check = collect_check(run, settled_stream_length(ctx.r) - before, ctx.load)
-    elif scenario == "recommend":
+    if target.kind == "collect":
+        added = settled_stream_length(ctx.r, target.tenant) - before
+        run.check = collect_check(run, added, ctx.load)
+    elif target.kind == "recommend":
         short = int(run.extra.get("short", 0))
         run.check = {"short_answers": short, "ok": short == 0}
+        if target.tenant == CAMPAIGN_TENANT:
+            run.check.update(campaign_check(run, broad_exposures(ctx.r) - broad))
     return run
+
+
+def broad_exposures(r) -> int:
+    """Offers the broad campaign (every person not in the holdout) touched, both groups."""
+    from campaigns.definitions import get_campaign
+    from campaigns.report import read_counters
+
+    campaign = get_campaign(r, CAMPAIGN_TENANT, campaign_specs(1, ["-"])[0]["name"])
+    counters = read_counters(r, CAMPAIGN_TENANT, campaign.id)
+    return int(counters.get("treated:exposures", 0) + counters.get("control:exposures", 0))
+
+
+def campaign_check(run: Run, exposures: int) -> dict:
+    """Did the campaigns apply? The broad one touches every request but the tenant-wide
+    holdout's (5%): well over half, or the scenario measured nothing of campaigns."""
+    share = exposures / run.requests if run.requests else 0.0
+    return {"broad_campaign_share": round(share, 3), "ok": run.check["ok"] and share > 0.5}
 
 
 def redis_command_stats(r, requests: int, top: int = 8) -> dict:
@@ -479,7 +551,7 @@ def aggregate(runs: list[Run]) -> dict[str, dict]:
     """Rows keyed "scenario" (saturated) and "scenario@paced"; medians over rounds."""
     out: dict[str, dict] = {}
     for mode in ("max", "paced"):
-        for scenario in SCENARIOS:
+        for scenario in ALL_SCENARIOS:
             mine = [r for r in runs if r.scenario == scenario and r.mode == mode]
             if not mine:
                 continue
@@ -564,7 +636,7 @@ def _label(key: str, row: dict) -> str:
 
 def text_table(rows: dict[str, dict]) -> str:
     head = (
-        f"{'scenario':<18} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} {'/floor':>6} "
+        f"{'scenario':<27} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} {'/floor':>6} "
         f"{'app us/req':>10} {'redis us/req':>12} {'cpu ratio':>9}  verdict"
     )
     lines = [head, "-" * len(head)]
@@ -572,7 +644,7 @@ def text_table(rows: dict[str, dict]) -> str:
         verdict = row["verdict"] + (f" ({'; '.join(row['misses'])})" if row.get("misses") else "")
         ratio = _fmt_ratio(row["ratio"]) if row["mode"] == "max" else ""
         lines.append(
-            f"{_label(key, row):<18} {row['rps']:>8.1f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
+            f"{_label(key, row):<27} {row['rps']:>8.1f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
             f"{row['non_2xx']:>7d} {ratio:>6} {row['app_cpu_us_per_req']:>10.0f} "
             f"{row['redis_cpu_us_per_req']:>12.0f} {_fmt_ratio(row['cpu_cost_ratio']):>9}  {verdict}"
         )
@@ -583,6 +655,8 @@ NAMES = {
     "floor": "floor (trivial Flask route)",
     "collect": "`POST /v1/collect` (5 events)",
     "recommend": "`GET /v1/recommend` (n=3)",
+    "collect+campaigns": "`POST /v1/collect` (5 events), campaigns live",
+    "recommend+campaigns": "`GET /v1/recommend` (n=3), campaigns live",
 }
 
 
@@ -688,6 +762,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="reach Redis over TCP on 127.0.0.1 (default: a Unix socket, as the embedded Redis)",
     )
+    add(
+        "--campaigns",
+        type=int,
+        default=0,
+        help="also run collect and recommend against a tenant with this many live web campaigns "
+        "(rows collect+campaigns, recommend+campaigns; default 0: none)",
+    )
     add("--serve", choices=("real", "floor"), help=argparse.SUPPRESS)
     add("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -700,6 +781,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--scenarios: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(SCENARIOS)}"
         )
     args.scenarios = [s for s in SCENARIOS if s in chosen]
+    if args.campaigns < 0:
+        p.error("--campaigns: must be 0 or more")
+    if args.campaigns:
+        # Each twin right after its plain run: the pair sees the same machine speed.
+        args.scenarios = [
+            x for s in args.scenarios for x in ((s, f"{s}+campaigns") if s != "floor" else (s,))
+        ]
     if "floor" not in args.scenarios:
         print(
             "note: without the floor scenario there is no ratio and no paced run", file=sys.stderr
@@ -722,7 +810,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def start_targets(
-    procs: Processes, args: argparse.Namespace, workdir: Path, redis_url: str, data: dict
+    procs: Processes,
+    args: argparse.Namespace,
+    workdir: Path,
+    redis_url: str,
+    data: dict,
+    campaign_data: dict | None = None,
 ) -> dict[str, Target]:
     env = {
         **os.environ,
@@ -738,13 +831,20 @@ def start_targets(
     if {"collect", "recommend"} & set(args.scenarios):
         url, proc = start_gunicorn(procs, "real", workdir, args.workers, args.threads, env)
         products = ",".join(data["product_ids"])
-        targets["collect"] = Target(
-            url, proc, "collect.lua", [data["site_key"], "{nonce}", products]
-        )
-        targets["recommend"] = Target(
-            url, proc, "recommend.lua",
-            [data["site_key"], "{nonce}", data["sim_prefix"], str(data["sim_visitors"]), "3"],
-        )  # fmt: skip
+        for suffix, seeded, tenant in (("", data, TENANT), ("+campaigns", campaign_data, None)):
+            if seeded is None:
+                continue
+            tenant = tenant or CAMPAIGN_TENANT
+            targets["collect" + suffix] = Target(
+                url, proc, "collect.lua", [seeded["site_key"], "{nonce}", products],
+                kind="collect", tenant=tenant,
+            )  # fmt: skip
+            targets["recommend" + suffix] = Target(
+                url, proc, "recommend.lua",
+                [seeded["site_key"], "{nonce}", seeded["sim_prefix"],
+                 str(seeded["sim_visitors"]), "3"],
+                kind="recommend", tenant=tenant,
+            )  # fmt: skip
     return targets
 
 
@@ -752,7 +852,7 @@ def _progress(run: Run) -> None:
     load = f"@{run.offered_rps:.0f}/s" if run.offered_rps else "max"
     check = f" check={run.check}" if run.check else ""
     print(
-        f"  round {run.round} {run.scenario:<9} {load:<9} {run.rps:>8.1f} req/s  p50 {run.p50_ms:.2f} ms"
+        f"  round {run.round} {run.scenario:<19} {load:<9} {run.rps:>8.1f} req/s  p50 {run.p50_ms:.2f} ms"
         f"  p99 {run.p99_ms:.2f} ms  statuses {run.statuses}{check}",
         flush=True,
     )
@@ -773,7 +873,15 @@ def run(args: argparse.Namespace) -> int:
             f" {data['seeded_events']} events in {data['seconds']} s",
             flush=True,
         )
-        targets = start_targets(procs, args, workdir, redis_url, data)
+        campaign_data = None
+        if args.campaigns:
+            campaign_data = seed(r, args.products, args.visitors, CAMPAIGN_TENANT)
+            seed_campaigns(r, CAMPAIGN_TENANT, args.campaigns, campaign_data["product_ids"])
+            print(
+                f"seeded tenant {CAMPAIGN_TENANT!r} alike, with {args.campaigns} live campaigns",
+                flush=True,
+            )
+        targets = start_targets(procs, args, workdir, redis_url, data, campaign_data)
         ctx = Context(r, redis_proc, load, args.duration, args.warmup)
         paced = not args.no_paced and ("floor" in args.scenarios or bool(args.paced_rate))
         print(
@@ -803,6 +911,9 @@ def run(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace, runs: list[Run]) -> int:
     rows = aggregate(runs)
+    for scenario in CAMPAIGN_SCENARIOS:
+        if scenario in rows:
+            rows[scenario]["vs_plain"] = campaigns_vs_plain(runs, scenario)
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": git_commit(),
@@ -818,6 +929,7 @@ def report(args: argparse.Namespace, runs: list[Run]) -> int:
         "redis": "tcp 127.0.0.1" if args.redis_tcp else "unix socket",
         "products": args.products,
         "visitors": args.visitors,
+        "campaigns": args.campaigns,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "targets": {"ratio_to_floor": TARGET_RATIO, "p99_ms": TARGET_P99_MS},
     }
@@ -835,13 +947,22 @@ def report(args: argparse.Namespace, runs: list[Run]) -> int:
     print()
     print(markdown_table(rows, meta))
     print()
-    for scenario in ("collect", "recommend"):
+    for scenario in ("collect", "recommend", *CAMPAIGN_SCENARIOS):
         row = rows.get(scenario)
         if row and row["ratio"] is not None:
             print(
                 f"summary {scenario}: {row['rps']:.0f} req/s = {_fmt_ratio(row['ratio'])} of the floor "
                 f"(target >= {TARGET_RATIO:.0%}); p99 {row['p99_judged_ms']:.1f} ms "
                 f"(target < {TARGET_P99_MS:g} ms): {row['verdict']}"
+            )
+    for scenario in CAMPAIGN_SCENARIOS:
+        row, plain = rows.get(scenario), rows.get(scenario.removesuffix("+campaigns"))
+        if row and plain:
+            print(
+                f"campaigns' cost, {plain['scenario']}: {row['vs_plain']:.0%} of the plain run's "
+                f"req/s (median over rounds, each against the run just before it); app CPU "
+                f"{row['app_cpu_us_per_req']:.0f} vs {plain['app_cpu_us_per_req']:.0f} us/req, "
+                f"Redis {row['redis_cpu_us_per_req']:.0f} vs {plain['redis_cpu_us_per_req']:.0f}"
             )
     print(f"results written to {args.out}")
     problems = validity_problems(rows)
@@ -851,6 +972,18 @@ def report(args: argparse.Namespace, runs: list[Run]) -> int:
     if args.strict and any(row["verdict"] == "FAIL" for row in rows.values()):
         return 1
     return 0
+
+
+def campaigns_vs_plain(runs: list[Run], scenario: str) -> float:
+    """The saturated run's req/s over its plain twin's, same round; median over rounds."""
+    plain = scenario.removesuffix("+campaigns")
+    by_round = {r.round: r.rps for r in runs if r.scenario == plain and r.mode == "max"}
+    ratios = [
+        r.rps / by_round[r.round]
+        for r in runs
+        if r.scenario == scenario and r.mode == "max" and by_round.get(r.round)
+    ]
+    return round(_median(ratios), 3) if ratios else float("nan")
 
 
 def validity_problems(rows: dict[str, dict]) -> list[str]:
