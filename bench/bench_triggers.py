@@ -138,6 +138,16 @@ class TriggerBench:
             time.sleep(POLL_S)
 
 
+def run_triggers(
+    server: LiveServer, visitors: int, threads: int, give_up_s: float = 5.0
+) -> list[Sample]:
+    """``visitors`` per trigger kind, interleaved, ``threads`` at a time."""
+    bench = TriggerBench(server, give_up_s)
+    jobs = [(t, i) for i in range(visitors) for t in TRIGGERS]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda job: bench.visitor(*job), jobs))
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     k = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
@@ -180,15 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--give-up", type=float, default=5.0, help="seconds (default 5)")
     args = p.parse_args(argv)
     with live_server(workers=args.workers) as server:
-        bench = TriggerBench(server, args.give_up)
-        jobs = [(t, i) for i in range(args.visitors) for t in TRIGGERS]  # interleaved kinds
         started = time.monotonic()
-        with ThreadPoolExecutor(args.threads) as pool:
-            samples = list(pool.map(lambda job: bench.visitor(*job), jobs))
+        samples = run_triggers(server, args.visitors, args.threads, args.give_up)
         seconds = time.monotonic() - started
     print(
         f"{args.visitors} visitors per trigger, {args.threads} at a time, offerwise serve with "
-        f"{args.workers} workers; {len(jobs)} visitors in {seconds:.1f} s. Latency: from the "
+        f"{args.workers} workers; {len(samples)} visitors in {seconds:.1f} s. Latency: from the "
         "collect's 200 to the offer answer holding the campaign (cart_abandon: from its window "
         "opening)."
     )
