@@ -19,7 +19,9 @@ share, then simulated visitors, a dozen at a time:
 plus bystanders who never ask for offers and buy the same product (they must count nowhere).
 
 The true intention-to-treat uplift is therefore ``delta x view_rate`` (the effect of being
-assigned to the treated group). The script reads ``GET /v1/admin/campaigns/<name>/report`` and
+assigned to the treated group). The effect is that of the campaign's offer (first, labelled):
+the product itself may also reach control visitors through popularity, as it would in a shop
+(the run counts how often), and that changes no one's purchase probability here. The script reads ``GET /v1/admin/campaigns/<name>/report`` and
 checks it against its own ledger: people, exposures, impressions, conversions and revenue per
 group exactly; the control share within a binomial tolerance; nobody in both groups (the group
 kept across login); cost = cost_per_contact x treated people and ROI = (incremental revenue -
@@ -422,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
         f"control share: {min(shares):.4f} to {max(shares):.4f} (set {params.control_share}); "
         f"people who logged in: {logged}, whose group changed: {flips}; exact checks held in "
         f"{exact}/{len(results)} seeds"
+    )
+    organic = sum(r.notes["organic"] for r in results)
+    controls = sum(r.ledger["control"]["people"] for r in results)
+    print(
+        f"control visitors whose baseline held the campaign's product (popularity): {organic}/"
+        f"{controls}"
     )
     print(
         f"offers answered again with an earlier answer's token (same visitor, same second): "
