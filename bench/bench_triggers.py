@@ -91,9 +91,6 @@ class TriggerBench:
         assert tenant is not None
         self.tenant = tenant
         self.give_up_s = give_up_s
-        # Collect's per-worker list of campaigns may be a second old (campaigns.measure
-        # CAMPAIGNS_TTL_S): a trigger in that second would not fire. Start once it has passed.
-        time.sleep(1.1)
 
     def _open_cart_window(self, visitor: str) -> None:
         """What the minutes passing would do: the window, written at the add-to-cart with its

@@ -34,7 +34,6 @@ from store.tenants import Tenant
 OFFER_EVENTS = ("offer_impression", "offer_click")
 DAY_S = 86400
 TOKEN_USES_TTL_S = tokens.TOKEN_TTL_S + 2 * DAY_S
-CAMPAIGNS_TTL_S = 1.0  # how stale a worker's list of a tenant's campaigns may be at collect
 CLICK_ATTRIBUTION_S = 7 * DAY_S  # a purchase this soon after a click counts for the model
 MODEL_COUNTERS = "_model:"  # a model version's counters: campaign_counters("_model:<version>")
 
@@ -241,13 +240,16 @@ class CampaignEvents:
     def __init__(self) -> None:
         self._client: redis.Redis | None = None
         self._script: HotScript | None = None
-        self._campaigns: dict[str, tuple[float, list[Campaign]]] = {}
+        self._campaigns: dict[str, tuple[int, list[Campaign]]] = {}
 
-    def campaigns(self, r: redis.Redis, tenant: str, now: float) -> list[Campaign]:
+    def campaigns(self, r: redis.Redis, tenant: str) -> list[Campaign]:
+        """Every campaign of the tenant, reloaded when the version moves: a campaign created a
+        moment ago already counts (a time-based cache lost its first second's purchases and
+        triggers), and only batches with campaign-relevant events pay the one GET."""
+        version = int(r.get(keys.campaigns_version(tenant)) or 0)
         hit = self._campaigns.get(tenant)
-        if hit is None or now - hit[0] > CAMPAIGNS_TTL_S:
-            live = [c for c in list_campaigns(r, tenant) if c.live(now)]
-            hit = self._campaigns[tenant] = (now, live)
+        if hit is None or hit[0] != version:
+            hit = self._campaigns[tenant] = (version, list_campaigns(r, tenant))
         return hit[1]
 
     def record(
@@ -263,13 +265,16 @@ class CampaignEvents:
         (``<campaign>|<group>|conversion`` and ``<campaign>||trigger`` entries)."""
         now = time.time() if now is None else now
         ops: list[tuple] = []
-        live: list[Campaign] | None = None
+        known: list[Campaign] | None = None
 
-        def campaigns() -> list[Campaign]:
-            nonlocal live
-            if live is None:
-                live = self.campaigns(r, tenant.name, now)
-            return live
+        def every() -> list[Campaign]:
+            nonlocal known
+            if known is None:
+                known = self.campaigns(r, tenant.name)
+            return known
+
+        def campaigns() -> list[Campaign]:  # those whose triggers fire now
+            return [c for c in every() if c.live(now)]
 
         for event in accepted:
             kind = event["type"]
@@ -279,7 +284,7 @@ class CampaignEvents:
                 if kind == "offer_click" and claim.model_version and claim.decile:
                     ops.append(("clkmark", claim.product_id, claim.model_version, claim.decile))
                 content = next(
-                    (c for c in campaigns() if c.id == claim.campaign_id and c.content), None
+                    (c for c in every() if c.id == claim.campaign_id and c.content), None
                 )
                 if kind == "offer_click" and content is not None:
                     ops.append(("conv", content.id, content.value_per_conversion or 0.0))
@@ -318,9 +323,14 @@ class CampaignEvents:
         if not ops:
             return []
         if any(o[0] == "buy" for o in ops):
-            for c in campaigns():
-                if c.product_id is not None:
-                    ops.insert(0, ("product", c.id, c.product_id, c.attribution_days * DAY_S))
+            # Paused and ended campaigns still count the purchases of people assigned while
+            # they ran, within each person's attribution window (the script checks it).
+            for c in every():
+                window = c.attribution_days * DAY_S
+                if c.product_id is not None and (
+                    c.status != "ended" or now - c.updated_at <= window
+                ):
+                    ops.insert(0, ("product", c.id, c.product_id, window))
                 trig = c.trigger or {}
                 if trig.get("on") == "cart_abandon":
                     ops.insert(0, ("watch", c.id, trig["product_id"]))

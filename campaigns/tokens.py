@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
+import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -53,6 +55,9 @@ class TokenClaims:
     rank: int
     source: str
     issued: int
+    # Tells apart two answers to the same visitor in the same second (two placements loading
+    # together): without it their tokens were identical and the second impression a "replay".
+    nonce: str = ""
     campaign_id: str | None = None
     group: str | None = None
     holdout_group: str | None = None
@@ -62,6 +67,14 @@ class TokenClaims:
     @property
     def model_version(self) -> str | None:
         return self.source.partition(":")[2] or None if self.source.startswith("model") else None
+
+
+_counter = itertools.count()
+
+
+def _nonce() -> str:
+    # Unique per process and call, and cheap (no entropy needed: the signature protects it).
+    return f"{os.getpid():x}.{next(_counter):x}"
 
 
 def issue(
@@ -77,7 +90,7 @@ def issue(
     holdout_group: str | None = None,
     decile: int | None = None,
 ) -> str:
-    fields: list = [product_id, visitor, rank, source, int(now or time.time())]
+    fields: list = [product_id, visitor, rank, source, int(now or time.time()), _nonce()]
     extra = [campaign_id, group, holdout_group, decile]
     while extra and extra[-1] is None:  # tokens without a campaign stay as short as before
         extra.pop()

@@ -308,3 +308,33 @@ def test_crm_filters_compare_as_an_admin_means(have, rule, matches):
     from campaigns.audience import _crm_ok
 
     assert _crm_ok({"attribute": "a", **rule}, {"a": have}) is matches
+
+
+def test_two_answers_in_one_second_carry_tokens_of_their_own(client, r, shop):
+    c = create(client, shop, control_share=0.0)
+    v = visitor_in(TREATED, r, c["id"], 0.0)
+    first, second = offers(client, shop, v)[0], offers(client, shop, v)[0]
+    assert first["token"] != second["token"]
+    seen = [event("offer_impression", product_id="p2", token=o["token"]) for o in (first, second)]
+    res = client.post("/v1/collect", json=batch(shop["site_key"], v, seen))
+    assert "flagged" not in res.json, res.json  # two placements, not a replay
+    report = client.get("/v1/admin/campaigns/Spring hats/report", headers=admin(shop)).json
+    assert report["treated"]["impressions"] == 2
+
+
+def test_a_new_campaign_counts_at_once_and_a_paused_one_keeps_counting(client, r, shop):
+    # A batch that makes collect look at the tenant's campaigns before the campaign exists.
+    client.post("/v1/collect", json=batch(shop["site_key"], "early", [event("purchase")]))
+    c = create(client, shop, control_share=0.0)
+    v = visitor_in(TREATED, r, c["id"], 0.0)
+    offers(client, shop, v)
+    buy = event("purchase", product_id="p2", value=10.0)
+    client.post("/v1/collect", json=batch(shop["site_key"], v, [buy]))
+    report = client.get("/v1/admin/campaigns/Spring hats/report", headers=admin(shop)).json
+    assert report["treated"]["conversions"] == 1, "a purchase in the campaign's first second"
+    w = visitor_in(TREATED, r, c["id"], 0.0, start=20_000)
+    offers(client, shop, w)
+    client.post("/v1/admin/campaigns/Spring hats/pause", headers=admin(shop))
+    client.post("/v1/collect", json=batch(shop["site_key"], w, [buy | {"id": "w-buy"}]))
+    report = client.get("/v1/admin/campaigns/Spring hats/report", headers=admin(shop)).json
+    assert report["treated"]["conversions"] == 2, "assigned while it ran: within the window"
