@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.live_server import LiveServer, ShopApi, live_server  # noqa: E402
+from campaigns.assignment import ExposureCounts  # noqa: E402
 
 CAMPAIGN = "Sim offer"
 CONTROL_SHARE_Z = 4.0  # the control share's tolerance in binomial standard errors
@@ -256,6 +257,9 @@ class Simulation:
             ]  # fmt: skip
             random.Random(self.seed).shuffle(tasks)
             visits = list(pool.map(lambda task: task(), tasks))
+        # Returning people's exposures reach the counters from each worker about once a
+        # second (campaigns.assignment.ExposureCounts): read the report once they have.
+        time.sleep(2.5 * ExposureCounts.FLUSH_EVERY_S)
         report = self.api.report(CAMPAIGN)
         result = judge(self.seed, p, visits, report)
         result.seconds = round(time.monotonic() - started, 1)

@@ -12,9 +12,13 @@ narrow its interval (CUPED) from counters alone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import math
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 
 import redis
@@ -197,3 +201,55 @@ def record_listed(
 
 def read_person(r: redis.Redis, tenant: str, person: str) -> PersonState:
     return parse_person(r.hgetall(keys.person_campaigns(tenant, person)))
+
+
+class ExposureCounts:
+    """Exposures of people already assigned, counted in this process and added to the
+    campaigns' counters about once a second. Exposures are descriptive (the report's uplift
+    uses people and conversions); a worker that dies loses at most its last second of them."""
+
+    FLUSH_EVERY_S = 1.0
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
+        self._flushed = time.monotonic()
+        self._flusher: tuple[int, threading.Thread] | None = None
+
+    def add(self, r: redis.Redis, tenant: str, campaign_id: str, group: str) -> None:
+        key = (tenant, campaign_id, group)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+        # Requests flush as they pass; a thread of this process flushes when they stop, so a
+        # report read after the traffic sees every exposure within a second or two.
+        if self._flusher is None or self._flusher[0] != os.getpid():
+            thread = threading.Thread(
+                target=self._flush_forever, args=(r,), name="offerwise-exposures", daemon=True
+            )
+            self._flusher = (os.getpid(), thread)
+            thread.start()
+
+    def _flush_forever(self, r: redis.Redis) -> None:
+        while True:
+            time.sleep(self.FLUSH_EVERY_S)
+            with contextlib.suppress(redis.RedisError):  # kept for the next round
+                self.flush_if_due(r)
+
+    def flush_if_due(self, r: redis.Redis, now: float | None = None, force: bool = False) -> None:
+        if not self._counts or (
+            not force and time.monotonic() - self._flushed < self.FLUSH_EVERY_S
+        ):
+            return
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            self._flushed = time.monotonic()
+        pipe = r.pipeline(transaction=False)
+        for (tenant, cid, group), n in counts.items():
+            pipe.hincrby(keys.campaign_counters(tenant, cid), f"{group}:exposures", n)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            with self._lock:  # kept for the next flush: the store may be back by then
+                for key, n in counts.items():
+                    self._counts[key] = self._counts.get(key, 0) + n
+            raise
