@@ -5,9 +5,11 @@
 //        data-offerwise-exclude="p1,p2" data-offerwise-template="#my-offer"></div>
 //
 // Each offer is a link (class offerwise-offer) holding the image, name, price and the reason the
-// service gave. A page may bring its own markup: data-offerwise-template names a <template>
-// whose first element is cloned per offer, its [data-offerwise-field] elements filled (name,
-// price, reason, category: text; image: src; url: href).
+// service gave, in divs (offerwise-name, -price, -reason): readable one per line on a page
+// without styles, and no stylesheet of ours for a shop to fight or its CSP to block. A page may
+// bring its own markup: data-offerwise-template names a <template> whose first element is
+// cloned per offer, its [data-offerwise-field] elements filled (name, price, reason, category:
+// text; image: src; url: href).
 //
 // An impression counts only when at least half of the offer stays in view for one second
 // (IntersectionObserver), once per offer token; a browser without IntersectionObserver counts
@@ -106,10 +108,10 @@ export function createWidget({ w, d, recommend, track, flush, currency, extra })
       img.setAttribute("loading", "lazy");
       a.appendChild(img);
     }
-    a.appendChild(part("span", "offerwise-name", offer.name || ""));
+    a.appendChild(part("div", "offerwise-name", offer.name || ""));
     const p = price(offer.price);
-    if (p) a.appendChild(part("span", "offerwise-price", p));
-    if (offer.reason) a.appendChild(part("small", "offerwise-reason", offer.reason));
+    if (p) a.appendChild(part("div", "offerwise-price", p));
+    if (offer.reason) a.appendChild(part("div", "offerwise-reason", offer.reason));
     return a;
   }
 
