@@ -9,7 +9,16 @@ BIN    := $(VENV)/bin
 SHARED_DATA ?= ../shared/data
 export OFFERWISE_SHARED_DATA ?= $(abspath $(SHARED_DATA))
 
-.PHONY: demo test lint bench system-deps clean
+# The snippet served at /v1/snippet.js: built from js-snippet/src with esbuild (pinned in
+# js-snippet/package-lock.json), refused over 6 KB gzipped. npm ci runs again only when the
+# lock file changes; the build only when a source, the build script or the lock file did.
+# dist/ is not kept in git (a build output would go stale beside its source, and conflict in
+# every merge): make test, make demo and so CI build it; the service refuses to start without.
+SNIPPET_DIR := js-snippet
+SNIPPET     := $(SNIPPET_DIR)/dist/offerwise.min.js
+NODE_DEPS   := $(SNIPPET_DIR)/node_modules/.installed
+
+.PHONY: demo test lint bench system-deps snippet clean
 
 $(BIN)/offerwise: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +29,20 @@ $(BIN)/offerwise: pyproject.toml
 system-deps:
 	bash scripts/install-system-deps.sh
 
-demo: $(BIN)/offerwise
+$(NODE_DEPS): $(SNIPPET_DIR)/package.json $(SNIPPET_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || bash scripts/install-system-deps.sh node npm
+	cd $(SNIPPET_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(SNIPPET): $(NODE_DEPS) $(wildcard $(SNIPPET_DIR)/src/*.js) $(SNIPPET_DIR)/scripts/build.js
+	cd $(SNIPPET_DIR) && node scripts/build.js
+
+snippet: $(SNIPPET)
+
+demo: $(BIN)/offerwise snippet
 	$(BIN)/offerwise demo
 
-test: $(BIN)/offerwise system-deps
+test: $(BIN)/offerwise system-deps snippet
 	$(BIN)/pytest
 
 lint: $(BIN)/offerwise
@@ -37,3 +56,4 @@ bench: $(BIN)/offerwise system-deps
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(SNIPPET_DIR)/node_modules $(SNIPPET_DIR)/dist

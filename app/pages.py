@@ -13,13 +13,28 @@ from flask import Blueprint, Response, abort, current_app, render_template, requ
 pages = Blueprint("pages", __name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SNIPPET = REPO_ROOT / "js-snippet" / "src" / "offerwise.js"
+# Built from js-snippet/src by `make snippet` (minified, size-checked); not kept in git.
+SNIPPET = REPO_ROOT / "js-snippet" / "dist" / "offerwise.min.js"
 DEMO_CATALOG = Path(__file__).resolve().parent / "demo" / "catalog.csv"
+
+
+class SnippetMissing(RuntimeError):
+    """The built snippet is not there: the service would answer 404 to every shop page."""
 
 
 @lru_cache(maxsize=1)
 def _snippet() -> bytes:
-    return SNIPPET.read_bytes()
+    try:
+        return SNIPPET.read_bytes()
+    except FileNotFoundError:
+        raise SnippetMissing(
+            f"{SNIPPET} is missing: build it with `make snippet` "
+            "(needs node and npm; `make test` and `make demo` build it too)"
+        ) from None
+
+
+# At start, when the app is created, rather than on a shop's first page view.
+pages.record_once(lambda _state: _snippet())
 
 
 @pages.route("/v1/snippet.js")

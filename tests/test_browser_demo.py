@@ -49,6 +49,7 @@ def test_demo_shop_sends_beacons_and_shows_offers(demo_site, r):
         )  # no cookie: local storage
         page.click("button.view[data-id='p-tent-2p']")
         page.click("button.cart[data-id='p-stove']")
+        page.wait_for_timeout(1500)  # an impression counts once an offer was in view for 1 s
         first_offer = offers.first.get_attribute("data-product-id")
         offers.first.click()  # the offer link navigates away; its click beacon must still arrive
         events = [e for e in _events(r, seeded + 6) if e["visitor"] == visitor]
