@@ -1,4 +1,14 @@
 # The API service against an external Redis (set REDIS_URL). Build: docker build -t offerwise .
+
+# The snippet is built from its source (esbuild, pinned by the lock file), never committed.
+FROM node:20-slim AS snippet
+WORKDIR /snippet
+COPY js-snippet/package.json js-snippet/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY js-snippet/src ./src
+COPY js-snippet/scripts ./scripts
+RUN node scripts/build.js
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,7 +25,7 @@ COPY clickstream ./clickstream
 COPY enrichment ./enrichment
 COPY models ./models
 COPY campaigns ./campaigns
-COPY js-snippet ./js-snippet
+COPY --from=snippet /snippet/dist ./js-snippet/dist
 RUN pip install --no-compile -e .
 
 USER offerwise

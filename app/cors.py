@@ -14,12 +14,16 @@ from app.services import services
 
 SITE_PATHS = ("/v1/collect", "/v1/recommend")
 MAX_AGE_S = "600"
+# The snippet backs off as a 429/503 says; a cross-origin script reads only exposed headers.
+EXPOSED = ("Access-Control-Expose-Headers", "Retry-After")
 
 
 def allowed_origin_headers(origin: str | None) -> list[tuple[str, str]]:
     """The CORS headers of an answer to a site-key request from an origin its tenant allows,
     for answers built outside Flask (app.fast_lane); the hook below gives Flask's the same."""
-    return [("Vary", "Origin"), ("Access-Control-Allow-Origin", origin)] if origin else []
+    if not origin:
+        return []
+    return [("Vary", "Origin"), ("Access-Control-Allow-Origin", origin), EXPOSED]
 
 
 def install(app: Flask) -> None:
@@ -39,5 +43,7 @@ def install(app: Flask) -> None:
             response.headers["Access-Control-Max-Age"] = MAX_AGE_S
         elif not g.get("tenant_name"):
             return response
+        else:
+            response.headers[EXPOSED[0]] = EXPOSED[1]
         response.headers["Access-Control-Allow-Origin"] = origin
         return response
