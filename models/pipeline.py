@@ -4,12 +4,14 @@ the staff API and the background worker alike."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import redis
 
-from models import registry
+from models import lineage, registry
 from models.bundle import SCORE_CUTS_FILE
+from models.erasure import list_receipts
 from models.evaluation import evaluate_scores
 from models.training import (
     ProgressFn,
@@ -22,6 +24,7 @@ from models.training import (
 )
 from store.artifacts.durable import atomic_write
 from store.config import Settings
+from store.tenants import get_tenant
 
 
 def _mean_auc(aucs: list[float | None]) -> float | None:
@@ -93,6 +96,8 @@ def train_and_register(
     progress: ProgressFn | None = None,
     auto_promote: bool = True,
 ) -> dict:
+    tenant_record = get_tenant(r, tenant)
+    started = time.time()  # before training reads anything: erasures since then may be in it
     result = train_tenant(
         r, settings, tenant, products, label_source, params=params, progress=progress
     )
@@ -126,6 +131,10 @@ def train_and_register(
         "holdout_auc": challenger,
         "compared_products": compared,
     }
+    if tenant_record is not None:  # else train_tenant refused already
+        meta["lineage"] = lineage.record(
+            settings, tenant_record, folder, result.snapshot.get("crm_version")
+        )
     decision = registry.register(
         r,
         tenant,
@@ -135,4 +144,10 @@ def train_and_register(
         champion_score=champion_score,
         auto_promote=auto_promote,
     )
+    # Registered first, then the erasures looked for (see models.lineage).
+    overlapping = lineage.erasures_during(r, tenant, started, list_receipts(r, tenant, 1000))
+    if overlapping:
+        why = f"trained while erasures ran ({', '.join(overlapping[:5])})"
+        lineage.flag_for_retraining(r, tenant, [result.version], why)
+        decision["retrain"] = why
     return {"version": result.version, "summary": result.summary(), "registry": decision}

@@ -7,7 +7,7 @@ from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from app.auth import require_staff
-from app.jobs import enqueue, job_status, train_job
+from app.jobs import enqueue, job_status, retrain_erased_job, train_job
 from app.request_body import Blueprint
 from app.services import services
 from clickstream.schemas import ID_VALIDATORS
@@ -52,6 +52,23 @@ def promote(name: str, version: str):
 def rollback(name: str):
     _tenant(name)
     return registry.rollback(services().redis, name)
+
+
+@blp.route("/tenants/<string:name>/models/retrain-erased", methods=["POST"])
+@blp.doc(
+    summary="Retrain without the erased: a new version replaces those trained on people since "
+    "erased (202 + job id)"
+)
+@blp.alt_response(202, description="Queued: poll /v1/staff/jobs/{id}")
+def retrain_erased(name: str):
+    _tenant(name)
+    job_id = enqueue(
+        services().queue_redis,
+        retrain_erased_job,
+        name,
+        meta={"tenant": name, "kind": "retrain-erased"},
+    )
+    return {"job": job_id, "status": "queued"}, 202
 
 
 @blp.route("/jobs/<string:job_id>")
