@@ -9,11 +9,12 @@ import time
 import numpy as np
 import redis
 
-from models import lineage, registry
+from models import drift, lineage, registry
 from models.bundle import SCORE_CUTS_FILE
 from models.erasure import list_receipts
 from models.evaluation import evaluate_scores
 from models.training import (
+    Dataset,
     ProgressFn,
     TrainingError,
     TrainingResult,
@@ -32,30 +33,23 @@ def _mean_auc(aucs: list[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def served_auc_on_holdout(
+def snapshot_data(
     r: redis.Redis,
     settings: Settings,
     model: TrainingResult,
     snapshot: dict,
     products: list[str],
-    cuts: dict[str, list[float]] | None = None,
-) -> dict[str, float | None]:
-    """Holdout AUC per product of ``model``'s served scorer on the rows of ``snapshot``; with
-    ``cuts``, also fills it with each product's score percentiles (see ``score_percentiles``).
-
-    The split is a hash of the customer key, so the holdout of the challenger's snapshot is
-    the same set of customers whichever model scores it; the champion's own feature schema
-    turns those rows into its features.
-    """
+) -> Dataset | None:
+    """The rows of ``snapshot`` as ``model``'s features, for the products its scorer serves
+    among ``products``; None when it serves none of them."""
     params = TrainParams(
         **{k: v for k, v in model.params.items() if k in TrainParams.__dataclass_fields__}
     )
     params.baselines = tuple(params.baselines)
     wanted = [p for p in products if model.scorer is not None and p in model.scorer.product_ids]
     if not wanted:
-        return {}
-    assert model.scorer is not None  # else nothing was wanted
-    data = prepare(
+        return None
+    return prepare(
         r,
         settings,
         model.tenant,
@@ -64,6 +58,31 @@ def served_auc_on_holdout(
         schema=model.schema,
         snapshot=snapshot,
     )
+
+
+def served_auc_on_holdout(
+    r: redis.Redis,
+    settings: Settings,
+    model: TrainingResult,
+    snapshot: dict,
+    products: list[str],
+    cuts: dict[str, list[float]] | None = None,
+    *,
+    data: Dataset | None = None,
+    decile_scores: dict[str, list[float | None]] | None = None,
+) -> dict[str, float | None]:
+    """Holdout AUC per product of ``model``'s served scorer on the rows of ``snapshot``; with
+    ``cuts``, also fills it with each product's score percentiles (see ``score_percentiles``)
+    and ``decile_scores`` with its mean score per decile of them (live calibration reads it).
+
+    The split is a hash of the customer key, so the holdout of the challenger's snapshot is
+    the same set of customers whichever model scores it; the champion's own feature schema
+    turns those rows into its features. ``data``: those rows prepared already.
+    """
+    if data is None:
+        data = snapshot_data(r, settings, model, snapshot, products)
+    if data is None or model.scorer is None:
+        return {}
     holdout = data.split == 2
     scores = model.scorer.score_batch(data.X[holdout])
     out = {}
@@ -72,6 +91,8 @@ def served_auc_on_holdout(
         out[product] = evaluate_scores(data.Y[holdout, j], scores[:, k]).get("auc")
         if cuts is not None:
             cuts[product] = score_percentiles(scores[:, k])
+            if decile_scores is not None:
+                decile_scores[product] = drift.decile_means(scores[:, k], cuts[product])
     return out
 
 
@@ -104,9 +125,20 @@ def train_and_register(
     save_result(settings, result)
     trained = result.trained_products
     cuts: dict[str, list[float]] = {}
-    challenger = served_auc_on_holdout(r, settings, result, result.snapshot, trained, cuts)
+    decile_scores: dict[str, list[float | None]] = {}
+    data = snapshot_data(r, settings, result, result.snapshot, trained)
+    challenger = served_auc_on_holdout(
+        r, settings, result, result.snapshot, trained, cuts, data=data, decile_scores=decile_scores
+    )
     folder = registry.version_dir(settings, tenant, result.version)
     atomic_write(folder / SCORE_CUTS_FILE, lambda path: path.write_text(json.dumps(cuts)))
+    if data is not None:
+        # The training rows' feature distributions, which live drift is measured against.
+        reference = drift.Reference.from_training(
+            data.X, data.schema.feature_names, decile_scores, rows=np.flatnonzero(data.split == 0)
+        )
+        reference.save(folder)
+    del data
     current = registry.champion(r, tenant)
     champion_score = None
     compared: list[str] = []

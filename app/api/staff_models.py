@@ -10,8 +10,9 @@ from app.auth import require_staff
 from app.jobs import enqueue, job_status, retrain_erased_job, train_job
 from app.request_body import Blueprint
 from app.services import services
+from campaigns.report import model_monitor
 from clickstream.schemas import ID_VALIDATORS
-from models import registry
+from models import drift, registry
 from models.training import TrainingResult, comparison
 from store.tenants import get_tenant
 
@@ -108,15 +109,20 @@ def train(body: dict, name: str):
 
 @blp.route("/tenants/<string:name>/evaluation")
 @blp.doc(
-    summary="Holdout evaluation of a version (default: the champion): XGBoost and baselines side by side"
+    summary="Evaluation of a version (default: the champion): holdout figures of XGBoost and "
+    "baselines side by side, drift of live features from training (PSI per feature) and live "
+    "calibration by score decile"
 )
 def evaluation(name: str):
     _tenant(name)
-    version = request.args.get("version") or registry.champion(services().redis, name)
+    r = services().redis
+    version = request.args.get("version") or registry.champion(r, name)
     if version is None:
         abort(404, message="version: this tenant has no model yet")
+    folder = registry.version_dir(services().settings, name, version)
     try:
-        result = TrainingResult.load(registry.version_dir(services().settings, name, version))
+        result = TrainingResult.load(folder)
     except (OSError, ValueError):
         abort(404, message=f"version: no readable model version {version!r}")
-    return {"tenant": name, "version": version, "products": comparison(result)}
+    live = drift.live_report(r, folder, name, version, model_monitor(r, name, version))
+    return {"tenant": name, "version": version, "products": comparison(result), **live}
