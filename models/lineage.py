@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 import redis
 
 from clickstream.archiver import read_archive
+from enrichment.crm.errors import CrmError
 from enrichment.crm.versions import CUSTOMERS, HOLDINGS, get_version
 from store import keys
 from store.artifacts.durable import atomic_write
@@ -161,14 +162,22 @@ def training_people(settings: Settings, tenant: str, crm_version: str | None) ->
 
 def record(settings: Settings, tenant: Tenant, folder: Path, crm_version: str | None) -> dict:
     """Write ``folder``/lineage.bloom for a version trained on ``crm_version`` and the
-    archive; returns what the registry keeps of it."""
+    archive; returns what the registry keeps of it.
+
+    When the data cannot be read again (the CRM version was pruned meanwhile) no filter is
+    written: a partial one would miss people, and a version without lineage is listed for
+    every erasure instead."""
     started = time.perf_counter()
-    people = training_people(settings, tenant.name, crm_version)
+    try:
+        people = training_people(settings, tenant.name, crm_version)
+    except (CrmError, OSError) as err:
+        return {"recorded": False, "why": f"training data not readable again: {err}"}
     items = [customer_item(c) for c in people["customers"]]
     items += [visitor_item(v) for v in people["visitors"]]
     bloom = BloomFilter.build(items, _key(tenant))
     atomic_write(folder / LINEAGE_FILE, lambda path: path.write_bytes(bloom.to_bytes()))
     return {
+        "recorded": True,
         "customers": len(people["customers"]),
         "visitors": len(people["visitors"]),
         "filter_bytes": HEADER_BYTES + bloom.m // 8,

@@ -208,3 +208,13 @@ def test_a_version_without_lineage_is_listed_to_be_safe(world):
     assert receipt["model_lineage"]["no_lineage"] == [champion]
     assert champion in receipt["model_versions_to_retrain"]
     assert np.frombuffer(saved[:8], dtype=np.uint8).tobytes() == lineage.MAGIC
+
+
+def test_no_filter_is_written_when_the_training_data_is_gone(world, tmp_path):
+    """A partial filter would miss people: without the CRM version, the version has no lineage
+    and every erasure lists it."""
+    tenant = get_tenant(world.r, world.tenant)
+    out = lineage.record(world.settings, tenant, tmp_path, "v999")
+    assert out["recorded"] is False and "v999" in out["why"]
+    assert not (tmp_path / lineage.LINEAGE_FILE).exists()
+    assert lineage.saw(tenant, tmp_path, "0" * 32, []) is None

@@ -198,6 +198,13 @@ def test_staff_api_and_bad_inputs(world, trained, app_client):
     )
     with pytest.raises(TrainingError, match="no tenant"):
         train_and_register(world.r, world.settings, "ghost")
+    retrain = f"/v1/staff/tenants/{world.tenant}/models/retrain-erased"
+    queued = app_client.post(retrain, headers=staff)
+    assert queued.status_code == 202 and queued.json["status"] == "queued"
+    job = app_client.get(f"/v1/staff/jobs/{queued.json['job']}", headers=staff).json
+    assert job["func"] == "app.jobs.retrain_erased_job" and job["meta"]["kind"] == "retrain-erased"
+    ghost = "/v1/staff/tenants/ghost/models/retrain-erased"
+    assert app_client.post(ghost, headers=staff).status_code == 404
 
 
 def test_a_champion_that_cannot_load_keeps_the_previous_one_and_is_counted(
