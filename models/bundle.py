@@ -8,6 +8,7 @@ a switch costs milliseconds.
 from __future__ import annotations
 
 import json
+import logging
 
 from models.drift import LiveSample, Reference
 from models.fast_scorer import MultiProductScorer
@@ -16,6 +17,7 @@ from models.registry import version_dir
 from models.serving import Bundle
 from store.config import Settings
 
+log = logging.getLogger("offerwise.serving")
 SCHEMA_FILE = "schema.json"
 SCORER_FILE = "scorer.npz"
 SCORE_CUTS_FILE = "score_cuts.json"  # written by models.pipeline (absent in older versions)
@@ -32,6 +34,8 @@ def load_bundle(settings: Settings, tenant: str, version: str) -> Bundle:
     cuts = json.loads(cuts_file.read_text()) if cuts_file.is_file() else {}
     reference = Reference.load(folder)
     if reference is not None and reference.features != list(builder.feature_names):
-        raise ValueError(f"{folder}: drift reference and feature schema disagree on the features")
+        # Drift is measured, not served: a bad reference costs the measurement only.
+        log.warning("%s: drift reference and feature schema disagree; no drift sample", folder)
+        reference = None
     live = LiveSample(tenant, version, reference) if reference is not None else None
     return Bundle(version=version, builder=builder, scorer=scorer, score_cuts=cuts, live=live)
