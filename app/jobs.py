@@ -22,6 +22,7 @@ from app.settings import load_settings
 from clickstream.archiver import Archiver
 from enrichment.crm import CrmImportError, ImportOptions, import_crm
 from models.pipeline import train_and_register
+from models.retrain import retrain_erased
 from models.training import TrainingError
 from store import keys
 from store.redis_client import get_redis
@@ -118,6 +119,15 @@ def train_job(
     settings = load_settings()
     try:
         return train_and_register(get_redis(settings), settings, tenant, products, label_source)
+    except TrainingError as err:
+        return {"status": "failed", "error": str(err)}
+
+
+def retrain_erased_job(tenant: str) -> dict:
+    """The background job behind POST /v1/staff/tenants/<t>/models/retrain-erased."""
+    settings = load_settings()
+    try:
+        return retrain_erased(get_redis(settings), settings, tenant)
     except TrainingError as err:
         return {"status": "failed", "error": str(err)}
 

@@ -267,13 +267,20 @@ def _process_metrics() -> Collector:
     return REGISTRY
 
 
-def metrics_response() -> Response:
+def metrics_response(tenant_series: Collector | None = None) -> Response:
+    """The process metrics; ``tenant_series``' too (computed only then) for the token."""
     source = _process_metrics()
-    if not _sees_tenants():
+    sees = _sees_tenants()
+    if not sees:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(TenantsSummed(source))
         source = registry
-    return Response(generate_latest(source), mimetype=CONTENT_TYPE_LATEST)
+    body = generate_latest(source)
+    if sees and tenant_series is not None:
+        extra = CollectorRegistry(auto_describe=False)
+        extra.register(tenant_series)
+        body += generate_latest(extra)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 def count_campaign_events(

@@ -31,6 +31,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         demographics_file=(
             _path(env["OFFERWISE_DEMOGRAPHICS"]) if env.get("OFFERWISE_DEMOGRAPHICS") else None
         ),
+        demographics_joins=tuple(
+            _path(part)
+            for part in env.get("OFFERWISE_DEMOGRAPHICS_JOIN", "").split(os.pathsep)
+            if part.strip()
+        ),
         log_level=env.get("OFFERWISE_LOG_LEVEL", defaults.log_level),
         popularity_ttl=float(env.get("OFFERWISE_POPULARITY_TTL", defaults.popularity_ttl)),
         redis_fsync=env.get("OFFERWISE_REDIS_FSYNC", defaults.redis_fsync),

@@ -99,6 +99,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     table_csv = args.shared_data / "zcta_demographics.csv"
+    # Household income joined as the README loads it (absent from older copies of the data).
+    income_csv = args.shared_data / "zcta_income_acs.csv"
+    joins = [income_csv] if income_csv.is_file() else []
     geo_dir = args.shared_data / "geonames"
     if not table_csv.is_file() or not geo_dir.is_dir():
         sys.exit(f"shared data not found under {args.shared_data} (use --shared-data)")
@@ -115,7 +118,7 @@ def main() -> None:
         geo.country_index("US", settings)
         geo_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        report = demo.load_demographics(table_csv, settings)
+        report = demo.load_demographics(table_csv, settings, joins=joins)
         load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         build_segments(settings, k=args.k, seed=args.seed)

@@ -169,6 +169,8 @@ class Recommender:
                 bundle, catalog.products, rules, profile, customer, zip_block, blocked, n,
                 explain, now,
             )  # fmt: skip
+            if bundle.live is not None:  # this process's drift sample, every few seconds
+                bundle.live.flush_if_due(r)
         result.holdout_group = holdout
         live = [] if holdout == CONTROL else self.campaigns.get(r, name, state.campaigns_version)
         applied = None
@@ -273,6 +275,8 @@ class Recommender:
             )
             for x_ in ranked
         ]  # fmt: skip
+        if bundle.live is not None:  # 1 request in models.drift.SAMPLE_EVERY is counted
+            bundle.live.observe(x, customer is not None, offers)
         explanations = {}
         if explain:
             all_expl = bundle.explain(x)

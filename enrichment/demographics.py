@@ -29,7 +29,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -69,6 +69,19 @@ COORD_CANDIDATES = (
 )
 MISSING_TOKENS = {"", "-", "--", "*", "**", "***", "(x)", "n", "na", "n/a", "nan", "null", "none"}
 _NUMBER_NOISE = re.compile(r"[,$%\s]|(?<=\d)[+-]$")
+# ACS medians code the open ends of their range with a number just past the end (README "Data"):
+# median household income (table B19013) 250001 for "250,000 or more" and 2499 for "under
+# 2,500", median home value (B25077) 2000001 and 9999. A code is served as the bound it stands
+# for, as the text forms "250,000+" and "2,500-" already parse: 250,000 is a lower bound, the
+# best single figure the survey gives for that ZIP. Columns are matched by name, so a table's
+# own 2499 in any other column stays 2499.
+RANGE_CODES: tuple[tuple[tuple[str, ...], dict[float, tuple[str, float]]], ...] = (
+    (("median", "income"), {250001.0: ("at least", 250000.0), 2499.0: ("under", 2500.0)}),
+    (("median", "home_value"), {2000001.0: ("at least", 2e6), 9999.0: ("under", 10000.0)}),
+)
+# The Census API's annotation values (-666666666: no estimate, -999999999, -888888888, ...):
+# never a figure.
+JAM_VALUE_MAX = -111111111.0
 _ZIP_TAIL = re.compile(r"(?:^|\D)(\d{5})")
 EARTH_RADIUS_KM = 6371.0088
 
@@ -294,6 +307,39 @@ def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
 
 
+def find_key_column(columns: list[str], key_column: str | None, source_name: str) -> str:
+    key = (key_column or "").strip().lower() or next(
+        (c for c in KEY_CANDIDATES if c in columns), None
+    )
+    if key is None or key not in columns:
+        wanted = repr(key_column) if key_column else f"one of {list(KEY_CANDIDATES)}"
+        raise DemographicsError(
+            f"{source_name}: no ZIP key column ({wanted}); columns are {columns}"
+        )
+    return key
+
+
+def _range_codes(column: str) -> dict[float, tuple[str, float]]:
+    return next((codes for words, codes in RANGE_CODES if all(w in column for w in words)), {})
+
+
+def _decode_codes(column: str, values: np.ndarray, report: dict) -> None:
+    """ACS range codes -> the bound they stand for, annotation values -> missing (in place)."""
+    jam = values <= JAM_VALUE_MAX
+    if jam.any():
+        values[jam] = np.nan
+        _issue(
+            report, None, column, f"{int(jam.sum())} Census annotation value(s) stored as missing"
+        )
+    for code, (side, bound) in _range_codes(column).items():
+        hit = values == code
+        if hit.any():
+            values[hit] = bound
+            report.setdefault("range_codes", {}).setdefault(column, {})[f"{side} {bound:,.0f}"] = (
+                int(hit.sum())
+            )
+
+
 def prepare(
     frame: pd.DataFrame,
     *,
@@ -304,14 +350,7 @@ def prepare(
     """Classify columns, parse numbers, derive figures, validate keys and centroids."""
     report: dict = {"issues": [], "issue_count": 0}
     columns = list(frame.columns)
-    key = (key_column or "").strip().lower() or next(
-        (c for c in KEY_CANDIDATES if c in columns), None
-    )
-    if key is None or key not in columns:
-        wanted = repr(key_column) if key_column else f"one of {list(KEY_CANDIDATES)}"
-        raise DemographicsError(
-            f"{source_name}: no ZIP key column ({wanted}); columns are {columns}"
-        )
+    key = find_key_column(columns, key_column, source_name)
     if "population" not in columns:
         raise DemographicsError(
             f"{source_name}: column 'population' (residents per ZIP) is required; columns are {columns}"
@@ -356,6 +395,7 @@ def prepare(
             values[bad] = np.nan  # inf from division by zero upstream
             if failed or bad.any():
                 coerced[column] = failed + int(bad.sum())
+            _decode_codes(column, values, report)
             numeric[column] = values
             continue
         text = rows[column].fillna("").astype(str).str.strip()
@@ -553,24 +593,77 @@ def _us_places(settings: Settings, report: dict) -> dict[str, geo.Place] | None:
         return None
 
 
+def join_table(
+    frame: pd.DataFrame, key: str, extra: pd.DataFrame, source_name: str
+) -> tuple[pd.DataFrame, dict]:
+    """``frame`` with the columns of ``extra`` (another ZIP-keyed table) added by ZIP.
+
+    A left join: the main table says which ZIPs exist and how many people live there, so a ZIP
+    only the extra table knows adds nothing. Columns the main table has already (``state``)
+    are kept from the main table.
+    """
+    extra_key = find_key_column(list(extra.columns), None, source_name)
+    zips = extra[extra_key].astype(str).map(normalize_zip_key)
+    valid = zips.notna()
+    duplicate = valid & zips.duplicated()
+    kept = valid & ~duplicate
+    added = [c for c in extra.columns if c != extra_key and c not in frame.columns]
+    if not added:
+        raise DemographicsError(
+            f"{source_name}: no column to add (its columns {list(extra.columns)} are all in "
+            "the main table already)"
+        )
+    by_zip = extra.loc[kept, added].set_index(pd.Index(zips[kept], name="zip"))
+    main_zips = frame[key].astype(str).map(normalize_zip_key)
+    joined = by_zip.reindex(main_zips.to_numpy())
+    frame = frame.copy()
+    for column in added:
+        frame[column] = joined[column].to_numpy()
+    known = set(main_zips.dropna())
+    report = {
+        "key_column": extra_key,
+        "rows": len(extra),
+        "columns": added,
+        "kept_from_main_table": [c for c in extra.columns if c != extra_key and c not in added],
+        "main_zips_matched": int(main_zips.isin(by_zip.index).sum()),
+        "zips_not_in_main_table": int(sum(1 for z in by_zip.index if z not in known)),
+        "invalid_keys": int((~valid).sum()),
+        "duplicate_keys": int(duplicate.sum()),
+    }
+    return frame, report
+
+
 def load_demographics(
     path: Path | str,
     settings: Settings,
     *,
     key_column: str | None = None,
     min_population: int | None = None,
+    joins: Sequence[Path | str] = (),
 ) -> dict:
     """Load a ZIP-keyed table as the live demographics; returns the load report.
+
+    ``joins`` are further ZIP-keyed tables whose columns are added by ZIP (for example ACS
+    median household income, ``zcta_income_acs.csv``; see ``join_table``).
 
     Raises DemographicsError for a file that cannot be used at all; row-level problems are
     listed in the report (``issues``, first 50) and those rows skipped.
     """
     path = Path(path)
+    join_paths = [Path(p) for p in joins]
     min_population = settings.small_cell_min if min_population is None else int(min_population)
     if min_population < 1:
         raise DemographicsError("min_population must be at least 1")
     started = time.perf_counter()
     frame, source = read_table(path, key_column)
+    joined = []
+    if join_paths:
+        key = find_key_column(list(frame.columns), key_column, path.name)
+        for extra_path in join_paths:
+            extra, extra_info = read_table(extra_path)
+            frame, join_report = join_table(frame, key, extra, extra_path.name)
+            digest = content_digest(extra_path.read_bytes())
+            joined.append({**extra_info, "digest": digest, **join_report})
     geo_report: dict = {}
     places = _us_places(settings, geo_report)
     prepared = prepare(frame, key_column=key_column, places=places, source_name=path.name)
@@ -582,10 +675,12 @@ def load_demographics(
         path.read_bytes(),
         geo_file.read_bytes() if geo_file else b"",
         json.dumps([ARTIFACT_FORMAT, key_column, min_population]).encode(),
+        *(p.read_bytes() for p in join_paths),
     )
     report = {
         "version": version,
         "source": {**source, "digest": content_digest(path.read_bytes())},
+        "joined": joined,
         **prepared.report,
         "min_population": min_population,
         "populated_zips": int((pop >= 1).sum()),
@@ -728,7 +823,10 @@ def demographics(settings: Settings) -> DemographicsTable | None:
 
 
 def ensure_demographics(settings: Settings) -> dict | None:
-    """Load ``settings.demographics_file`` if nothing is live yet (startup of a fresh install)."""
+    """Load ``settings.demographics_file`` (with ``settings.demographics_joins``) if nothing is
+    live yet (startup of a fresh install)."""
     if demographics(settings) is not None or settings.demographics_file is None:
         return None
-    return load_demographics(settings.demographics_file, settings)
+    return load_demographics(
+        settings.demographics_file, settings, joins=settings.demographics_joins
+    )

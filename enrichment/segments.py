@@ -17,7 +17,10 @@ Choices, and why:
   are noise); every populated ZIP is then assigned to its nearest center, and a ZIP served by a
   fallback (PO box, ZIP missing from the table) takes the segment of the ZIP serving it.
 - Segment ids are ordered by population (0 = most residents), so that the same seed gives the
-  same ids, and labels name the settlement type first, then the most distinctive figures.
+  same ids, and labels name the settlement type first, then the most distinctive figures,
+  each topic once and never against the settlement type (``label_conflicts`` checks a label).
+- With ACS median household income in the table (``--join zcta_income_acs.csv``), it replaces
+  the 2010 wages per resident: labels speak of household income.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ MAX_K = 500
 SIZE_FIGURES = {"population", "housing_units", "land_area_sqmi", "water_area_sqmi"}
 SIZE_PREFIXES = ("total_", "count_", "n_")
 SIZE_SUFFIXES = ("_count", "_total")
+# A figure a better one replaces when the table has both: ACS median household income (this
+# decade, per household) over the 2010 IRS-derived wages per resident, which correlate at only
+# 0.07 across the shared table's ZIPs and would let a label say "high wages" and "low household
+# incomes" at once.
+SUPERSEDED_BY = {"wages_per_resident_usd": "median_household_income_usd"}
 SKEW_FOR_LOG = 2.0
 NOTABLE_Z = 0.5
 VERY_Z = 1.5
@@ -62,6 +70,7 @@ PHRASES: dict[str, tuple[str | None, str | None, bool]] = {
     "density_per_sqmi": ("dense", "sparse", True),
     "median_age": ("older residents", "younger residents", True),
     "median_household_income": ("high household incomes", "low household incomes", True),
+    "median_household_income_usd": ("high household incomes", "low household incomes", True),
     "median_income": ("high incomes", "low incomes", True),
     "median_home_value": ("expensive homes", "affordable homes", True),
     "median_rent": ("high rents", "low rents", True),
@@ -71,6 +80,7 @@ PHRASES: dict[str, tuple[str | None, str | None, bool]] = {
 }
 RELATIVE: dict[str, tuple[str, str]] = {
     "wages_per_resident_usd": ("higher wages", "lower wages"),
+    "median_household_income_usd": ("higher household incomes", "lower household incomes"),
     "persons_per_housing_unit": ("larger households", "smaller households"),
     "water_share": ("more waterside", "less waterside"),
     "urban_share": ("more urban", "more rural"),
@@ -87,10 +97,23 @@ SETTLEMENT = (
     (0, "remote rural"),
 )
 DENSITY_FEATURES = {"log_density", "density_per_sqmi"}
-# Saying "mostly urban" after "urban neighbourhoods" adds nothing; it is said only when the
-# urban share contradicts what the density suggests.
+# The settlement type already says how urban a place is: after an urban lead "mostly urban"
+# adds nothing, after a rural one it contradicts it ("Small towns and countryside, mostly
+# urban"); after "outer suburbs and small towns" it says which way the mix leans.
 URBAN_LEADS = {"dense urban core", "urban neighbourhoods", "suburbs"}
 RURAL_LEADS = {"small towns and countryside", "remote rural"}
+# "Mostly urban" needs at least this urban share of residents.
+URBAN_MAJORITY = 0.5
+# Figures that speak of the same thing: a label says each topic once, in one direction.
+TOPICS = {
+    "log_density": "urbanity",
+    "density_per_sqmi": "urbanity",
+    "urban_share": "urbanity",
+    "wages_per_resident_usd": "income",
+    "median_household_income_usd": "income",
+    "median_household_income": "income",
+    "median_income": "income",
+}
 
 
 class SegmentsError(ValueError):
@@ -108,6 +131,8 @@ def default_features(table: DemographicsTable) -> list[str]:
             continue
         if name == "density_per_sqmi" and "log_density" in names:
             continue  # the log form carries the same information without the skew
+        if SUPERSEDED_BY.get(name) in names:
+            continue
         chosen.append(name)
     return chosen
 
@@ -188,25 +213,78 @@ def settlement(median_density: float | None) -> str | None:
     return next(words for floor, words in SETTLEMENT if median_density >= floor)
 
 
-def _words(center: dict[str, float], lead: str | None) -> tuple[list[str], set[str]]:
+def _sign(lead: str | None) -> int:
+    return 1 if lead in URBAN_LEADS else -1 if lead in RURAL_LEADS else 0
+
+
+def _words(
+    center: dict[str, float], lead: str | None, profile: dict[str, float | None]
+) -> tuple[list[str], set[str]]:
     """The settlement type, then the most distinctive figures (|z| >= NOTABLE_Z); also the
-    names of the figures those words speak of."""
+    names of the figures those words speak of.
+
+    A phrase is left out when it would contradict one already said about the same topic
+    (``TOPICS``: "suburbs, mostly rural", "high wages, low household incomes"), and the urban
+    share speaks only when the share itself agrees: a segment above the average ZIP's urban
+    share may still be 40% urban, and "mostly urban" would then be false.
+    """
     words = [lead] if lead else []
     named = set(DENSITY_FEATURES) if lead else set()
+    said: dict[str, int] = {"urbanity": _sign(lead)} if _sign(lead) else {}
     for name, z in sorted(center.items(), key=lambda kv: -abs(kv[1])):
         if len(words) >= MAX_PHRASES:
             break
         if abs(z) < NOTABLE_Z or name in named:
             continue
-        if name == "urban_share" and (
-            (lead in URBAN_LEADS and z > 0) or (lead in RURAL_LEADS and z < 0)
-        ):
+        sign = 1 if z > 0 else -1
+        if name == "urban_share":
+            share = profile.get(name)
+            if share is None or (share >= URBAN_MAJORITY) != (sign > 0):
+                continue
+        topic = TOPICS.get(name, name)
+        if topic in said:
+            # The same thing said again ("urban neighbourhoods, mostly urban"), or its
+            # opposite: either way nothing to add.
             continue
         text = phrase(name, z)
         if text and text not in words:
             words.append(text)
             named.add(name)
+            said[topic] = sign
     return words, named
+
+
+def _label_words() -> dict[str, tuple[str, int]]:
+    """Every word of a label -> (topic, +1 high / -1 low), for ``label_conflicts``."""
+    out = {lead: ("urbanity", _sign(lead)) for lead in URBAN_LEADS | RURAL_LEADS}
+    for name, (high, low, _very) in PHRASES.items():
+        topic = TOPICS.get(name, name)
+        if high:
+            out[high] = (topic, 1)
+        if low:
+            out[low] = (topic, -1)
+    return out
+
+
+def label_conflicts(label: str) -> list[str]:
+    """Pairs of words in a label that speak of the same topic in opposite directions ("Small
+    towns and countryside, mostly urban"); empty for a label that reads consistently.
+    Relative words added to tell segments apart ("denser") compare, so they are not read."""
+    seen: dict[str, tuple[int, str]] = {}
+    conflicts = []
+    for part in (p.strip().lower() for p in label.split(",")):
+        part = part.split(" (variant")[0]
+        found = _LABEL_WORDS.get(part.removeprefix("very "))
+        if found is None:
+            continue
+        topic, sign = found
+        if topic in seen and seen[topic][0] != sign:
+            conflicts.append(f"{seen[topic][1]!r} and {part!r}")
+        seen.setdefault(topic, (sign, part))
+    return conflicts
+
+
+_LABEL_WORDS = _label_words()
 
 
 def describe(segments: list[dict], has_density: bool) -> None:
@@ -214,7 +292,7 @@ def describe(segments: list[dict], has_density: bool) -> None:
     named: dict[int, set[str]] = {}
     for seg in segments:
         lead = settlement(seg["median_density"]) if has_density else None
-        words, named[seg["id"]] = _words(seg["center_z"], lead)
+        words, named[seg["id"]] = _words(seg["center_z"], lead, seg["mean_profile"])
         seg["label"] = ", ".join(words) or "typical profile"
     # Segments that read the same: name, for each, the figure not yet mentioned that sets it
     # most apart from the others of its group ("denser", "higher wages"); number any that
@@ -254,15 +332,17 @@ def _fmt(name: str, value: float) -> str:
 
 def _sentence(seg: dict) -> str:
     known = {
+        "median_household_income_usd": "median household income",
         "wages_per_resident_usd": "wages per resident",
         "persons_per_housing_unit": "residents per home",
         "urban_share": "urban",
         "density_per_sqmi": "residents per sq mi",
     }
+    profile = seg["mean_profile"]
     facts = [
-        f"{_fmt(name, seg['mean_profile'][name])} {words}"
+        f"{_fmt(name, profile[name])} {words}"
         for name, words in known.items()
-        if seg["mean_profile"].get(name) is not None
+        if profile.get(name) is not None and profile.get(SUPERSEDED_BY.get(name, "")) is None
     ]
     facts += [
         f"{_humanize(name)} {_fmt(name, seg['mean_profile'][name])}"

@@ -1,19 +1,23 @@
-"""Load a registered version's serving artifacts: feature schema and flattened scorer.
+"""Load a registered version's serving artifacts: feature schema and flattened scorer (and the
+small score cuts and drift reference).
 
-Only these two files are read, so serving needs neither XGBoost nor scikit-learn in memory and
+Only these files are read, so serving needs neither XGBoost nor scikit-learn in memory and
 a switch costs milliseconds.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
+from models.drift import LiveSample, Reference
 from models.fast_scorer import MultiProductScorer
 from models.features import FeatureBuilder, FeatureSchema
 from models.registry import version_dir
 from models.serving import Bundle
 from store.config import Settings
 
+log = logging.getLogger("offerwise.serving")
 SCHEMA_FILE = "schema.json"
 SCORER_FILE = "scorer.npz"
 SCORE_CUTS_FILE = "score_cuts.json"  # written by models.pipeline (absent in older versions)
@@ -28,4 +32,10 @@ def load_bundle(settings: Settings, tenant: str, version: str) -> Bundle:
         raise ValueError(f"{folder}: scorer and feature schema disagree on the features")
     cuts_file = folder / SCORE_CUTS_FILE
     cuts = json.loads(cuts_file.read_text()) if cuts_file.is_file() else {}
-    return Bundle(version=version, builder=builder, scorer=scorer, score_cuts=cuts)
+    reference = Reference.load(folder)
+    if reference is not None and reference.features != list(builder.feature_names):
+        # Drift is measured, not served: a bad reference costs the measurement only.
+        log.warning("%s: drift reference and feature schema disagree; no drift sample", folder)
+        reference = None
+    live = LiveSample(tenant, version, reference) if reference is not None else None
+    return Bundle(version=version, builder=builder, scorer=scorer, score_cuts=cuts, live=live)

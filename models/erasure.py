@@ -2,8 +2,8 @@
 
 It sits in ``models/`` because it is the lowest package that can see all the places a person
 lives (``clickstream`` and ``enrichment`` are siblings) and because it must know which model
-versions were trained while the person was in the data, so that staff can retrain them.
-The receipt keeps only hashed identifiers.
+versions were trained on the person (``models.lineage``), so that staff can retrain those
+(``offerwise models retrain-erased``). The receipt keeps only hashed identifiers.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from clickstream.archiver import erase_events
 from clickstream.ingest import DAY_S, DEDUPE_DAYS, dedupe_key
 from clickstream.profiles import customer_visitors_key, erase_visitor
 from enrichment.crm import erase_customer
+from models import lineage, registry
 from store import keys
 from store.config import Settings
 from store.persistence import PersistenceError, rewrite_append_only_file
@@ -56,6 +57,24 @@ def erase_person(
     """Remove a CRM customer (raw id, hashed here) and/or a visitor; returns the receipt."""
     if not customer_id and not visitor_id:
         raise ErasureError("give customer_id, visitor_id or both")
+    receipt_id = uuid.uuid4().hex
+    # Marked running before the registered versions are read: a training that registers
+    # meanwhile sees the mark and flags itself (models.lineage).
+    lineage.erasure_started(r, tenant.name, receipt_id, time.time())
+    try:
+        return _erase(r, settings, tenant, receipt_id, customer_id, visitor_id)
+    finally:
+        lineage.erasure_finished(r, tenant.name, receipt_id)
+
+
+def _erase(
+    r: redis.Redis,
+    settings: Settings,
+    tenant: Tenant,
+    receipt_id: str,
+    customer_id: str | None,
+    visitor_id: str | None,
+) -> dict:
     customer_hash = tenant.hash_customer_id(customer_id) if customer_id else None
     visitors: set[str] = {visitor_id} if visitor_id else set()
     if customer_hash:
@@ -92,12 +111,9 @@ def erase_person(
         aof = rewrite_append_only_file(r)
     except PersistenceError as err:
         aof = f"failed: {err}"
-    trained = sorted(
-        v.decode() if isinstance(v, bytes) else v
-        for v in r.smembers(trained_versions_key(tenant.name))
-    )
+    models = _versions_that_saw(r, settings, tenant, customer_hash, visitors)
     receipt = {
-        "receipt_id": uuid.uuid4().hex,
+        "receipt_id": receipt_id,
         "tenant": tenant.name,
         "erased_at": time.time(),
         "customer_hash": customer_hash,
@@ -114,14 +130,54 @@ def erase_person(
         },
         # rewritten | not enabled | in progress | failed: <reason>
         "redis_append_only_file": aof,
-        # Every model version trained so far may have seen this person: staff retrain them.
-        "model_versions_to_retrain": trained,
+        # The versions trained on this person (by their lineage filters), and those without
+        # lineage that may have been: `offerwise models retrain-erased` replaces them.
+        "model_versions_to_retrain": models["saw_person"] + models["no_lineage"],
+        "model_lineage": models,
     }
+    retrain = receipt["model_versions_to_retrain"]
+    lineage.flag_for_retraining(
+        r, tenant.name, retrain, f"trained on a person erased by {receipt_id}"
+    )
     pipe = r.pipeline(transaction=False)
     pipe.lpush(receipts_key(tenant.name), orjson.dumps(receipt))
     pipe.ltrim(receipts_key(tenant.name), 0, RECEIPTS_KEPT - 1)
     pipe.execute()
     return receipt
+
+
+def _versions_that_saw(
+    r: redis.Redis,
+    settings: Settings,
+    tenant: Tenant,
+    customer_hash: str | None,
+    visitors: set[str],
+) -> dict:
+    """Every trained version still registered, by whether its lineage names the person.
+
+    A version already superseded by a retraining is no longer served, and retraining again
+    would not change it: it is listed apart (``models delete`` removes it)."""
+    trained = sorted(reply_text(v) for v in r.smembers(trained_versions_key(tenant.name)))
+    registered = {
+        reply_text(k): orjson.loads(v)
+        for k, v in r.hgetall(registry.versions_key(tenant.name)).items()
+    }
+    out: dict = {"checked": [], "saw_person": [], "no_lineage": [], "superseded_saw_person": []}
+    for version in trained:
+        if version not in registered:
+            continue  # deleted with its artifacts: nothing of it is left
+        out["checked"].append(version)
+        folder = registry.version_dir(settings, tenant.name, version)
+        found = lineage.saw(tenant, folder, customer_hash, sorted(visitors))
+        if (found is None or found) and registered[version].get("superseded_by"):
+            out["superseded_saw_person"].append(version)
+        elif found is None:
+            out["no_lineage"].append(version)
+        elif found:
+            out["saw_person"].append(version)
+    out["champion"] = registry.champion(r, tenant.name)
+    out["false_positive_rate"] = lineage.FALSE_POSITIVE_RATE
+    return out
 
 
 def list_receipts(r: redis.Redis, tenant: str, limit: int = 100) -> list[dict]:

@@ -4,14 +4,17 @@ the staff API and the background worker alike."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import redis
 
-from models import registry
+from models import drift, lineage, registry
 from models.bundle import SCORE_CUTS_FILE
+from models.erasure import list_receipts
 from models.evaluation import evaluate_scores
 from models.training import (
+    Dataset,
     ProgressFn,
     TrainingError,
     TrainingResult,
@@ -22,11 +25,39 @@ from models.training import (
 )
 from store.artifacts.durable import atomic_write
 from store.config import Settings
+from store.tenants import get_tenant
 
 
 def _mean_auc(aucs: list[float | None]) -> float | None:
     vals = [a for a in aucs if a is not None]
     return float(np.mean(vals)) if vals else None
+
+
+def snapshot_data(
+    r: redis.Redis,
+    settings: Settings,
+    model: TrainingResult,
+    snapshot: dict,
+    products: list[str],
+) -> Dataset | None:
+    """The rows of ``snapshot`` as ``model``'s features, for the products its scorer serves
+    among ``products``; None when it serves none of them."""
+    params = TrainParams(
+        **{k: v for k, v in model.params.items() if k in TrainParams.__dataclass_fields__}
+    )
+    params.baselines = tuple(params.baselines)
+    wanted = [p for p in products if model.scorer is not None and p in model.scorer.product_ids]
+    if not wanted:
+        return None
+    return prepare(
+        r,
+        settings,
+        model.tenant,
+        products=wanted,
+        params=params,
+        schema=model.schema,
+        snapshot=snapshot,
+    )
 
 
 def served_auc_on_holdout(
@@ -36,31 +67,22 @@ def served_auc_on_holdout(
     snapshot: dict,
     products: list[str],
     cuts: dict[str, list[float]] | None = None,
+    *,
+    data: Dataset | None = None,
+    decile_scores: dict[str, list[float | None]] | None = None,
 ) -> dict[str, float | None]:
     """Holdout AUC per product of ``model``'s served scorer on the rows of ``snapshot``; with
-    ``cuts``, also fills it with each product's score percentiles (see ``score_percentiles``).
+    ``cuts``, also fills it with each product's score percentiles (see ``score_percentiles``)
+    and ``decile_scores`` with its mean score per decile of them (live calibration reads it).
 
     The split is a hash of the customer key, so the holdout of the challenger's snapshot is
     the same set of customers whichever model scores it; the champion's own feature schema
-    turns those rows into its features.
+    turns those rows into its features. ``data``: those rows prepared already.
     """
-    params = TrainParams(
-        **{k: v for k, v in model.params.items() if k in TrainParams.__dataclass_fields__}
-    )
-    params.baselines = tuple(params.baselines)
-    wanted = [p for p in products if model.scorer is not None and p in model.scorer.product_ids]
-    if not wanted:
+    if data is None:
+        data = snapshot_data(r, settings, model, snapshot, products)
+    if data is None or model.scorer is None:
         return {}
-    assert model.scorer is not None  # else nothing was wanted
-    data = prepare(
-        r,
-        settings,
-        model.tenant,
-        products=wanted,
-        params=params,
-        schema=model.schema,
-        snapshot=snapshot,
-    )
     holdout = data.split == 2
     scores = model.scorer.score_batch(data.X[holdout])
     out = {}
@@ -69,6 +91,8 @@ def served_auc_on_holdout(
         out[product] = evaluate_scores(data.Y[holdout, j], scores[:, k]).get("auc")
         if cuts is not None:
             cuts[product] = score_percentiles(scores[:, k])
+            if decile_scores is not None:
+                decile_scores[product] = drift.decile_means(scores[:, k], cuts[product])
     return out
 
 
@@ -93,15 +117,28 @@ def train_and_register(
     progress: ProgressFn | None = None,
     auto_promote: bool = True,
 ) -> dict:
+    tenant_record = get_tenant(r, tenant)
+    started = time.time()  # before training reads anything: erasures since then may be in it
     result = train_tenant(
         r, settings, tenant, products, label_source, params=params, progress=progress
     )
     save_result(settings, result)
     trained = result.trained_products
     cuts: dict[str, list[float]] = {}
-    challenger = served_auc_on_holdout(r, settings, result, result.snapshot, trained, cuts)
+    decile_scores: dict[str, list[float | None]] = {}
+    data = snapshot_data(r, settings, result, result.snapshot, trained)
+    challenger = served_auc_on_holdout(
+        r, settings, result, result.snapshot, trained, cuts, data=data, decile_scores=decile_scores
+    )
     folder = registry.version_dir(settings, tenant, result.version)
     atomic_write(folder / SCORE_CUTS_FILE, lambda path: path.write_text(json.dumps(cuts)))
+    if data is not None:
+        # The training rows' feature distributions, which live drift is measured against.
+        reference = drift.Reference.from_training(
+            data.X, data.schema.feature_names, decile_scores, rows=np.flatnonzero(data.split == 0)
+        )
+        reference.save(folder)
+    del data
     current = registry.champion(r, tenant)
     champion_score = None
     compared: list[str] = []
@@ -126,6 +163,10 @@ def train_and_register(
         "holdout_auc": challenger,
         "compared_products": compared,
     }
+    if tenant_record is not None:  # else train_tenant refused already
+        meta["lineage"] = lineage.record(
+            settings, tenant_record, folder, result.snapshot.get("crm_version")
+        )
     decision = registry.register(
         r,
         tenant,
@@ -135,4 +176,10 @@ def train_and_register(
         champion_score=champion_score,
         auto_promote=auto_promote,
     )
+    # Registered first, then the erasures looked for (see models.lineage).
+    overlapping = lineage.erasures_during(r, tenant, started, list_receipts(r, tenant, 1000))
+    if overlapping:
+        why = f"trained while erasures ran ({', '.join(overlapping[:5])})"
+        lineage.flag_for_retraining(r, tenant, [result.version], why)
+        decision["retrain"] = why
     return {"version": result.version, "summary": result.summary(), "registry": decision}

@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import redis
 
-from models.erasure import trained_versions_key
 from store import keys
+from store.artifacts import ARTIFACTS, artifacts_for, join_key
 from store.config import Settings
 from store.redis_client import reply_text
 
@@ -39,6 +39,7 @@ class NothingToRollBack(RegistryError):
 versions_key = keys.model_versions
 champion_key = keys.model_champion
 history_key = keys.champion_history
+trained_versions_key = keys.trained_model_versions
 
 
 def new_version_id(now: float | None = None) -> str:
@@ -66,9 +67,42 @@ def get_version(r: redis.Redis, tenant: str, version: str) -> dict | None:
 def list_versions(r: redis.Redis, tenant: str) -> list[dict]:
     current = champion(r, tenant)
     versions = [orjson.loads(v) for v in r.hvals(versions_key(tenant))]
+    retrain = {
+        reply_text(k): reply_text(v) for k, v in r.hgetall(keys.models_to_retrain(tenant)).items()
+    }
     for v in versions:
         v["champion"] = v["version"] == current
+        if v["version"] in retrain:  # saw a person since erased: `models retrain-erased`
+            v["retrain_because"] = retrain[v["version"]]
     return sorted(versions, key=lambda v: v.get("trained_at", 0), reverse=True)
+
+
+def supersede(r: redis.Redis, tenant: str, version: str, by: str, why: str) -> None:
+    """Mark ``version`` as replaced by ``by``; rollback never goes back to it (staff can still
+    promote it by name)."""
+    meta = get_version(r, tenant, version)
+    if meta is None:
+        return
+    meta.update(superseded_by=by, superseded_because=why, superseded_at=time.time())
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(versions_key(tenant), version, orjson.dumps(meta))
+    pipe.lrem(history_key(tenant), 0, version)
+    pipe.execute()
+
+
+def delete_version(r: redis.Redis, settings: Settings, tenant: str, version: str) -> None:
+    """Remove a version that is not the champion: registry entry, live samples and artifacts."""
+    if get_version(r, tenant, version) is None:
+        raise UnknownVersion(f"version: no model version {version!r} for tenant {tenant!r}")
+    if champion(r, tenant) == version:
+        raise RegistryError(f"version: {version!r} is the champion; promote another one first")
+    pipe = r.pipeline(transaction=True)
+    pipe.hdel(versions_key(tenant), version)
+    pipe.lrem(history_key(tenant), 0, version)
+    pipe.srem(trained_versions_key(tenant), version)
+    pipe.delete(keys.model_drift(tenant, version))
+    pipe.execute()
+    artifacts_for(settings).delete(join_key(ARTIFACTS, "models", tenant, version))
 
 
 def promote(r: redis.Redis, tenant: str, version: str, reason: str = "staff") -> dict:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # serving loads neither at import; the loader passed in builds them
+    from models.drift import LiveSample
     from models.fast_scorer import MultiProductScorer
     from models.features import FeatureBuilder
 
@@ -35,6 +36,9 @@ class Bundle:
     # product -> the 99 percentiles of its holdout scores, highest first: score i is in the
     # top k% when it is at least cuts[k - 1] (campaign audiences, monitoring by decile).
     score_cuts: dict[str, list[float]] = field(default_factory=dict)
+    # This process's sample of live feature vectors and served scores (models.drift); None
+    # for versions trained before training distributions were kept.
+    live: LiveSample | None = None
 
     def threshold_for_top(self, product_id: str, share: float) -> float | None:
         """The score above which a person is in the top ``share`` of the product's scores."""

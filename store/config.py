@@ -23,8 +23,10 @@ class Settings:
     metrics_token: str | None = None
     # GeoNames postal-code files in pgeocode's cache format (XX.txt); see README.
     geo_dir: Path | None = None
-    # ZIP-keyed census table loaded by `offerwise geo load-demographics`.
+    # ZIP-keyed census table loaded by `offerwise geo load-demographics`, and further ZIP-keyed
+    # tables joined onto it by ZIP (ACS median household income).
     demographics_file: Path | None = None
+    demographics_joins: tuple[Path, ...] = ()
     log_level: str = "INFO"
     # How stale the per-process popularity snapshot may be (seconds; 0 reads Redis every time).
     # Popularity decays over hours, so a second of staleness changes no ranking a visitor sees.

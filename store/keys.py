@@ -195,9 +195,27 @@ def trained_model_versions(tenant: str) -> str:
     return tenant_key(tenant, "models", "trained")
 
 
+def models_to_retrain(tenant: str) -> str:
+    """Hash version -> why it must be retrained (it saw a person since erased, or trained while
+    an erasure ran); set by models.erasure and models.pipeline, cleared by a retraining."""
+    return tenant_key(tenant, "models", "retrain")
+
+
+def model_drift(tenant: str, version: str) -> str:
+    """Hash of a version's live samples: feature bin counts ``f<j>:<bin>``, ``samples``, and the
+    served offers' ``d<k>:offers`` and ``d<k>:score_sum`` per score decile; models.drift."""
+    return tenant_key(tenant, "models", "drift", version)
+
+
 def erasure_receipts(tenant: str) -> str:
     """List of erasure receipts (JSON), newest first; written by models.erasure."""
     return tenant_key(tenant, "erasures")
+
+
+def erasures_running(tenant: str) -> str:
+    """Sorted set receipt id -> start time of the erasures under way (a training that
+    overlaps one is flagged for retraining); models.erasure."""
+    return tenant_key(tenant, "erasures", "running")
 
 
 def offer_rules(tenant: str) -> str:

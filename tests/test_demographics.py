@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import random
 from pathlib import Path
 
@@ -314,6 +315,109 @@ def test_cli_load_and_lookup(
     assert (out["place"], out["demo_status"]) == ("New York", "ok")
     result = runner.invoke(geo_cli, ["load-demographics", str(tmp_path / "missing.csv")])
     assert result.exit_code == 2 and "file not found" in result.output
+
+
+def test_income_join_reads_the_acs_codes_as_bounds(tmp_path: Path) -> None:
+    """The ACS income file's codes: 250001 is "250,000 or more", 2499 "under 2,500", empty no
+    estimate; a ZIP only the income file knows adds nothing, a column both have stays the main
+    table's."""
+    main = tmp_path / "main.csv"
+    main.write_text(
+        "zip,population,state\n10001,21102,NY\n10002,81410,NY\n10003,56024,NY\n"
+        "10004,3089,NY\n10005,7135,NY\n"
+    )
+    income = tmp_path / "income.csv"
+    income.write_text(
+        "zip,median_household_income_usd,state\n10001,101409,NY\n10002,250001,NY\n"
+        "10003,2499,NJ\n10004,,NY\n99950,45000,AK\n10001,5,NY\n"
+    )
+    s = Settings(data_dir=tmp_path / "var", geo_dir=None)
+    report = demo.load_demographics(main, s, joins=[income])
+    assert "median_household_income_usd" in report["figures"]
+    (joined,) = report["joined"]
+    assert joined["columns"] == ["median_household_income_usd"]
+    assert joined["kept_from_main_table"] == ["state"]
+    assert (joined["main_zips_matched"], joined["zips_not_in_main_table"]) == (4, 1)
+    assert joined["duplicate_keys"] == 1  # the first row of a ZIP is kept
+    assert report["range_codes"] == {
+        "median_household_income_usd": {"at least 250,000": 1, "under 2,500": 1}
+    }
+    table = demo.demographics(s)
+    income_of = {z: table.lookup(z)["median_household_income_usd"] for z in ("10001", "10002",
+                 "10003", "10004", "10005")}  # fmt: skip
+    assert income_of == {"10001": 101409.0, "10002": 250000.0, "10003": 2500.0, "10004": None,
+                         "10005": None}  # fmt: skip
+    assert table.lookup("10003")["state"] == "NY"
+    assert "demo_median_household_income_usd" in demographic_feature_names(s)
+    out = zip_profile("10002", "US", s)
+    assert out["demo_median_household_income_usd"] == 250000.0
+
+
+def test_range_codes_only_in_the_columns_they_belong_to(tmp_path: Path) -> None:
+    """2499 is a code in a median income column only; Census annotation values never count."""
+    report = _load(
+        tmp_path,
+        "zip,population,median_household_income,houses,median_home_value\n"
+        "10001,2499,2499,2499,9999\n10002,500,-666666666,12,2000001\n",
+    )
+    assert report["range_codes"] == {
+        "median_household_income": {"under 2,500": 1},
+        "median_home_value": {"under 10,000": 1, "at least 2,000,000": 1},
+    }
+    table = demo.demographics(Settings(data_dir=tmp_path / "var", geo_dir=None))
+    first, second = table.lookup("10001"), table.lookup("10002")
+    assert (first["population"], first["houses"], first["median_household_income"]) == (
+        2499.0, 2499.0, 2500.0,
+    )  # fmt: skip
+    assert second["median_household_income"] is None and second["median_home_value"] == 2e6
+
+
+def test_shared_income_file_joins_the_census_table(
+    shared_data: Path, geo_dir: Path, tmp_path: Path, rows: dict
+) -> None:
+    with (shared_data / "zcta_income_acs.csv").open(encoding="utf-8") as fh:
+        incomes = {row["zip"]: row["median_household_income_usd"] for row in csv.DictReader(fh)}
+    s = Settings(data_dir=tmp_path / "var", geo_dir=geo_dir)
+    report = demo.load_demographics(
+        shared_data / "zcta_demographics.csv", s, joins=[shared_data / "zcta_income_acs.csv"]
+    )
+    assert report["joined"][0]["main_zips_matched"] == len(set(incomes) & set(rows)) == 32921
+    coded = report["range_codes"]["median_household_income_usd"]
+    in_main = [incomes[z] for z in rows if z in incomes]
+    assert coded == {"at least 250,000": in_main.count("250001"),
+                     "under 2,500": in_main.count("2499")}  # fmt: skip
+    table = demo.demographics(s)
+    codes = {"": None, "250001": 250000.0, "2499": 2500.0}
+    bounds = [z for z in rows if incomes.get(z) in ("250001", "2499")]
+    empty = [z for z in rows if incomes.get(z) == ""][:20]
+    some = random.Random(5).sample(sorted(set(rows) & set(incomes)), 400) + bounds + empty
+    for z in some:
+        want = codes[incomes[z]] if incomes[z] in codes else float(incomes[z])
+        assert table.figures_of(int(table.own[int(z)]))["median_household_income_usd"] == want, z
+    assert zip_profile("10001", "US", s)["demo_median_household_income_usd"] == float(
+        incomes["10001"]
+    )
+
+
+def test_cli_join_and_the_settings_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orjson
+
+    from app.cli.geo import geo as geo_cli
+    from app.settings import load_settings
+
+    main, income = tmp_path / "main.csv", tmp_path / "income.csv"
+    main.write_text("zip,population\n10001,21102\n")
+    income.write_text("zip,median_household_income_usd\n10001,250001\n")
+    monkeypatch.setenv("OFFERWISE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("OFFERWISE_DEMOGRAPHICS_JOIN", raising=False)
+    result = CliRunner().invoke(geo_cli, ["load-demographics", str(main), "--join", str(income)])
+    assert result.exit_code == 0, result.output
+    assert "median_household_income_usd" in orjson.loads(result.output)["figures"]
+    env = {"OFFERWISE_DEMOGRAPHICS_JOIN": f"{income}{os.pathsep}{main}"}
+    assert load_settings(env).demographics_joins == (income.resolve(), main.resolve())
+    assert load_settings({}).demographics_joins == ()
 
 
 def test_arrays_are_shared_file_mappings(loaded: tuple[Settings, dict]) -> None:

@@ -198,6 +198,13 @@ def test_staff_api_and_bad_inputs(world, trained, app_client):
     )
     with pytest.raises(TrainingError, match="no tenant"):
         train_and_register(world.r, world.settings, "ghost")
+    retrain = f"/v1/staff/tenants/{world.tenant}/models/retrain-erased"
+    queued = app_client.post(retrain, headers=staff)
+    assert queued.status_code == 202 and queued.json["status"] == "queued"
+    job = app_client.get(f"/v1/staff/jobs/{queued.json['job']}", headers=staff).json
+    assert job["func"] == "app.jobs.retrain_erased_job" and job["meta"]["kind"] == "retrain-erased"
+    ghost = "/v1/staff/tenants/ghost/models/retrain-erased"
+    assert app_client.post(ghost, headers=staff).status_code == 404
 
 
 def test_a_champion_that_cannot_load_keeps_the_previous_one_and_is_counted(
@@ -222,3 +229,82 @@ def test_a_champion_that_cannot_load_keeps_the_previous_one_and_is_counted(
         assert line in metrics  # one failed load, then the retry back-off
     finally:
         registry.rollback(world.r, world.tenant)
+
+
+def test_drift_and_live_calibration_in_the_evaluation_and_metrics(
+    world, trained, app_client, monkeypatch
+):
+    """Served requests are sampled, their responses counted by decile, and the staff
+    evaluation and /metrics (with its token) show the champion's drift and calibration."""
+    from models import drift
+
+    monkeypatch.setattr(drift, "SAMPLE_EVERY", 1)  # read when this app's bundle loads
+    monkeypatch.setattr(drift, "FLUSH_S", 0.0)
+    site = _site(world)
+    version = registry.champion(world.r, world.tenant)
+    world.r.delete(drift.keys.model_drift(world.tenant, version))
+    served = []
+    for i in range(30):
+        out = app_client.get(f"/v1/recommend?site={site}&visitor=drift-{i}&n=3").json
+        assert out["source"] == f"model:{version}"
+        served += [(f"drift-{i}", o) for o in out["offers"]]
+    for n, (visitor, offer) in enumerate(served):
+        events = [{"id": f"imp-{n}", "type": "offer_impression", "product_id": offer["product_id"],
+                   "token": offer["token"]}]  # fmt: skip
+        if n % 3 == 0:
+            events.append({"id": f"clk-{n}", "type": "offer_click",
+                           "product_id": offer["product_id"], "token": offer["token"]})  # fmt: skip
+        res = app_client.post(
+            "/v1/collect", json={"site": site, "visitor": visitor, "events": events}
+        )
+        assert res.status_code == 200 and not res.json.get("flagged"), res.json
+
+    drift.wait_for_writes()  # the samples go to Redis on this process's writer thread
+    staff = {"Authorization": "Bearer staff"}
+    ev = app_client.get(f"/v1/staff/tenants/{world.tenant}/evaluation", headers=staff).json
+    bundle = load_bundle(world.settings, world.tenant, version)
+    shift = ev["drift"]
+    assert shift["samples"] == {"identified": 0, "anonymous": 30}
+    assert shift["all"]["samples"] == 30 and shift["identified"]["samples"] == 0
+    assert {row["feature"] for row in shift["all"]["features"]} == set(bundle.builder.feature_names)
+    assert all(row["status"] == "too few samples" for row in shift["all"]["features"])
+    # Anonymous visitors carry no CRM figures: the CRM features read as far from training.
+    assert shift["all"]["max_psi"] > drift.SHIFTED
+    calibration = ev["calibration"]
+    rows = [row for row in calibration["by_decile"] if row["impressions"]]
+    assert sum(row["impressions"] for row in rows) == len(served)
+    assert sum(row["clicks"] for row in rows) == len(range(0, len(served), 3))
+    for row in rows:
+        assert row["predicted_from"] == "served offers" and row["offers_sampled"] > 0
+        assert row["click_through"] == round(row["clicks"] / row["impressions"], 6)
+    assert calibration["mean_abs_error"]["click_through"] is not None
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def series(text: str) -> dict[str, list]:
+        found: dict[str, list] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                found.setdefault(sample.name, []).append(sample)
+        return found
+
+    ours = {"tenant": world.tenant, "model_version": version}
+    text = app_client.get("/metrics", headers={"Authorization": "Bearer metrics"}).get_data(
+        as_text=True
+    )
+    got = series(text)
+    samples = {s.labels["population"]: s.value for s in got["offerwise_model_drift_samples"]
+               if ours.items() <= s.labels.items()}  # fmt: skip
+    assert samples == {"identified": 0.0, "all": 30.0}
+    psi = [s for s in got["offerwise_model_feature_psi"] if ours.items() <= s.labels.items()]
+    # No identified visitor was sampled: PSI for all traffic only.
+    assert {s.labels["population"] for s in psi} == {"all"}
+    assert len(psi) == len(bundle.builder.feature_names)
+    observed = [
+        s
+        for s in got["offerwise_model_calibration_observed"]
+        if ours.items() <= s.labels.items() and s.labels["measure"] == "click_through"
+    ]
+    assert {int(s.labels["decile"]) for s in observed} == {row["decile"] for row in rows}
+    public = series(app_client.get("/metrics").get_data(as_text=True))
+    assert "offerwise_model_feature_psi" not in public

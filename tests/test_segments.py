@@ -110,6 +110,71 @@ def test_words_match_the_figures(built: tuple[Settings, dict], rows: dict) -> No
         assert "high wages" in richest["label"].lower()
 
 
+@pytest.fixture(scope="module")
+def with_income(
+    shared_data: Path, geo_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """The census table with ACS median household income joined, as the README loads it."""
+    s = Settings(data_dir=tmp_path_factory.mktemp("var"), geo_dir=geo_dir)
+    demo.load_demographics(
+        shared_data / "zcta_demographics.csv", s, joins=[shared_data / "zcta_income_acs.csv"]
+    )
+    return s
+
+
+def _misreadings(listed: list[dict]) -> list[str]:
+    """Labels whose words contradict each other or the segment's own urban share."""
+    out = []
+    for x in listed:
+        label, share = x["label"], x["mean_profile"]["urban_share"]
+        out += [f"{label}: {c}" for c in seg.label_conflicts(label)]
+        if "mostly urban" in label.lower() and share < seg.URBAN_MAJORITY:
+            out.append(f"{label}: urban share {share:.0%}")
+        if "mostly rural" in label.lower() and share >= seg.URBAN_MAJORITY:
+            out.append(f"{label}: urban share {share:.0%}")
+    return out
+
+
+def test_the_label_check_finds_contradictions() -> None:
+    """The check below can fail: it catches the label this module used to write."""
+    assert seg.label_conflicts("Small towns and countryside, mostly urban")
+    assert seg.label_conflicts("Suburbs, very sparse")
+    assert seg.label_conflicts("Remote rural, high wages, very low household incomes")
+    assert seg.label_conflicts("Suburbs, large households, small households (variant 2)")
+    assert not seg.label_conflicts("Small towns and countryside, more urban")  # comparative
+    assert not seg.label_conflicts("Outer suburbs and small towns, mostly rural")
+    assert _misreadings([{"label": "Mostly urban", "mean_profile": {"urban_share": 0.3}}])
+
+
+@pytest.mark.parametrize(("k", "seed"), [(40, 0), (12, 3)])
+def test_segments_speak_of_household_income_and_never_contradict_themselves(
+    with_income: Settings, k: int, seed: int
+) -> None:
+    summary = seg.build_segments(with_income, k=k, seed=seed)
+    names = [f["name"] for f in summary["features"]]
+    assert "median_household_income_usd" in names
+    assert "wages_per_resident_usd" not in names  # superseded by this decade's income
+    listed = seg.list_segments(with_income)
+    assert _misreadings(listed) == []
+    labels = [x["label"] for x in listed]
+    assert len(set(labels)) == k
+    assert not any("wages" in label for label in labels)
+    richest = max(listed, key=lambda x: x["center_z"]["median_household_income_usd"])
+    assert "high household incomes" in richest["label"].lower()
+    poorest = min(listed, key=lambda x: x["center_z"]["median_household_income_usd"])
+    assert "low household incomes" in poorest["label"].lower()
+    assert richest["mean_profile"]["median_household_income_usd"] > 100_000
+    assert "median household income" in richest["description"]
+    assert "wages per resident" not in richest["description"]
+
+
+def test_labels_without_income_do_not_contradict_themselves(
+    built: tuple[Settings, dict],
+) -> None:
+    s, _ = built
+    assert _misreadings(seg.list_segments(s)) == []
+
+
 def test_same_seed_gives_same_segmentation(
     built: tuple[Settings, dict], shared_data: Path, geo_dir: Path, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from app.model_health import ModelHealth
 from app.observability import metrics_response
 from app.request_body import Blueprint
 from app.services import services
@@ -31,4 +32,4 @@ def readyz():
 @blp.route("/metrics")
 @blp.doc(summary="Prometheus metrics")
 def metrics():
-    return metrics_response()
+    return metrics_response(ModelHealth(services().redis, services().settings))

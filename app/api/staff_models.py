@@ -7,11 +7,12 @@ from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from app.auth import require_staff
-from app.jobs import enqueue, job_status, train_job
+from app.jobs import enqueue, job_status, retrain_erased_job, train_job
 from app.request_body import Blueprint
 from app.services import services
+from campaigns.report import model_monitor
 from clickstream.schemas import ID_VALIDATORS
-from models import registry
+from models import drift, registry
 from models.training import TrainingResult, comparison
 from store.tenants import get_tenant
 
@@ -54,6 +55,23 @@ def rollback(name: str):
     return registry.rollback(services().redis, name)
 
 
+@blp.route("/tenants/<string:name>/models/retrain-erased", methods=["POST"])
+@blp.doc(
+    summary="Retrain without the erased: a new version replaces those trained on people since "
+    "erased (202 + job id)"
+)
+@blp.alt_response(202, description="Queued: poll /v1/staff/jobs/{id}")
+def retrain_erased(name: str):
+    _tenant(name)
+    job_id = enqueue(
+        services().queue_redis,
+        retrain_erased_job,
+        name,
+        meta={"tenant": name, "kind": "retrain-erased"},
+    )
+    return {"job": job_id, "status": "queued"}, 202
+
+
 @blp.route("/jobs/<string:job_id>")
 @blp.doc(summary="Status of a background job")
 def job(job_id: str):
@@ -91,15 +109,20 @@ def train(body: dict, name: str):
 
 @blp.route("/tenants/<string:name>/evaluation")
 @blp.doc(
-    summary="Holdout evaluation of a version (default: the champion): XGBoost and baselines side by side"
+    summary="Evaluation of a version (default: the champion): holdout figures of XGBoost and "
+    "baselines side by side, drift of live features from training (PSI per feature) and live "
+    "calibration by score decile"
 )
 def evaluation(name: str):
     _tenant(name)
-    version = request.args.get("version") or registry.champion(services().redis, name)
+    r = services().redis
+    version = request.args.get("version") or registry.champion(r, name)
     if version is None:
         abort(404, message="version: this tenant has no model yet")
+    folder = registry.version_dir(services().settings, name, version)
     try:
-        result = TrainingResult.load(registry.version_dir(services().settings, name, version))
+        result = TrainingResult.load(folder)
     except (OSError, ValueError):
         abort(404, message=f"version: no readable model version {version!r}")
-    return {"tenant": name, "version": version, "products": comparison(result)}
+    live = drift.live_report(r, folder, name, version, model_monitor(r, name, version))
+    return {"tenant": name, "version": version, "products": comparison(result), **live}

@@ -33,7 +33,7 @@ DEMO_TENANT = "demo"
 def prepare_enrichment() -> dict:
     """Point the demo at the public data (GeoNames, ZIP census table) and build segments once.
 
-    Uses OFFERWISE_GEO_DIR / OFFERWISE_DEMOGRAPHICS when set, else the files under
+    Uses OFFERWISE_GEO_DIR / OFFERWISE_DEMOGRAPHICS (and _JOIN) when set, else the files under
     OFFERWISE_SHARED_DATA (see README "Data"). Without any data the demo still runs; ZIPs then
     get geo-less answers.
     """
@@ -42,6 +42,11 @@ def prepare_enrichment() -> dict:
         os.environ["OFFERWISE_GEO_DIR"] = str(shared / "geonames")
     if not os.environ.get("OFFERWISE_DEMOGRAPHICS") and (shared / "zcta_demographics.csv").exists():
         os.environ["OFFERWISE_DEMOGRAPHICS"] = str(shared / "zcta_demographics.csv")
+        if (
+            not os.environ.get("OFFERWISE_DEMOGRAPHICS_JOIN")
+            and (shared / "zcta_income_acs.csv").exists()
+        ):
+            os.environ["OFFERWISE_DEMOGRAPHICS_JOIN"] = str(shared / "zcta_income_acs.csv")
     settings = load_settings()
     status = {"geo_dir": str(settings.geo_dir) if settings.geo_dir else None}
     try:

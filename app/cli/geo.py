@@ -50,10 +50,25 @@ def countries() -> None:
     default=None,
     help="Small-cell threshold: fewer residents -> segment only, no figures (default 100).",
 )
-def load(path: Path | None, key_column: str | None, min_population: int | None) -> None:
+@click.option(
+    "--join",
+    "joins",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Another ZIP-keyed table whose columns are added by ZIP, e.g. zcta_income_acs.csv "
+    "(repeatable; default OFFERWISE_DEMOGRAPHICS_JOIN).",
+)
+def load(
+    path: Path | None,
+    key_column: str | None,
+    min_population: int | None,
+    joins: tuple[Path, ...],
+) -> None:
     """Load a ZIP-keyed census table (CSV or Parquet) as the live demographics.
 
-    PATH defaults to OFFERWISE_DEMOGRAPHICS. Extra numeric columns are taken as they come.
+    PATH defaults to OFFERWISE_DEMOGRAPHICS. Extra numeric columns are taken as they come, and
+    so are the columns of each --join table (ACS median household income: its range codes
+    250001 and 2499 are read as the bounds 250,000 and 2,500).
     """
     settings = load_settings()
     path = path or settings.demographics_file
@@ -61,7 +76,13 @@ def load(path: Path | None, key_column: str | None, min_population: int | None) 
         fail("give a file or set OFFERWISE_DEMOGRAPHICS")
     try:
         emit(
-            load_demographics(path, settings, key_column=key_column, min_population=min_population)
+            load_demographics(
+                path,
+                settings,
+                key_column=key_column,
+                min_population=min_population,
+                joins=joins or settings.demographics_joins,
+            )
         )
     except DemographicsError as err:
         fail(str(err))

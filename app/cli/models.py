@@ -1,11 +1,15 @@
-"""``offerwise models``: list versions, promote, roll back (provider staff)."""
+"""``offerwise models``: list versions, promote, roll back, retrain without the erased
+(provider staff)."""
 
 from __future__ import annotations
 
 import click
 
 from app.cli.output import emit, fail, store
-from models import registry
+from app.cli.train import _Bar
+from app.settings import load_settings
+from models import registry, retrain
+from models.training import TrainingError
 
 
 @click.group()
@@ -39,3 +43,60 @@ def rollback(tenant_name: str) -> None:
         emit(registry.rollback(store(), tenant_name))
     except registry.RegistryError as err:
         fail(str(err))
+
+
+@models.command("delete")
+@click.option("--tenant", "tenant_name", required=True)
+@click.argument("version")
+def delete(tenant_name: str, version: str) -> None:
+    """Delete VERSION (not the champion): its registry entry, live samples and artifacts, for
+    example a version superseded after an erasure."""
+    try:
+        registry.delete_version(store(), load_settings(), tenant_name, version)
+    except registry.RegistryError as err:
+        fail(str(err))
+    emit({"tenant": tenant_name, "deleted": version})
+
+
+@models.command("retrain-erased")
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--products", default=None, help="Comma-separated product ids (default: catalog).")
+@click.option(
+    "--labels",
+    type=click.Choice(["holdings", "purchases", "both"]),
+    default=None,
+    help="Label source (default: the champion's).",
+)
+@click.option(
+    "--delete-superseded",
+    is_flag=True,
+    help="Also delete the replaced versions' registry entries and artifacts.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def retrain_erased(
+    tenant_name: str,
+    products: str | None,
+    labels: str | None,
+    delete_superseded: bool,
+    quiet: bool,
+) -> None:
+    """Retrain without the erased: one new version on the current data replaces every version
+    trained on a person since erased (erasure receipts list them; `models list` shows
+    retrain_because). A champion among them is replaced whatever the holdout says."""
+    settings = load_settings()
+    wanted = [p for p in (products or "").split(",") if p.strip()] or None
+    with _Bar(not quiet) as bar:
+        try:
+            out = retrain.retrain_erased(
+                store(),
+                settings,
+                tenant_name,
+                products=wanted,
+                label_source=labels,
+                progress=bar,
+                delete_superseded=delete_superseded,
+            )
+        except TrainingError as err:
+            bar.progress.stop()
+            fail(str(err))
+    emit(out)
