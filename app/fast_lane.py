@@ -16,7 +16,7 @@ implementation, and the lane shares everything else with the Flask views: valida
 (clickstream.schemas, campaigns.schemas), site-key auth (app.auth), the endpoint cores
 (app.api.collect.store_batch, app.api.recommend.offers_answer), CORS (app.cors), metrics,
 request ids and access logs (app.observability) and the error shape (app.errors).
-tests/test_fast_lane.py pins its answers to Flask's on generated requests.
+tests/app/test_fast_lane.py pins its answers to Flask's on generated requests.
 """
 
 from __future__ import annotations

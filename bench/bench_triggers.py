@@ -10,7 +10,7 @@ campaign's offer comes, at most ``--give-up`` seconds. The latency is the time f
 200 to the answer that holds the offer; the target is within one second.
 
 The cart trigger opens its window ``minutes`` after the add-to-cart by design; the benchmark
-moves the window's start to now at once (as tests/test_campaigns.py does), so its row measures
+moves the window's start to now at once (as tests/campaigns/test_campaigns.py does), so its row measures
 the serving side only: from the window opening to the offer shown.
 
     .venv/bin/python bench/bench_triggers.py [--visitors 300] [--threads 12]

@@ -7,7 +7,7 @@ the comparison keeps the randomisation: the estimand is the effect of *assigning
 
 **Interval: an always-valid confidence sequence.** Marketers read reports every day; a classical
 95% interval read every day and acted on at the first exclusion of 0 is wrong far more than 5% of
-the time (``tests/test_uplift.py`` measures it). The interval here is the Gaussian-mixture
+the time (``tests/campaigns/test_uplift.py`` measures it). The interval here is the Gaussian-mixture
 asymptotic confidence sequence of Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas, "Time-uniform
 central limit theory and asymptotic confidence sequences" (Annals of Statistics, 2024;
 arXiv:2103.06476), whose boundary is Robbins' normal mixture as in Howard, Ramdas, McAuliffe &

@@ -7,8 +7,8 @@ key-hash lookup) carry the ``offerwise:`` prefix and are touched only by admin p
 the hot paths.
 
 Other modules ask for a key by what it holds and never join key parts themselves
-(``tests/test_keys.py`` checks both rules). The strings are the stored data's names: changing
-one orphans what is stored under the old name, so ``tests/test_keys.py`` also pins each of them.
+(``tests/store/test_keys.py`` checks both rules). The strings are the stored data's names: changing
+one orphans what is stored under the old name, so ``tests/store/test_keys.py`` also pins each of them.
 Each function names the key's Redis type and who writes it.
 """
 

@@ -44,7 +44,7 @@ from store import keys
 from tests.helpers import wait_for
 from tests.system.collect_load import CollectLoad
 from tests.system.service import Service, kill9
-from tests.test_archiver import assert_exactly_once, physical_rows, quarantined_ids
+from tests.clickstream.test_archiver import assert_exactly_once, physical_rows, quarantined_ids
 
 pytestmark = pytest.mark.slow
 

@@ -128,7 +128,7 @@ def test_a_deep_body_without_a_key_is_a_json_401(server):
 
 
 def test_the_limits_are_documented():
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
     assert f"request line over {LIMIT_REQUEST_LINE} bytes (414)" in readme
     fields, size = LIMIT_REQUEST_FIELDS, LIMIT_REQUEST_FIELD_SIZE
     assert f"more than {fields} header fields or one over {size} bytes (431)" in readme

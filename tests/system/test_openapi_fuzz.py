@@ -20,7 +20,7 @@ from schemathesis.core.failures import FailureGroup
 
 from clickstream.schemas import MAX_JSON_DEPTH
 from tests.helpers import batch
-from tests.test_request_bodies import nested
+from tests.app.test_request_bodies import nested
 
 EXAMPLES = 60
 

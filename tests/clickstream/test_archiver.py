@@ -50,7 +50,7 @@ from clickstream.event_table import SCHEMA, row_to_event
 from store import keys
 from store.tenants import TenantError, create_tenant
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DAY_MS = 86_400_000
 T = "demo"
 STREAM = keys.event_stream(T)

@@ -14,7 +14,7 @@ from store import embedded as embedded_module
 from store.embedded import EmbeddedRedis
 from tests.helpers import event, free_port, wait_for_workers, wait_until_ok
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(

@@ -1,6 +1,6 @@
 """The shedding rule of app.connection_balance, on the hooks' own arguments.
 
-The end-to-end check (a real gunicorn, 40 keep-alive connections) is in tests/test_serve.py;
+The end-to-end check (a real gunicorn, 40 keep-alive connections) is in tests/system/test_serve.py;
 here the rule itself: who sheds, when, and that slots follow the workers' lives.
 """
 

@@ -1,7 +1,7 @@
 """Issue 4 over real HTTP: "serving switches to a new champion without restart, in every gunicorn
 worker, with no failed request during the switch".
 
-tests/test_model_serving.py proves the switch inside one process through the Flask test client.
+tests/models/test_model_serving.py proves the switch inside one process through the Flask test client.
 Here the service runs as a user runs it (``offerwise serve --workers 2``, a gunicorn master and
 two worker processes) on the session's real redis-server, and several threads send
 GET /v1/recommend over TCP while the champion moves back and forth, through the staff HTTP API

@@ -27,7 +27,7 @@ N_FEATURES = 12
 NAMES = [f"feat_{i}" for i in range(N_FEATURES)]
 MARGIN_TOL = 2e-5  # xgboost sums leaves in float32; the scorer in float64
 PROB_TOL = 1e-6
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make_data(seed: int, n: int = 1500) -> tuple[np.ndarray, np.ndarray]:

@@ -94,7 +94,7 @@ def test_the_site_key_endpoints_refuse_over_deep_json_alike(app, acme):
 
 
 def test_the_depth_limit_is_documented(client):
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
     assert f"at most {MAX_JSON_DEPTH} levels deep (400)" in readme
     info = client.get("/v1/openapi.json").json["info"]["description"]
     assert f"at most {MAX_JSON_DEPTH} levels deep (400)" in info

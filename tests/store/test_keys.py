@@ -20,7 +20,7 @@ from clickstream.ingest import Ingestor
 from store import keys
 from store.tenants import create_tenant, get_tenant
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SID = "v3.1a2b3c4d"
 HASH = "0123456789abcdef0123456789abcdef"
 

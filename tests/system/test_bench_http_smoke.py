@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "bench_http.py"
 SMALL = [
     "--duration", "1", "--warmup", "0", "--workers", "1", "--threads", "2",
