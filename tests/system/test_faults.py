@@ -41,10 +41,10 @@ import pytest
 from clickstream.archive_files import STAGING, tenant_dir
 from clickstream.archiver import read_archive
 from store import keys
+from tests.clickstream.test_archiver import assert_exactly_once, physical_rows, quarantined_ids
 from tests.helpers import wait_for
 from tests.system.collect_load import CollectLoad
 from tests.system.service import Service, kill9
-from tests.clickstream.test_archiver import assert_exactly_once, physical_rows, quarantined_ids
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 
 from clickstream.schemas import MAX_JSON_DEPTH
-from tests.helpers import batch
 from tests.app.test_request_bodies import nested
+from tests.helpers import batch
 
 EXAMPLES = 60
 
