@@ -188,10 +188,34 @@ def ingest_script(table: Mapping[str, float]) -> str:
     )
 
 
+# What a volunteered ZIP's lookup status says to the visitor who typed it (collect's answer).
+ZIP_ANSWER_STATUS = {"ok": "ok", "invalid": "invalid", "not_found": "unknown"}
+
+
+def zip_answer(block: Mapping[str, object], zip_code: str) -> dict[str, str]:
+    """``{status, reason}`` of a ZIP's profile block, for the visitor: ok, invalid (not the
+    form of a postal code), unknown (well formed, but no such ZIP in the data) or unavailable
+    (no data to look it up in: offers stay general)."""
+    raw = str(block.get("status") or "unavailable")
+    status = ZIP_ANSWER_STATUS.get(raw, "unavailable")
+    if status == "ok":
+        place = ", ".join(str(block[k]) for k in ("place", "state_code") if block.get(k))
+        return {"status": status, "reason": f"Offers for {place or zip_code}"}
+    if status == "unknown":
+        reason = f"{zip_code} is not a ZIP code we know; offers stay general"
+    elif status == "invalid":
+        reason = f"{block.get('reason') or 'not a postal code'}; offers stay general"
+    else:
+        reason = "ZIP codes cannot be looked up right now; offers stay general"
+    return {"status": status, "reason": reason[:1].upper() + reason[1:]}
+
+
 @dataclass
 class IngestResult:
     accepted: list[dict] = field(default_factory=list)
     duplicates: int = 0
+    # The last accepted ZIP event's answer (see ``zip_answer``), when the batch had one.
+    zip: dict[str, str] | None = None
 
 
 # Named in store.keys; kept here under the names callers import.
@@ -282,7 +306,13 @@ class Ingestor:
             else:
                 result.duplicates += 1
         if track:
-            self._link_identity_and_zip(name, visitor, result.accepted, on_zip)
+            result.zip = self._link_identity_and_zip(name, visitor, result.accepted, on_zip)
+        elif on_zip is not None:
+            # No profile is kept, but the visitor who typed a ZIP still hears whether it is one.
+            last = next((e for e in reversed(events) if e["type"] == "zip"), None)
+            if last is not None:
+                block = on_zip(last["zip"], last.get("country", "US"))
+                result.zip = zip_answer(block, last["zip"])
         return result
 
     def _link_identity_and_zip(
@@ -291,10 +321,12 @@ class Ingestor:
         visitor: str,
         accepted: list[dict],
         on_zip: Callable[[str, str], dict] | None,
-    ) -> None:
-        """Rare events that change who the visitor is or where they live: one extra round trip."""
+    ) -> dict[str, str] | None:
+        """Rare events that change who the visitor is or where they live: one extra round trip.
+        Returns the last ZIP's answer (``zip_answer``), if there was one."""
         updates: dict[str, object] = {}
         customers: list[str] = []
+        answer = None
         for record in accepted:
             if record["type"] == "identify":
                 updates["customer"] = record["customer"]
@@ -302,10 +334,12 @@ class Ingestor:
             elif record["type"] == "zip":
                 country = record.get("country", "US")
                 block = on_zip(record["zip"], country) if on_zip else {}
+                if on_zip is not None:
+                    answer = zip_answer(block, record["zip"])
                 updates.update({"zip": record["zip"], "country": country})
                 updates.update({f"{ZIP_PREFIX}{k}": v for k, v in block.items() if v is not None})
         if not updates:
-            return
+            return answer
         profile_key = visitor_keys(tenant, visitor)["profile"]
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(
@@ -320,3 +354,4 @@ class Ingestor:
             pipe.sadd(customer_visitors_key(tenant, customer), visitor)
             pipe.expire(customer_visitors_key(tenant, customer), PROFILE_TTL_S)
         pipe.execute()
+        return answer
