@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 # Real public data (GeoNames postal codes, ZIP census table) for tests, demo and benchmarks;
 # see README "Data". Override with SHARED_DATA=/path/to/data.
 SHARED_DATA ?= ../shared/data
+# The demo's port: make demo PORT=8001
+PORT ?= 8000
 export OFFERWISE_SHARED_DATA ?= $(abspath $(SHARED_DATA))
 
 # The snippet served at /v1/snippet.js: built from js-snippet/src with esbuild (pinned in
@@ -40,7 +42,7 @@ $(SNIPPET): $(NODE_DEPS) $(wildcard $(SNIPPET_DIR)/src/*.js) $(SNIPPET_DIR)/scri
 snippet: $(SNIPPET)
 
 demo: $(BIN)/offerwise snippet
-	$(BIN)/offerwise demo
+	$(BIN)/offerwise demo --port $(PORT)
 
 test: $(BIN)/offerwise system-deps snippet
 	$(BIN)/pytest

@@ -11,6 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from app import auth, cors
 from app.api import blueprints
+from app.demo.views import demo_pages
 from app.errors import OfferwiseApi, register_domain_errors, register_fallback
 from app.fast_lane import FastLane
 from app.observability import configure_logging, instrument
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blp in blueprints():
         api.register_blueprint(blp)
     app.register_blueprint(pages)
+    app.register_blueprint(demo_pages)
 
     @app.before_request
     def _body_limit() -> None:
