@@ -173,7 +173,7 @@ def _describe(r: redis.Redis, settings: Settings, world: DemoWorld, campaign: cm
         person = person_of("", tenant.hash_customer_id(customer_id))
         return draw(tenant.id_secret, campaign.id, person, campaign.control_share)
 
-    people = showcase(world, group_of)
+    people = showcase(world, group_of, CAMPAIGN["offer"]["product_id"])
     for c in people:
         c["place"] = _place(settings, c["zip"])
     segments = [

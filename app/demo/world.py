@@ -191,10 +191,11 @@ def generate(
     return DemoWorld(segments, pa.table(rows), pa.table(hold), sessions, tastes_of)
 
 
-def showcase(world: DemoWorld, group_of: Callable[[str], str]) -> list[dict]:
+def showcase(world: DemoWorld, group_of: Callable[[str], str], offer: str) -> list[dict]:
     """One customer per segment, with the segment's tastes and a few holdings, for the shop's
-    login list; ``group_of(customer id)`` is their group in the running campaign, and the last
-    one listed is, where one can be found, in its control group (the others treated)."""
+    login list; ``group_of(customer id)`` is their group in the running campaign (offering the
+    product ``offer``, which none of them holds), and the last one listed is, where one can be
+    found, in its control group (the others treated)."""
     held: dict[str, list[str]] = {}
     for cid, pid in zip(
         world.holdings.column("customer_id").to_pylist(),
@@ -211,6 +212,7 @@ def showcase(world: DemoWorld, group_of: Callable[[str], str]) -> list[dict]:
         fits = [
             i for i in range(k, len(ids), len(world.segments))
             if world.tastes.get(ids[i]) == s.tastes and 2 <= len(held.get(ids[i], [])) <= 3
+            and offer not in held[ids[i]]
         ]  # fmt: skip
         best = next((i for i in fits if group_of(ids[i]) == wanted), fits[0] if fits else None)
         if best is not None:
