@@ -16,10 +16,12 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
-from app.demo.setup import Demo, prepare_demo
+from app.cli.output import emit, fail
+from app.demo.setup import Demo, export_files, prepare_demo
 from app.server import PortInUse, check_port_free, default_workers, serve
 from app.settings import load_settings, shared_data_dir
 from enrichment.demographics import DemographicsError, demographics, ensure_demographics
@@ -111,8 +113,21 @@ def announce_when_listening(
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=None, type=click.IntRange(min=1))
 @click.option("--no-worker", is_flag=True, help="Do not start the background worker (archiver).")
-def demo(host: str, port: int, workers: int | None, no_worker: bool) -> None:
+@click.option(
+    "--export",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the demo's catalog.csv, customers.csv and holdings.csv into this folder and "
+    "exit (sample files for a tenant of your own; see the README's walk-through).",
+)
+def demo(host: str, port: int, workers: int | None, no_worker: bool, export: Path | None) -> None:
     """Run the demo: API server, background worker and the demo shop on http://HOST:PORT/demo/."""
+    if export is not None:
+        prepare_enrichment()
+        try:
+            emit(export_files(load_settings(), export))
+        except ValueError as err:
+            fail(str(err))
+        return
     try:
         check_port_free(host, port)
     except PortInUse as err:

@@ -12,6 +12,7 @@ What the shop page shows about them (segments to try, customers to log in as) is
 
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -183,6 +184,28 @@ def _describe(r: redis.Redis, settings: Settings, world: DemoWorld, campaign: cm
     ]  # fmt: skip
     body = {"segments": segments, "customers": people}
     world_file(settings).write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
+
+
+def export_files(settings: Settings, folder: Path, shop_url: str = "https://shop.example") -> dict:
+    """The demo's catalog and CRM extract as CSV files in ``folder`` (the README's walk-through
+    imports them into a tenant of its own); the people are drawn as the demo draws them."""
+    seg, table = segmentation(settings), demographics(settings)
+    if seg is None or table is None:
+        raise ValueError("no ZIP census table or segments: load them first (README, Data)")
+    world = generate(seg, table, now=time.time())
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = catalog_rows(shop_url)
+    with (folder / "catalog.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(catalog.COLUMNS))
+        writer.writeheader()
+        writer.writerows({**row, "active": "true"} for row in rows)
+    (folder / "customers.csv").write_bytes(world.csv(world.customers))
+    (folder / "holdings.csv").write_bytes(world.csv(world.holdings))
+    return {
+        "catalog": {"path": str(folder / "catalog.csv"), "products": len(rows)},
+        "customers": {"path": str(folder / "customers.csv"), "rows": world.customers.num_rows},
+        "holdings": {"path": str(folder / "holdings.csv"), "rows": world.holdings.num_rows},
+    }
 
 
 def read_world(settings: Settings) -> dict:
