@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import psutil
 
 from app.cli.output import emit, fail
 from app.demo.setup import Demo, export_files, prepare_demo
@@ -27,8 +28,6 @@ from app.settings import load_settings, shared_data_dir
 from enrichment.demographics import DemographicsError, demographics, ensure_demographics
 from enrichment.segments import SegmentsError, build_segments, segmentation
 from store.redis_client import get_redis, redis_url
-
-STARTED = time.monotonic()
 
 
 def prepare_enrichment() -> dict:
@@ -72,7 +71,8 @@ def banner(base: str, demo: Demo, enrichment: dict) -> str:
     steps = "\n".join(f"    {name:<9} {what}" for name, what in demo.steps.items())
     zip_data = ", ".join(f"{k} {v}" for k, v in enrichment.items() if k != "geo_dir")
     return (
-        f"\nOfferwise demo is up (ready {time.monotonic() - STARTED:.1f} s after start):\n"
+        f"\nOfferwise demo is up (ready {time.time() - psutil.Process().create_time():.1f} s "
+        "after the command started):\n"
         f"  shop       {base}/demo/\n"
         f"  dashboard  {base}/dashboard/   (sign in with the admin key below)\n"
         f"  API docs   {base}/v1/docs\n"
