@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,7 +76,7 @@ def pick_segments(seg: Segmentation, table: DemographicsTable) -> list[DemoSegme
         key = next((n for n in names if left and n in left[0]["center_z"]), None)
         if key is None or not left:
             continue
-        s = best(left, key=lambda s, k=key: s["center_z"][k])  # type: ignore[misc]
+        s = best(left, key=lambda s, k=key: s["center_z"][k])
         rows = np.flatnonzero(populated & (of_zip == s["id"]))
         if not len(rows):
             continue
@@ -105,7 +105,7 @@ def _browse(
     t: float,
     tastes: tuple[str, ...],
     first: list[dict],
-    looked_at: list[Product] = (),  # type: ignore[assignment]
+    looked_at: Sequence[Product] = (),
 ) -> list[dict]:
     """One session's events: views mostly in the visitor's categories, some carts and buys."""
     events = [*first, {"type": "page_view"}]
