@@ -29,6 +29,11 @@ the trivial Flask route of ``bench/floor_app.py``), loaded by wrk on 127.0.0.1:
    by more than ``--rss-slack-mb`` between the end of the first fifth and the end; no error.
 6. **Redis Cluster**: not measured by this script yet (its row says so).
 
+``--baseline DIR`` (a checkout of another commit, e.g. ``git archive main | tar -x -C DIR``
+with its snippet built) also starts that tree's app under the same gunicorn configuration on
+the same Redis and data, and runs each endpoint scenario against it right after this tree's,
+in every round: before/after in the same conditions, the ratio of the two per round.
+
 Prints the Markdown table (and the machine), writes ``bench/results/table.json``. Exit status:
 0 valid run, 2 invalid (errors, non-2xx, events missing, memory not flat), 1 with ``--strict``
 when a target is missed.
@@ -182,12 +187,55 @@ def start_servers(procs, args, workdir: Path, redis_url: str, settings) -> dict:
     env.pop("OFFERWISE_ACCESS_LOG", None)
     floor_url, floor = hb.start_gunicorn(procs, "floor", workdir, args.workers, args.threads, env)
     real_url, real = hb.start_gunicorn(procs, "real", workdir, args.workers, args.threads, env)
-    return {"floor": (floor_url, floor), "real": (real_url, real)}
+    servers = {"floor": (floor_url, floor), "real": (real_url, real)}
+    if args.baseline:
+        servers["base"] = start_baseline(procs, args, workdir, env)
+    return servers
+
+
+def start_baseline(procs, args, workdir: Path, env: dict) -> tuple:
+    """The app of another checkout (``--baseline``), served as this tree's is."""
+    import urllib.request
+
+    from bench.child_processes import free_port
+
+    base = args.baseline.resolve()
+    port = free_port()
+    metrics = workdir / "metrics-base"
+    metrics.mkdir()
+    child_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics), "PYTHONPATH": str(base)}
+    log = workdir / "gunicorn-base.log"
+    proc = procs.start(
+        "gunicorn-base",
+        [sys.executable, str(base / "bench" / "bench_http.py"), "--serve", "real", "--port",
+         str(port), "--workers", str(args.workers), "--threads", str(args.threads)],
+        env=child_env, log=log,
+    )  # fmt: skip
+    url = f"http://{hb.HOST}:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as res:
+                if res.status == 200:
+                    return url, proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise TableError(f"baseline server did not start\n{hb._log_tail(log)}")
+        time.sleep(0.1)
 
 
 def targets(servers: dict, bench: dict, model: dict, ids_file: Path) -> dict[str, hb.Target]:
-    floor_url, floor = servers["floor"]
-    url, real = servers["real"]
+    out = _targets(servers["floor"], servers["real"], bench, model, ids_file)
+    if "base" in servers:
+        twins = _targets(servers["floor"], servers["base"], bench, model, ids_file)
+        out.update({f"{k}@base": v for k, v in twins.items() if k != "floor"})
+    return out
+
+
+def _targets(floor_server, real_server, bench, model, ids_file: Path) -> dict[str, hb.Target]:
+    floor_url, floor = floor_server
+    url, real = real_server
     products = ",".join(bench["product_ids"])
     return {
         "floor": hb.Target(floor_url, floor, "floor.lua", ["/floor"]),
@@ -211,9 +259,12 @@ def run_rounds(ctx: hb.Context, tg: dict[str, hb.Target], rounds: int, paced: bo
     for rnd in range(1, rounds + 1):
         floor = None
         for scenario in SCENARIOS:
-            run = hb.measure(ctx, scenario, tg[scenario], rnd, None)
-            runs.append(run)
-            _progress(run)
+            for name in (scenario, f"{scenario}@base"):
+                if name not in tg:
+                    continue
+                run = hb.measure(ctx, name, tg[name], rnd, None)
+                runs.append(run)
+                _progress(run)
             floor = run.rps if scenario == "floor" else floor
         if not paced or not floor:
             continue
@@ -229,9 +280,40 @@ def run_rounds(ctx: hb.Context, tg: dict[str, hb.Target], rounds: int, paced: bo
 
 def _progress(run) -> None:
     load = f"@{run.offered_rps:.0f}/s" if run.offered_rps else "max"
-    print(f"  round {run.round} {run.scenario:<21} {load:<9} {run.rps:>8.1f} req/s"
+    print(f"  round {run.round} {run.scenario:<26} {load:<9} {run.rps:>8.1f} req/s"
           f"  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  statuses {run.statuses}"
           f"  extra {run.extra}", flush=True)  # fmt: skip
+
+
+def before_after(runs: list) -> dict[str, dict]:
+    """Per endpoint scenario with a ``--baseline`` twin: this tree's req/s over the baseline's,
+    same round (median and range), and both trees' medians."""
+    out = {}
+    for scenario in SCENARIOS[1:]:
+        mine = {r.round: r for r in runs if r.scenario == scenario and r.mode == "max"}
+        base = {r.round: r for r in runs if r.scenario == f"{scenario}@base" and r.mode == "max"}
+        common = sorted(set(mine) & set(base))
+        if not common:
+            continue
+        ratios = [mine[k].rps / base[k].rps for k in common if base[k].rps]
+        floor = {r.round: r.rps for r in runs if r.scenario == "floor" and r.mode == "max"}
+        med = statistics.median
+        out[scenario] = {
+            "after_rps": round(med(mine[k].rps for k in common), 1),
+            "before_rps": round(med(base[k].rps for k in common), 1),
+            "after_vs_floor": round(med(mine[k].rps / floor[k] for k in common if floor.get(k)), 3),
+            "before_vs_floor": round(
+                med(base[k].rps / floor[k] for k in common if floor.get(k)), 3
+            ),
+            "after_p99_ms": round(med(mine[k].p99_ms for k in common), 2),
+            "before_p99_ms": round(med(base[k].p99_ms for k in common), 2),
+            "after_app_cpu_us": round(med(mine[k].app_cpu_us_per_req for k in common), 1),
+            "before_app_cpu_us": round(med(base[k].app_cpu_us_per_req for k in common), 1),
+            "speedup": round(med(ratios), 3),
+            "speedup_range": [round(min(ratios), 3), round(max(ratios), 3)],
+            "non_2xx_before": sum(base[k].non_2xx for k in common),
+        }
+    return out
 
 
 def summarize(runs: list) -> dict[str, dict]:
@@ -276,7 +358,9 @@ def summarize(runs: list) -> dict[str, dict]:
             misses.append(f"p99 >= {p99:g} ms")
         if pc and row["paced_rps"] < 0.95 * row["paced_offered"]:
             misses.append(f"cannot sustain {row['paced_offered']:.0f}/s")
-        row["verdict"] = "-" if share is None else ("FAIL: " + "; ".join(misses) if misses else "PASS")
+        row["verdict"] = (
+            "-" if share is None else ("FAIL: " + "; ".join(misses) if misses else "PASS")
+        )
         rows[scenario] = row
     return rows
 
@@ -381,7 +465,7 @@ def soak(ctx: hb.Context, tg: dict, rates: dict[str, float], seconds: float, sam
         try:
             results[name] = hb.run_wrk(target.url, target.script, args, seconds, ctx.load,
                                        rates[name])  # fmt: skip
-        except Exception as err:  # noqa: BLE001 - reported as the soak's error
+        except Exception as err:
             errors.append(f"{name}: {err}")
 
     stop = threading.Event()
@@ -394,7 +478,7 @@ def soak(ctx: hb.Context, tg: dict, rates: dict[str, float], seconds: float, sam
                 res = archiver.archive_tenant(hb.TENANT, lock_wait_s=0.5)
                 archived["events"] += res.events
                 archived["runs"] += 1
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 errors.append(f"archiver: {err}")
 
     # Two wrk processes share the connections and threads of one.
@@ -480,7 +564,7 @@ def markdown(rows: dict, pipeline: dict, memory: dict, soak_out: dict | None, me
     for name, row in rows.items():
         share, p99 = TARGETS[name]
         ratio = "100%" if name == "floor" else (
-            f"{row['ratio']:.0%} ({row['ratio_range'][0]:.0%}–{row['ratio_range'][1]:.0%})"
+            f"{row['ratio']:.0%} ({row['ratio_range'][0]:.0%} to {row['ratio_range'][1]:.0%})"
             if row["ratio"] is not None else "-"
         )  # fmt: skip
         paced = (f"{row['paced_p99_ms']:.1f} @ {row['paced_offered']:.0f}/s"
@@ -490,7 +574,9 @@ def markdown(rows: dict, pipeline: dict, memory: dict, soak_out: dict | None, me
                      f"{row['p99_ms']:.1f} | {ratio} | {paced} | {target} | {row['verdict']} |")  # fmt: skip
     if "collect" in rows:
         ev = rows["collect"]["rps"] * hb.EVENTS_PER_BATCH
-        lines.append(f"| events into the stream (collect, 5 a batch) | {ev:.0f} events/s | | | | | | |")
+        lines.append(
+            f"| events into the stream (collect, 5 a batch) | {ev:.0f} events/s | | | | | | |"
+        )
     if pipeline:
         lines.append(
             f"| events into the Parquet archive (archiver, one process) | "
@@ -543,6 +629,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--out", type=Path, default=DEFAULT_OUT)
     add("--strict", action="store_true", help="exit 1 when a target is missed")
     add("--keep-logs", action="store_true")
+    add("--baseline", type=Path, help="another checkout to measure beside this one (A/B)")
     args = p.parse_args(argv)
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if unknown := [s for s in chosen if s not in SCENARIOS]:
@@ -572,8 +659,15 @@ def run(args: argparse.Namespace) -> int:
         servers = start_servers(procs, args, workdir, redis_url, settings)
         tg = targets(servers, bench, model, ids_file)
         ctx = hb.Context(r, redis_proc, load, args.duration, args.warmup)
+        # Every worker loads the champion and fills its caches before anything is measured
+        # (a cold first run measured 14 req/s, p99 7 s, while four workers loaded the model).
+        for name, target in tg.items():
+            if name != "floor":
+                warm = [a.replace("{nonce}", "prewarm") for a in target.args]
+                hb.run_wrk(target.url, target.script, warm, 8, load)
         runs = run_rounds(ctx, tg, args.rounds, not args.no_paced)
         rows = summarize(runs)
+        compared = before_after(runs)
         pipeline = archive_rate(r, settings, hb.TENANT) if "collect" in rows else {}
         sample = model["identified"][:500] + [f"{model['sim_prefix']}{i}" for i in range(500)]
         memory = profile_memory(r, MODEL_TENANT, sample)
@@ -609,11 +703,17 @@ def run(args: argparse.Namespace) -> int:
     table = markdown(rows, pipeline, memory, soak_out, meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows, "pipeline": pipeline,
-                                    "memory": memory, "soak": soak_out,
+                                    "memory": memory, "soak": soak_out, "before_after": compared,
                                     "runs": [x.__dict__ for x in runs], "markdown": table},
                                    indent=2) + "\n")  # fmt: skip
     print()
     print(table)
+    for scenario, c in compared.items():
+        print(f"before/after {scenario}: {c['before_rps']:.0f} -> {c['after_rps']:.0f} req/s "
+              f"(x{c['speedup']:.2f}, range {c['speedup_range']}), vs floor "
+              f"{c['before_vs_floor']:.0%} -> {c['after_vs_floor']:.0%}, p99 "
+              f"{c['before_p99_ms']:.1f} -> {c['after_p99_ms']:.1f} ms, app CPU "
+              f"{c['before_app_cpu_us']:.0f} -> {c['after_app_cpu_us']:.0f} us/req")  # fmt: skip
     print(f"\nresults written to {args.out}")
     problems = [f"{k}: non-2xx/errors/check" for k, row in rows.items()
                 if row["non_2xx"] or row["socket_errors"] or not row["checks_ok"]]  # fmt: skip
