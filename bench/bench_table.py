@@ -369,10 +369,13 @@ def summarize(runs: list) -> dict[str, dict]:
 
 
 def archive_rate(r, settings, tenant: str) -> dict:
-    """The archiver (one process) over the stream the rounds filled: events/s, Parquet bytes."""
+    """The archiver (one process) over the stream the rounds filled: events/s, Parquet bytes,
+    and what an event costs in Redis while it waits in the stream."""
     from clickstream.archiver import Archiver
 
-    backlog = int(r.xlen(hb_keys().event_stream(tenant)))
+    stream = hb_keys().event_stream(tenant)
+    backlog = int(r.xlen(stream))
+    stream_bytes = int(r.memory_usage(stream, samples=0) or 0)
     tdir = Path(settings.events_dir) / tenant
     before = _parquet_bytes(tdir)
     t0 = time.perf_counter()
@@ -386,7 +389,24 @@ def archive_rate(r, settings, tenant: str) -> dict:
         "events_per_s": round(result.events / seconds, 0) if seconds else 0.0,
         "parquet_bytes": written,
         "bytes_per_event": round(written / result.events, 1) if result.events else None,
+        "stream_bytes_per_event": round(stream_bytes / backlog, 1) if backlog else None,
     }
+
+
+def crm_memory(r, tenant: str) -> dict:
+    """Bytes per customer of the live CRM version's serving profiles (all 4096 buckets)."""
+    from enrichment.crm.serving import BUCKETS, bucket_key, live_serving_id
+
+    sid = live_serving_id(r, tenant)
+    if sid is None:
+        return {}
+    total = customers = 0
+    for bucket in BUCKETS:
+        key = bucket_key(tenant, sid, bucket)
+        total += int(r.memory_usage(key, samples=0) or 0)
+        customers += int(r.hlen(key))
+    return {"customers": customers, "bytes": total,
+            "bytes_per_customer": round(total / customers, 1) if customers else None}  # fmt: skip
 
 
 def hb_keys():
@@ -602,6 +622,13 @@ def markdown(rows: dict, pipeline: dict, memory: dict, soak_out: dict | None, me
         lines += ["", f"Live profile memory (MEMORY USAGE over every key of {memory['visitors']} "
                   f"visitors after the load): mean {memory['mean_bytes']:.0f} B, p50 "
                   f"{memory['p50_bytes']:.0f} B, max {memory['max_bytes']} B per visitor."]  # fmt: skip
+        crm = memory.get("crm") or {}
+        if crm.get("bytes_per_customer"):
+            lines[-1] += (f" CRM serving profile: {crm['bytes_per_customer']:.0f} B per customer"
+                          f" ({crm['customers']} customers).")  # fmt: skip
+    if pipeline.get("stream_bytes_per_event"):
+        lines[-1] += (f" An event waiting in the stream: {pipeline['stream_bytes_per_event']:.0f}"
+                      f" B of Redis memory.")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -671,6 +698,8 @@ def run(args: argparse.Namespace) -> int:
         pipeline = archive_rate(r, settings, hb.TENANT) if "collect" in rows else {}
         sample = model["identified"][:500] + [f"{model['sim_prefix']}{i}" for i in range(500)]
         memory = profile_memory(r, MODEL_TENANT, sample)
+        memory["crm"] = crm_memory(r, MODEL_TENANT)
+        memory["redis_used_memory"] = int(r.info("memory")["used_memory"])
         soak_out = None
         if args.soak > 0 and {"collect", "recommend_identified"} <= set(rows):
             rates = {
