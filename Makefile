@@ -20,7 +20,7 @@ SNIPPET_DIR := js-snippet
 SNIPPET     := $(SNIPPET_DIR)/dist/offerwise.min.js
 NODE_DEPS   := $(SNIPPET_DIR)/node_modules/.installed
 
-.PHONY: demo test lint bench system-deps snippet clean
+.PHONY: demo test lint bench bench-table system-deps snippet clean
 
 $(BIN)/offerwise: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ lint: $(BIN)/offerwise
 
 bench: $(BIN)/offerwise system-deps
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# One table of every HTTP and pipeline figure (README "Benchmarks"); SOAK=60 for a short soak.
+SOAK ?= 600
+bench-table: $(BIN)/offerwise system-deps snippet
+	$(BIN)/python bench/bench_table.py --soak $(SOAK)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -274,3 +274,15 @@ def campaign_counters_parts(tenant: str) -> tuple[str, str]:
     script derives the counters of the campaigns a batch touches from them."""
     prefix, _, suffix = campaign_counters(tenant, "\0").partition("\0")
     return prefix, suffix
+
+
+def identity_parts(tenant: str) -> dict[str, tuple[str, ...]]:
+    """The pieces the offer request's script derives an identified visitor's keys from, once
+    it has read the customer hash on the profile: ``customer_visitors`` (prefix), the live CRM
+    version's ``crm_profiles`` bucket (before the serving id, between it and the bucket) and the
+    customer's ``person_campaigns`` (prefix). All under the tenant's hash tag, as declared keys."""
+    cv, _, _ = customer_visitors(tenant, "\0").partition("\0")
+    before, _, rest = crm_profiles(tenant, "\0", "\1").partition("\0")
+    between, _, _ = rest.partition("\1")
+    pc, _, _ = person_campaigns(tenant, "c:\0").partition("\0")
+    return {"customer_visitors": (cv,), "crm_profiles": (before, between), "person": (pc,)}
