@@ -24,7 +24,7 @@ from clickstream.archiver import Archiver
 from enrichment.crm import CrmImportError, ImportOptions, import_crm
 from models.pipeline import train_and_register
 from models.retrain import retrain_erased
-from models.training import ProgressFn, TrainingError
+from models.training import ProgressFn, TrainingError, TrainParams
 from store import keys
 from store.redis_client import get_redis
 
@@ -160,11 +160,14 @@ def crm_import_job(tenant: str, upload_dir: str, options: dict) -> dict:
 
 
 def train_job(
-    tenant: str, products: list[str] | None = None, label_source: str = "holdings"
+    tenant: str,
+    products: list[str] | None = None,
+    label_source: str = "holdings",
+    params: dict | None = None,
 ) -> dict:
     """The background job behind POST /v1/staff/tenants/<t>/train; reports its stage and
     product k of N in the job's meta, and fails (not finishes) with the reason when no model
-    could be trained."""
+    could be trained. ``params``: ``TrainParams`` fields to override."""
     settings = load_settings()
     try:
         return train_and_register(
@@ -173,6 +176,7 @@ def train_job(
             tenant,
             products,
             label_source,
+            params=TrainParams(**params) if params else None,
             progress=job_progress(),
         )
     except TrainingError as err:
