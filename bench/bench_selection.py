@@ -92,7 +92,7 @@ def stratified_holdout(y, seed: int):
     split = np.zeros(y.size, dtype=np.int8)
     for cls in (False, True):
         rows = rng.permutation(np.flatnonzero(y == cls))
-        split[rows[: int(round(rows.size * HOLDOUT_SHARE))]] = 2
+        split[rows[: round(rows.size * HOLDOUT_SHARE)]] = 2
     return split
 
 
@@ -203,8 +203,10 @@ def main() -> None:
             return f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(d.size):.4f}"
 
         for other in (best, "plain_lr", "before"):
-            print(f"served - {other}: AUC {paired('served', other, 0)}, "
-                  f"capture@20% {paired('served', other, 1)} (mean ± s.e.)")
+            print(
+                f"served - {other}: AUC {paired('served', other, 0)}, "
+                f"capture@20% {paired('served', other, 1)} (mean ± s.e.)"
+            )
         chosen = {}
         for r_ in rows:
             chosen[r_[3]] = chosen.get(r_[3], 0) + 1

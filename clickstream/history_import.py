@@ -23,6 +23,7 @@ without times cannot be placed before or after anything.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import time
@@ -135,7 +136,7 @@ def _read_rows(path: Path) -> Iterator[dict]:
 
 def _timestamps_to_ms(batch: pa.RecordBatch) -> pa.RecordBatch:
     cols = []
-    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+    for col in batch.columns:
         if pa.types.is_timestamp(col.type):
             col = col.cast(pa.timestamp("ms", tz=col.type.tz)).cast(pa.int64())
         cols.append(col)
@@ -172,16 +173,16 @@ def _coerce(row: dict) -> dict:
     for name in FLOAT_FIELDS:
         v = out.get(name)
         if isinstance(v, str):
-            try:
+            with contextlib.suppress(ValueError):
                 out[name] = float(v)
-            except ValueError:
-                pass
     return out
 
 
 def _archived_pairs(events_dir: Path, tenant: str) -> set[tuple[str, str]]:
     table = read_archive(events_dir, tenant, columns=["visitor", "id"])
-    return set(zip(table.column("visitor").to_pylist(), table.column("id").to_pylist(), strict=True))
+    return set(
+        zip(table.column("visitor").to_pylist(), table.column("id").to_pylist(), strict=True)
+    )
 
 
 def import_history(

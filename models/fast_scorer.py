@@ -59,7 +59,7 @@ def _add(out: np.ndarray, cols: np.ndarray, values: np.ndarray, unique: bool) ->
     if unique:
         out[..., cols] += values
     else:
-        np.add.at(out, (Ellipsis, cols), values)
+        np.add.at(out, (Ellipsis, cols), values)  # type: ignore[arg-type]  # numpy's stubs
 
 
 class MultiProductScorer:

@@ -280,7 +280,9 @@ def _finish(
     for name, ev in evaluation.items():
         res.candidates[name]["holdout"] = headline(ev)
     if res.positives["holdout"] == 0:
-        res.note += "; the holdout has no positives, so holdout figures are missing"
+        res.note = (
+            res.note or ""
+        ) + "; the holdout has no positives, so holdout figures are missing"
     res.status = "ok"
     res.seconds = round(time.perf_counter() - started, 3)
     return res, cands, evaluation

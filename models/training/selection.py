@@ -40,7 +40,7 @@ import numpy as np
 
 from models.baselines import fit_logistic, fit_popularity, fit_tree
 from models.blend import blend_of
-from models.calibration import Platt, fit_platt
+from models.calibration import fit_platt
 from models.evaluation import auc
 from models.training.params import TrainParams
 from models.training.results import Candidate
@@ -80,7 +80,9 @@ def use_cv(params: TrainParams, train_positives: int) -> bool:
     return 0 < train_positives < params.cv_max_positives and params.cv_folds >= 2
 
 
-def folds(y: np.ndarray, n_folds: int, repeats: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def folds(
+    y: np.ndarray, n_folds: int, repeats: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``repeats`` x ``n_folds`` stratified (train, test) index pairs over ``y``'s rows."""
     from sklearn.model_selection import RepeatedStratifiedKFold
 
@@ -89,13 +91,15 @@ def folds(y: np.ndarray, n_folds: int, repeats: int, seed: int) -> list[tuple[np
     return [(tr, te) for tr, te in splitter.split(np.zeros((y.size, 1)), y)]
 
 
-def _inner(y: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _inner(
+    y: np.ndarray, rows: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``rows`` into (fit, stop) stratified by ``y`` (stop: INNER_STOP_SHARE of each class)."""
     fit, stop = [], []
     for cls in (False, True):
         r = rows[y[rows] == cls]
         r = rng.permutation(r)
-        k = max(1, int(round(r.size * INNER_STOP_SHARE)))
+        k = max(1, round(r.size * INNER_STOP_SHARE))
         stop.append(r[:k])
         fit.append(r[k:])
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(stop))
@@ -190,21 +194,21 @@ def select(
     pair: list[str] = []
     if params.blend and len(ranked) >= 2 and recs[ranked[1]].mean > 0.5:
         pair = ranked[:2]
-        blend = CvRecord()
+        blended = CvRecord()
         oof = [0.5 * (platts[pair[0]].margin(recs[pair[0]].oof[i])
                       + platts[pair[1]].margin(recs[pair[1]].oof[i]))
                for i in range(params.cv_repeats)]  # fmt: skip
         for k, (_, te) in enumerate(splits):
-            blend.fold_auc.append(auc(yc[te], oof[k // n_folds][te]))
-        blend.oof = oof
-        recs["blend"] = blend
+            blended.fold_auc.append(auc(yc[te], oof[k // n_folds][te]))
+        blended.oof = oof
+        recs["blend"] = blended
         platts["blend"] = fit_platt(np.concatenate(oof), y_oof)
     cv_seconds = time.perf_counter() - started
 
     # Refit on the whole training part.
     cands: dict[str, Candidate] = {}
     trees = [i["trees"] for i in recs["xgboost"].info]
-    n_trees = max(1, int(round(float(np.mean(trees)))))
+    n_trees = max(1, round(float(np.mean(trees))))
     booster, _ = fit_xgboost_refit(X, y, names, params, xgb_over, n_trees)
     cands["xgboost"] = Candidate("xgboost", booster, platts["xgboost"],
                                  {"trees": n_trees, "fold_trees": trees, **_xgb_info(xgb_over)})  # fmt: skip
@@ -218,12 +222,14 @@ def select(
         tree = fit_tree(X, y, names, seed=params.seed, nthread=params.nthread)
         cands["tree"] = Candidate("tree", tree, platts["tree"], {"rows": int(y.size)})
     if "popularity" in recs:
-        cands["popularity"] = Candidate("popularity", fit_popularity(X, y, seg_cols), platts["popularity"])
+        cands["popularity"] = Candidate(
+            "popularity", fit_popularity(X, y, seg_cols), platts["popularity"]
+        )
     if pair:
         a, b = (platts[p] for p in pair)
-        model = blend_of([cands[p].model for p in pair], pair, [0.5 * a.a, 0.5 * b.a],
+        blend = blend_of([cands[p].model for p in pair], pair, [0.5 * a.a, 0.5 * b.a],
                          offset=0.5 * (a.b + b.b))  # fmt: skip
-        cands["blend"] = Candidate("blend", model, platts["blend"], {"of": pair})
+        cands["blend"] = Candidate("blend", blend, platts["blend"], {"of": pair})
 
     report: dict[str, dict] = {}
     for name, cand in cands.items():
@@ -290,5 +296,7 @@ def _note(chosen: str, recs: dict[str, CvRecord], n_folds: int, repeats: int, se
             text += ", within noise"
     text += ")"
     if chosen == "blend":
-        text += f"; the blend averages the calibrated log-odds of {NAMES[pair[0]]} and {NAMES[pair[1]]}"
+        text += (
+            f"; the blend averages the calibrated log-odds of {NAMES[pair[0]]} and {NAMES[pair[1]]}"
+        )
     return text + f"; refitted on the whole training part ({seconds:.1f} s of folds)"

@@ -30,16 +30,22 @@ def _world(tmp_path: Path) -> tuple[Path, Path, int, np.ndarray]:
     keen = rng.random(N) < 0.3  # browse p1 a lot before the window
     buys = rng.random(N) < np.where(keen, 0.45, 0.05)
     customers = tmp_path / "customers.csv"
-    customers.write_text("customer_id,age\n" + "".join(f"C{i},{rng.integers(18, 80)}\n" for i in range(N)))
+    customers.write_text(
+        "customer_id,age\n" + "".join(f"C{i},{rng.integers(18, 80)}\n" for i in range(N))
+    )
     rows = ["id,type,ts,visitor,product_id,customer_id"]
     for i in range(N):
         v = f"v{i}"
         t = as_of - int(rng.integers(20, 40)) * DAY_MS
         rows.append(f"i{i},identify,{t},{v},,C{i}")
         for k in range(int(rng.poisson(6 if keen[i] else 0.15))):
-            rows.append(f"a{i}-{k},product_view,{as_of - int(rng.integers(1, 15 * DAY_MS))},{v},p1,")
+            rows.append(
+                f"a{i}-{k},product_view,{as_of - int(rng.integers(1, 15 * DAY_MS))},{v},p1,"
+            )
         for k in range(int(rng.poisson(2))):
-            rows.append(f"b{i}-{k},product_view,{as_of - int(rng.integers(1, 15 * DAY_MS))},{v},p2,")
+            rows.append(
+                f"b{i}-{k},product_view,{as_of - int(rng.integers(1, 15 * DAY_MS))},{v},p2,"
+            )
         if buys[i]:
             rows.append(f"c{i},purchase,{as_of + int(rng.integers(1, 29 * DAY_MS))},{v},p1,")
         # after the purchase, everyone who bought browses p1 again: a model reading receive

@@ -133,4 +133,3 @@ def test_jobs_show_wait_follows_a_running_job(env: World) -> None:
     assert waiter.returncode == 0, err
     assert json.loads(out)["status"] == "finished"
     assert f"{job_id}: started, training " in err
-

@@ -28,7 +28,9 @@ def tenant(r):
 
 
 def _csv(path: Path, rows: list[str]) -> Path:
-    path.write_text("id,type,ts,visitor,product_id,customer_id,quantity,price\n" + "\n".join(rows) + "\n")
+    path.write_text(
+        "id,type,ts,visitor,product_id,customer_id,quantity,price\n" + "\n".join(rows) + "\n"
+    )
     return path
 
 
@@ -44,10 +46,15 @@ def test_csv_history_is_validated_deduplicated_and_archived(r, settings, tenant,
         f"e5,page_view,{(t0 + 2000) // 1000},v1,,,,",  # row 6: seconds, not milliseconds
         f"e6,teleport,{t0},v1,,,,",  # row 7: unknown type
         f"e7,page_view,{t0},bad visitor!,,,,",  # row 8: a visitor id collect would refuse
-        f"e8,product_view,2026-01-02T03:04:05Z,v2,p2,,,",  # ISO 8601 is fine too
+        "e8,product_view,2026-01-02T03:04:05Z,v2,p2,,,",  # ISO 8601 is fine too
     ])  # fmt: skip
     report = import_history(r, settings.events_dir, tenant, path).to_dict()
-    assert (report["rows"], report["imported"], report["duplicates"], report["rejected"]) == (9, 4, 1, 4)
+    assert (report["rows"], report["imported"], report["duplicates"], report["rejected"]) == (
+        9,
+        4,
+        1,
+        4,
+    )
     by_row = {e["row"]: (e["field"], e["id"]) for e in report["errors"]}
     assert by_row == {5: ("product_id", "e4"), 6: ("ts", "e5"), 7: ("type", "e6"),
                       8: ("visitor", "e7")}  # fmt: skip
@@ -94,7 +101,9 @@ def test_a_file_without_the_event_columns_is_refused(r, settings, tenant, tmp_pa
 def test_cli_exit_codes(r, settings, tenant, tmp_path):
     now = int(time.time() * 1000)
     good = _csv(tmp_path / "good.csv", [f"g1,page_view,{now - DAY_MS},v1,,,,"])
-    bad = _csv(tmp_path / "bad.csv", [f"b1,page_view,{now - DAY_MS},v1,,,,", "b2,purchase,x,v1,,,,"])
+    bad = _csv(
+        tmp_path / "bad.csv", [f"b1,page_view,{now - DAY_MS},v1,,,,", "b2,purchase,x,v1,,,,"]
+    )
     runner = CliRunner()
     ok = runner.invoke(cli, ["events", "import", "--tenant", "acme", str(good)])
     assert ok.exit_code == 0, ok.output

@@ -353,9 +353,11 @@ def test_blends_of_trees_and_linear_models_score_alike_in_real_time_and_batch(
     }
     s = MultiProductScorer.from_boosters(models, NAMES)
     X, _ = make_data(33, n=300)
-    want_tree_lr = 0.6 * boosters["shallow"].inplace_predict(X, predict_type="margin") + 0.4 * (
-        lr.margin(X)
-    ) - 1.2
+    want_tree_lr = (
+        0.6 * boosters["shallow"].inplace_predict(X, predict_type="margin")
+        + 0.4 * (lr.margin(X))
+        - 1.2
+    )
     batch = s.margins_batch(X)
     np.testing.assert_allclose(batch[:, 1], want_tree_lr, atol=MARGIN_TOL)
     for k, name in ((1, "tree_lr"), (3, "two_trees"), (4, "two_linear")):

@@ -120,9 +120,10 @@ def test_few_positives_choose_by_repeated_cross_validation_and_say_so(
         xgb_info = pr.candidates["xgboost"]["info"]
         assert xgb_info["max_depth"] == 3 and len(xgb_info["fold_trees"]) == 15
         assert xgb_info["trees"] == round(np.mean(xgb_info["fold_trees"]))
-        assert pr.candidates["blend"]["info"]["of"] == sorted(
-            (n for n in cv if n != "blend"), key=lambda n: -cv[n]["auc_mean"]
-        )[:2]
+        assert (
+            pr.candidates["blend"]["info"]["of"]
+            == sorted((n for n in cv if n != "blend"), key=lambda n: -cv[n]["auc_mean"])[:2]
+        )
     shown = comparison(holdings_result)["p0"]
     assert set(shown["candidates"]["logistic"]["cv"]) == {"auc_mean", "auc_sd", "folds"}
 
