@@ -6,7 +6,12 @@
 const Charts = (() => {
   const PALETTE = ["#0b5cad", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#be185d"];
 
+  // Twelve distinct colours for the first segments (the largest), then golden-angle hues.
+  const SEGMENT_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939"];
+
   function segmentColour(id) {
+    if (id >= 0 && id < SEGMENT_COLOURS.length) return SEGMENT_COLOURS[id];
     // Golden-angle hues: neighbouring segment ids get far-apart colours, for any k.
     const hue = (id * 137.508) % 360;
     return `hsl(${hue.toFixed(1)}, 70%, ${id % 2 ? 38 : 48}%)`;
@@ -45,16 +50,18 @@ const Charts = (() => {
   }
 
   /* uPlot line chart. xs: numbers (seconds when time), series: [{label, values}]. */
-  function lines(parent, { title, description, xs, series, time = true, height = 240, xLabel, yLabel, bars = false, yMax }) {
+  function lines(parent, { title, description, xs, series, time = true, height = 240, xLabel, yLabel, bars = false, yMax, xLabels }) {
     const { area, legend } = figure(parent, title, description);
     const opts = {
       width: width(area),
       height,
       legend: { show: false },
       cursor: { show: true, points: { show: false } },
-      scales: { x: { time }, y: yMax === undefined ? { auto: true } : { range: [0, yMax] } },
+      scales: { x: xLabels ? { time: false, range: [-0.5, xs.length - 0.5] } : { time }, y: yMax === undefined ? { auto: true } : { range: [0, yMax] } },
       axes: [
-        { label: xLabel, stroke: "#1b1f24", grid: { stroke: "#e3e6ea" } },
+        xLabels
+          ? { label: xLabel, stroke: "#1b1f24", grid: { show: false }, splits: () => xs, values: () => xLabels }
+          : { label: xLabel, stroke: "#1b1f24", grid: { stroke: "#e3e6ea" } },
         { label: yLabel, stroke: "#1b1f24", grid: { stroke: "#e3e6ea" } },
       ],
       series: [{}],

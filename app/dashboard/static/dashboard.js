@@ -5,7 +5,7 @@
 
 (() => {
   const { el } = Charts;
-  const main = document.getElementById("main");
+  const mainEl = document.getElementById("main");
   const nav = document.getElementById("nav");
   const who = document.getElementById("who");
   const logout = document.getElementById("logout");
@@ -85,8 +85,7 @@
     return el("div", { class: "field" }, parts);
   }
 
-  function page(title, intro) {
-    main.textContent = "";
+  function page(main, title, intro) {
     const h1 = el("h1", {}, title);
     main.append(h1);
     if (intro) main.append(el("p", { class: "muted" }, intro));
@@ -127,34 +126,42 @@
     }
   }
 
+  // Each visit renders into its own element: a slower earlier visit still finishing its
+  // requests writes into an element no longer on the page, never into this one.
   async function route() {
     timers.forEach(clearInterval);
     timers = [];
+    const view = el("div", { class: "view" });
+    mainEl.replaceChildren(view);
     const path = (location.hash.replace(/^#\/?/, "") || "").split("?")[0];
     const loggedIn = !!(session.admin || session.staff);
     let target = ROUTES.find((r) => r.path === path);
     if (!loggedIn || path === "login") {
       renderNav("login");
-      return login();
+      return login(view);
     }
     if (!target || !allowed(target)) target = ROUTES.find(allowed);
     if (`#/${target.path}` !== location.hash) { history.replaceState(null, "", `#/${target.path}`); }
     renderNav(target.path);
     try {
-      await target.view();
+      await target.view(view);
     } catch (err) {
-      main.append(alertBox(err));
+      view.append(alertBox(err));
     }
-    main.focus();
+    if (view.isConnected) mainEl.focus();
     say(`${target.label} page loaded`);
   }
 
-  logout.addEventListener("click", () => { session.clear(); location.hash = "#/login"; route(); });
+  logout.addEventListener("click", () => {
+    session.clear();
+    if (location.hash === "#/login") route();
+    else location.hash = "#/login";
+  });
   window.addEventListener("hashchange", route);
 
   // -- login -------------------------------------------------------------------------------
-  function login() {
-    page("Log in", "Use this tenant's admin key, the provider's staff token, or both. They are kept in this browser tab only (sessionStorage) and sent as an Authorization header; no cookie is set.");
+  function login(main) {
+    page(main, "Log in", "Use this tenant's admin key, the provider's staff token, or both. They are kept in this browser tab only (sessionStorage) and sent as an Authorization header; no cookie is set.");
     const admin = el("input", { type: "password", id: "admin-key", autocomplete: "off", spellcheck: "false" });
     const staff = el("input", { type: "password", id: "staff-token", autocomplete: "off", spellcheck: "false" });
     const out = el("div", {});
@@ -185,15 +192,16 @@
         out.append(alertBox(err));
         return;
       }
-      location.hash = session.admin ? "#/overview" : "#/models";
-      route();
+      const next = session.admin ? "#/overview" : "#/models";
+      if (location.hash === next) route();
+      else location.hash = next;  // hashchange renders it
     });
     admin.focus();
   }
 
   // -- overview ----------------------------------------------------------------------------
-  async function overview() {
-    page("Overview", "Traffic of the last hour and the last week, from counters kept as events arrive.");
+  async function overview(main) {
+    page(main, "Overview", "Traffic of the last hour and the last week, from counters kept as events arrive.");
     const data = await api("/v1/admin/overview?minutes=60&days=7");
     const today = data.days[0];
     const lastHour = data.minutes.reduce((s, m) => s + m.events, 0);
@@ -217,12 +225,15 @@
         { label: "Events", values: data.minutes.map((m) => m.events) },
         { label: "Offers seen", values: data.minutes.map((m) => m.impressions) },
       ],
+      bars: true,
     });
     const days = [...data.days].reverse();
     Charts.lines(row, {
       title: "Visitors per day",
       description: `Distinct visitors and identified visitors over the last ${days.length} days; today ${num(today.visitors)} visitors.`,
-      xs: days.map((d) => Date.parse(`${d.date}T12:00:00Z`) / 1000),
+      xs: days.map((_, i) => i),
+      time: false,
+      xLabels: days.map((d) => d.date.slice(5)),
       series: [
         { label: "Visitors", values: days.map((d) => d.visitors) },
         { label: "Identified", values: days.map((d) => d.identified) },
@@ -277,8 +288,8 @@
   }
 
   // -- catalog -----------------------------------------------------------------------------
-  async function catalogPage() {
-    page("Catalog", "Upload the product catalog (CSV or JSON). Good rows replace the whole catalog at once; rejected rows are listed with their reason.");
+  async function catalogPage(main) {
+    page(main, "Catalog", "Upload the product catalog (CSV or JSON). Good rows replace the whole catalog at once; rejected rows are listed with their reason.");
     const file = el("input", { type: "file", id: "catalog-file", accept: ".csv,.json,text/csv,application/json", required: true });
     const out = el("div", { "aria-live": "polite" });
     const form = el("form", { class: "stack card", "aria-label": "Upload a catalog" },
@@ -323,8 +334,8 @@
   }
 
   // -- CRM ---------------------------------------------------------------------------------
-  async function crmPage() {
-    page("CRM", "Import a customer extract (CSV or Parquet) with optional holdings. Bad rows are reported row by row; the rest goes live as a new version, the previous one kept for rollback.");
+  async function crmPage(main) {
+    page(main, "CRM", "Import a customer extract (CSV or Parquet) with optional holdings. Bad rows are reported row by row; the rest goes live as a new version, the previous one kept for rollback.");
     const customers = el("input", { type: "file", id: "crm-customers", accept: ".csv,.parquet,text/csv", required: true });
     const holdings = el("input", { type: "file", id: "crm-holdings", accept: ".csv,.parquet,text/csv" });
     const idColumn = el("input", { type: "text", id: "crm-id-column", value: "customer_id", maxlength: "128" });
@@ -386,8 +397,8 @@
   }
 
   // -- segments ----------------------------------------------------------------------------
-  async function segmentsPage() {
-    page("Segments", "ZIP micro-segments: every US ZIP belongs to one, from its census figures. Visitors who give a ZIP are served and counted by segment.");
+  async function segmentsPage(main) {
+    page(main, "Segments", "ZIP micro-segments: every US ZIP belongs to one, from its census figures. Visitors who give a ZIP are served and counted by segment.");
     const [info, map] = await Promise.all([api("/v1/admin/segments"), api("/v1/admin/segments/map?limit=6000")]);
     const segs = info.segments || [];
     if (!segs.length) { main.append(el("p", { class: "muted" }, "No segmentation is built on this service yet (offerwise geo build-segments).")); return; }
@@ -412,8 +423,8 @@
   }
 
   // -- models ------------------------------------------------------------------------------
-  async function modelsPage() {
-    page("Models", session.staff ? "Model versions of a tenant: holdout figures, gains, promotion, rollback and training." : "This tenant's model versions and their holdout figures. Promotion, rollback and training are for the provider's staff.");
+  async function modelsPage(main) {
+    page(main, "Models", session.staff ? "Model versions of a tenant: holdout figures, gains, promotion, rollback and training." : "This tenant's model versions and their holdout figures. Promotion, rollback and training are for the provider's staff.");
     let tenant = session.tenant;
     if (session.staff) {
       const listed = await api("/v1/staff/tenants", { staff: true });
@@ -452,7 +463,8 @@
       columns: [
         { label: "Version", render: (v) => v.version },
         { label: "Trained", render: (v) => when(v.trained_at) },
-        { label: "Products", num: true, render: (v) => num((v.products || v.trained_products || []).length || v.n_products) },
+        { label: "Products", num: true, render: (v) => { const p = v.trained_products || v.products; return num(Array.isArray(p) ? p.length : p && typeof p === "object" ? Object.keys(p).length : null); } },
+        { label: "Holdout score", num: true, render: (v) => fixed(v.holdout_score) },
         { label: "State", render: (v) => (v.champion ? badge("champion") : v.retrain_because ? badge("failed") : "") },
         { label: "Actions", header: false, render: (v) => {
           const view = el("button", { type: "button", class: "secondary" }, "Show figures");
@@ -491,7 +503,7 @@
         caption: "Holdout figures per product and candidate",
         columns: [
           { label: "Product", render: (r) => r.product },
-          { label: "Candidate", header: false, render: (r) => (r.served ? [r.candidate, " ", badge("champion")] : r.candidate) },
+          { label: "Candidate", header: false, render: (r) => (r.served ? [r.candidate, " ", badge("served")] : r.error ? `not trained: ${r.error}` : r.candidate) },
           { label: "AUC", num: true, render: (r) => fixed(r.auc) },
           { label: "Capture@20%", num: true, render: (r) => pct(r.capture_at_20) },
           { label: "Log loss", num: true, render: (r) => fixed(r.log_loss) },
@@ -554,8 +566,8 @@
   }
 
   // -- campaigns ---------------------------------------------------------------------------
-  async function campaignsPage() {
-    page("Campaigns", "Offers to an audience with a control group; the report compares the treated with the control.");
+  async function campaignsPage(main) {
+    page(main, "Campaigns", "Offers to an audience with a control group; the report compares the treated with the control.");
     const [list, cat] = await Promise.all([api("/v1/admin/campaigns"), api("/v1/admin/catalog?limit=1000")]);
     const status = el("div", { "aria-live": "polite" });
     main.append(status);
