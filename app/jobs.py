@@ -16,14 +16,14 @@ from typing import Any
 import redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.job import Job, get_current_job
 
 from app.settings import load_settings
 from clickstream.archiver import Archiver
 from enrichment.crm import CrmImportError, ImportOptions, import_crm
 from models.pipeline import train_and_register
 from models.retrain import retrain_erased
-from models.training import TrainingError
+from models.training import ProgressFn, TrainingError
 from store import keys
 from store.redis_client import get_redis
 
@@ -112,13 +112,43 @@ def crm_import_job(tenant: str, upload_dir: str, options: dict) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# Reading and building the data set is about the first 30% of a training's time.
+DATASET_SHARE = 0.3
+
+
+def _progress_in_meta() -> ProgressFn | None:
+    """Reports a training's stage and share done (0..1) in its job's meta, where the jobs
+    endpoint shows them (the dashboard's progress bar); None outside a job."""
+    job = get_current_job()
+    if job is None:
+        return None
+
+    def report(stage: str, done: int, total: int) -> None:
+        share = done / total if total else 1.0
+        if stage.startswith("training"):
+            share = DATASET_SHARE + (1 - DATASET_SHARE) * share
+        else:
+            share = DATASET_SHARE * share
+        job.meta.update(stage=stage, progress=round(share, 3))
+        job.save_meta()
+
+    return report
+
+
 def train_job(
     tenant: str, products: list[str] | None = None, label_source: str = "holdings"
 ) -> dict:
     """The background job behind POST /v1/staff/tenants/<t>/train."""
     settings = load_settings()
     try:
-        return train_and_register(get_redis(settings), settings, tenant, products, label_source)
+        return train_and_register(
+            get_redis(settings),
+            settings,
+            tenant,
+            products,
+            label_source,
+            progress=_progress_in_meta(),
+        )
     except TrainingError as err:
         return {"status": "failed", "error": str(err)}
 

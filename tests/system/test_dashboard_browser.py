@@ -17,7 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import redis
+from rq import SimpleWorker
+from rq.job import Job
 
+from app.jobs import job_queue
 from models.pipeline import train_and_register
 from models.synthetic import SyntheticConfig
 from models.training import TrainParams
@@ -233,7 +237,7 @@ def test_uploads_show_their_validation_report_row_by_row(seeded: Seeded, artifac
     assert not problems, problems
 
 
-def test_campaigns_and_models_can_be_changed_from_the_page(seeded: Seeded, artifacts):
+def test_campaigns_and_models_can_be_changed_from_the_page(seeded: Seeded, artifacts, monkeypatch):
     problems: list[str] = []
     with browser() as b:
         context = b.new_context(viewport={"width": 1280, "height": 900})
@@ -250,7 +254,9 @@ def test_campaigns_and_models_can_be_changed_from_the_page(seeded: Seeded, artif
         page.locator("tr", has_text="Browser made").locator(".badge.paused").wait_for()
 
         _visit(page, seeded.base, "models", "figure canvas")
-        champion = page.locator("tr", has=page.locator(".badge.champion")).locator("th").inner_text()
+        champion = (
+            page.locator("tr", has=page.locator(".badge.champion")).locator("th").inner_text()
+        )
         page.get_by_role("button", name="Promote").first.click()
         page.wait_for_function(
             "(old) => { const b = document.querySelector('tbody .badge.champion');"
@@ -263,6 +269,23 @@ def test_campaigns_and_models_can_be_changed_from_the_page(seeded: Seeded, artif
             " return b && b.closest('tr').textContent.includes(old); }",
             arg=champion,
         )
+        # Training from the page: the job runs in a burst worker here; the page follows it.
+        page.get_by_role("button", name="Train a new version").click()
+        page.get_by_text("queued").first.wait_for()
+        world = seeded.world
+        monkeypatch.setenv("OFFERWISE_DATA_DIR", str(world.settings.data_dir))
+        monkeypatch.setenv("OFFERWISE_GEO_DIR", str(world.settings.geo_dir))
+        monkeypatch.setenv("REDIS_URL", world.url)
+        queue_redis = redis.Redis.from_url(world.url)
+        SimpleWorker([job_queue(queue_redis)], connection=queue_redis).work(burst=True)
+        done = page.locator("p[role='status']", has_text="finished")
+        done.wait_for(timeout=30_000)
+        assert "version" in done.inner_text()
+        assert page.locator("progress").get_attribute("value") == "100"
+        job_id = done.inner_text().split()[1].rstrip(":")
+        meta = Job.fetch(job_id, connection=queue_redis).meta
+        assert meta["progress"] == 1.0 and meta["stage"] == "training", meta
+        page.screenshot(path=str(artifacts / "models-trained.png"), full_page=True)
         context.close()
     assert not problems, problems
 

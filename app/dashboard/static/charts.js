@@ -57,7 +57,7 @@ const Charts = (() => {
       height,
       legend: { show: false },
       cursor: { show: true, points: { show: false } },
-      scales: { x: xLabels ? { time: false, range: [-0.5, xs.length - 0.5] } : { time }, y: yMax === undefined ? { auto: true } : { range: [0, yMax] } },
+      scales: { x: xLabels ? { time: false, range: [-0.5, xs.length - 0.5] } : bars && xs.length > 1 ? { time, range: [xs[0] - (xs[1] - xs[0]) / 2, xs[xs.length - 1] + (xs[1] - xs[0]) / 2] } : { time }, y: yMax === undefined ? { auto: true } : { range: [0, yMax] } },
       axes: [
         xLabels
           ? { label: xLabel, stroke: "#1b1f24", grid: { show: false }, splits: () => xs, values: () => xLabels }
