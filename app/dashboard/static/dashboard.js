@@ -555,9 +555,10 @@
         clearInterval(timer);
         bar.value = 100;
         const result = job.result || {};
+        const promoted = result.registry && result.registry.promoted;
         text.textContent = job.status === "finished" && result.status !== "failed"
-          ? `Job ${jobId} finished: version ${result.version || "?"}${result.promoted ? " (promoted)" : ""}.`
-          : `Job ${jobId} ${job.status}: ${job.error || result.error || "see the worker log"}`;
+          ? `Job ${jobId} finished: version ${result.version || "?"}${promoted ? ", promoted" : ", not promoted"}.`
+          : `Job ${jobId} failed: ${result.error || job.error || "see the worker log"}`;
       }
     };
     const timer = setInterval(tick, 1500);
