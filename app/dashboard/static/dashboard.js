@@ -294,7 +294,9 @@
     const out = el("div", { "aria-live": "polite" });
     const form = el("form", { class: "stack card", "aria-label": "Upload a catalog" },
       field("Catalog file", file, "CSV header: product_id,name,category,price (margin, url, image_url, active optional), at most 20 MB."),
-      el("div", {}, el("button", { type: "submit" }, "Upload catalog")));
+      el("div", { class: "actions" },
+        el("button", { type: "submit", value: "check", class: "secondary" }, "Check only"),
+        el("button", { type: "submit", value: "upload" }, "Upload catalog")));
     main.append(form, out);
     const listing = el("div", {});
     main.append(el("h2", {}, "Current catalog"), listing);
@@ -320,10 +322,15 @@
       out.textContent = "";
       const f = file.files[0];
       if (!f) return;
+      const check = ev.submitter && ev.submitter.value === "check";
       const json = /\.json$/i.test(f.name) || f.type === "application/json";
       try {
-        const report = await api("/v1/admin/catalog", { method: "PUT", body: f, contentType: json ? "application/json" : "text/csv" });
-        out.append(el("div", { class: "ok" }, `Imported ${num(report.rows_imported)} of ${num(report.rows_read)} rows.`), reportView("Validation report", report));
+        const report = await api(`/v1/admin/catalog${check ? "?check=true" : ""}`, { method: "PUT", body: f, contentType: json ? "application/json" : "text/csv" });
+        const summary = check
+          ? `Checked: ${num(report.rows_imported)} of ${num(report.rows_read)} rows would be imported; the catalog is unchanged.`
+          : `Imported ${num(report.rows_imported)} of ${num(report.rows_read)} rows.`;
+        out.append(el("div", { class: "ok" }, summary), reportView("Validation report", report));
+        if (check) return;
         say(`Catalog uploaded: ${report.rows_imported} rows imported, ${report.rows_rejected} rejected`);
         await showCatalog();
       } catch (err) {
