@@ -202,6 +202,9 @@
   // -- overview ----------------------------------------------------------------------------
   async function overview(main) {
     page(main, "Overview", "Traffic of the last hour and the last week, from counters kept as events arrive.");
+    const refresh = el("button", { type: "button", class: "secondary" }, "Refresh");
+    refresh.addEventListener("click", () => route());
+    main.append(el("p", {}, refresh));
     const data = await api("/v1/admin/overview?minutes=60&days=7");
     const today = data.days[0];
     const lastHour = data.minutes.reduce((s, m) => s + m.events, 0);
@@ -254,7 +257,6 @@
         empty: "No visitor with a ZIP today.",
       }));
     main.append(el("p", { class: "note" }, "Visitor counts are estimates (HyperLogLog, about 1%); visitors with Do-Not-Track or GPC count in events only."));
-    timers.push(setInterval(() => { if (location.hash === "#/overview") route(); }, 60000));
   }
 
   // -- upload reports (catalog, CRM) -------------------------------------------------------
@@ -613,7 +615,7 @@
     const visitors = el("select", { id: "cmp-visitors" }, ["all", "identified", "anonymous"].map((v) => el("option", { value: v }, v)));
     const control = el("input", { type: "number", id: "cmp-control", min: "0", max: "0.9", step: "0.05", value: "0.1" });
     const cost = el("input", { type: "number", id: "cmp-cost", min: "0", step: "0.01", value: "0" });
-    const value = el("input", { type: "number", id: "cmp-value", min: "0", step: "0.01", placeholder: "product price" });
+    const value = el("input", { type: "number", id: "cmp-value", min: "0", step: "0.01", placeholder: "none" });
     const out = el("div", { "aria-live": "polite" });
     const form = el("form", { class: "stack card", "aria-label": "Create a campaign" },
       field("Name", name), field("Offered product", product), field("Visitors", visitors),
