@@ -245,6 +245,12 @@ def test_uploads_show_their_validation_report_row_by_row(seeded: Seeded, artifac
             "(c) => c.textContent.startsWith('CRM versions') && c.textContent !== old)",
             arg=live,
         )
+        # A tenant admin reads the models (versions, figures, gains) but changes nothing.
+        _visit(page, seeded.base, "models", "figure canvas")
+        _charts_drawn(page, 1)
+        assert page.get_by_role("button", name="Promote").count() == 0
+        assert page.get_by_role("button", name="Train a new version").count() == 0
+        page.screenshot(path=str(artifacts / "models-admin.png"), full_page=True)
         context.close()
     assert not problems, problems
 
@@ -307,11 +313,15 @@ def test_the_pages_pass_axe_and_can_be_used_by_keyboard(seeded: Seeded):
         context = b.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
         page = context.new_page()
         _log_in(page, seeded.base, seeded.admin_key, STAFF)
-        # The first Tab reaches the skip link, which moves the focus to the content.
+        # On a page load the first Tab reaches the skip link, which moves the focus to the
+        # content and leaves the page where it is.
+        page.reload()
+        page.wait_for_selector("figure canvas")
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.className") == "skip"
         page.keyboard.press("Enter")
         assert page.evaluate("document.activeElement.id") == "main"
+        assert page.evaluate("location.hash") == "#/overview"
         found = {route: _axe(page, seeded.base, route, ready) for route, ready, _ in PAGES}
         found["login"] = _axe(page, seeded.base, "login", "form")
         # The check sees what it should: an input without a label is a violation.

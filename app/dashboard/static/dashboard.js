@@ -106,6 +106,7 @@
     { path: "campaigns", label: "Campaigns", needs: ADMIN, view: campaignsPage },
   ];
   let timers = [];
+  let firstRender = true;
 
   function allowed(route) {
     if (route.needs === ADMIN) return !!session.admin;
@@ -148,9 +149,18 @@
     } catch (err) {
       view.append(alertBox(err));
     }
-    if (view.isConnected) mainEl.focus();
+    // After a move within the dashboard the focus goes to the new content; on a page load it
+    // stays at the top, where the skip link is the first stop.
+    if (view.isConnected && !firstRender) mainEl.focus();
+    firstRender = false;
     say(`${target.label} page loaded`);
   }
+
+  // The skip link moves the focus without touching the hash (the hash is the page's route).
+  document.querySelector(".skip").addEventListener("click", (ev) => {
+    ev.preventDefault();
+    mainEl.focus();
+  });
 
   logout.addEventListener("click", () => {
     session.clear();
