@@ -298,9 +298,13 @@ def test_campaigns_and_models_can_be_changed_from_the_page(seeded: Seeded, artif
         SimpleWorker([job_queue(queue_redis)], connection=queue_redis).work(burst=True)
         done = page.locator("p[role='status']", has_text=re.compile("finished|failed"))
         done.wait_for(timeout=30_000)
-        assert "version" in done.inner_text() and "failed" not in done.inner_text()
-        assert page.locator("progress").get_attribute("value") == "100"
-        job_id = done.inner_text().split()[1].rstrip(":")
+        message = done.inner_text()
+        assert "version" in message and "failed" not in message
+        job_id = message.split()[1]
+        new_version = message.split("version ")[1].split(",")[0]
+        # The page is drawn anew: the message stays, the new version is in the table.
+        page.locator("p.ok[role='status']", has_text=job_id).wait_for()
+        page.locator("tbody th", has_text=new_version).wait_for()
         meta = Job.fetch(job_id, connection=queue_redis).meta
         assert meta["progress"] == 1.0 and meta["stage"] == "training", meta
         page.screenshot(path=str(artifacts / "models-trained.png"), full_page=True)

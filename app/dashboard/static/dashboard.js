@@ -107,6 +107,7 @@
   ];
   let timers = [];
   let firstRender = true;
+  let flash = null;  // a message for the next rendering of the page (a finished job)
 
   function allowed(route) {
     if (route.needs === ADMIN) return !!session.admin;
@@ -458,6 +459,10 @@
     const data = await api(`${base}/models`, { staff: asStaff });
     const status = el("div", { "aria-live": "polite" });
     main.append(status);
+    if (flash) {
+      status.append(el("p", { class: "ok", role: "status" }, flash));
+      flash = null;
+    }
     if (asStaff) {
       const train = el("button", { type: "button" }, "Train a new version");
       const rollback = el("button", { type: "button", class: "danger" }, "Roll back the champion");
@@ -578,6 +583,9 @@
         text.textContent = job.status === "finished" && result.status !== "failed"
           ? `Job ${jobId} finished: version ${result.version || "?"}${promoted ? ", promoted" : ", not promoted"}.`
           : `Job ${jobId} failed: ${result.error || job.error || "see the worker log"}`;
+        // Shown again above the page drawn anew with the new version in its table.
+        flash = text.textContent;
+        if (box.isConnected) route();
       }
     };
     const timer = setInterval(tick, 1500);
