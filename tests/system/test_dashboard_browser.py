@@ -31,6 +31,10 @@ from tests.browser import browser, require_chromium, serve_in_thread
 from tests.helpers import batch, event
 from tests.synth_world import World, make_world
 
+# The first test of the module also seeds the tenant (a synthetic world, two trainings,
+# traffic): about two minutes on a busy 2-core machine, beyond the suite's 300 s when loaded.
+pytestmark = pytest.mark.timeout(900)
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "test-artifacts" / "dashboard"
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
