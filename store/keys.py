@@ -76,6 +76,32 @@ def segment_popularity(tenant: str, segment: int | str) -> str:
     return f"{popularity(tenant)}{SEGMENT_POPULARITY_INFIX}{segment}"
 
 
+# Overview counters for the admin dashboard, kept by the ingest script in the same call as the
+# events (no extra round trip): a few O(1) commands per batch.
+def traffic_minutes(tenant: str, day: str) -> str:
+    """Hash on one UTC day (``YYYY-MM-DD``): minute of the day -> new events, and
+    ``<minute>:imp`` -> offer impressions; written by the ingest script, kept two days."""
+    return tenant_key(tenant, "traffic", day)
+
+
+def daily_visitors(tenant: str, day: str) -> str:
+    """HyperLogLog of the tracked visitors seen on one UTC day (an estimate: no id can be read
+    back out of it); written by the ingest script, kept eight days."""
+    return tenant_key(tenant, "visitors", day)
+
+
+def daily_identified(tenant: str, day: str) -> str:
+    """HyperLogLog of the tracked visitors seen identified (logged in) on one UTC day; the
+    ingest script, kept eight days."""
+    return tenant_key(tenant, "visitors", "identified", day)
+
+
+def segment_events(tenant: str, day: str) -> str:
+    """Sorted set ZIP segment id -> new events of visitors in it on one UTC day; the ingest
+    script, kept eight days."""
+    return tenant_key(tenant, "segev", day)
+
+
 def dedupe_ids(tenant: str, visitor: str, day: int) -> str:
     """Hash event id -> 1: the ids ``visitor`` sent on UTC day number ``day`` (epoch days);
     written by the ingest script. Not under ``dd``, the per-event string keys of earlier
