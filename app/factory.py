@@ -11,9 +11,9 @@ from flask.json.provider import DefaultJSONProvider
 
 from app import auth, cors
 from app.api import blueprints
-from app.demo.views import demo_pages
 from app.api_docs import SERVERS, SNIPPET_OPERATION, SNIPPET_PATH
 from app.dashboard import dashboard
+from app.demo.views import demo_pages
 from app.errors import OfferwiseApi, register_domain_errors, register_fallback
 from app.fast_lane import FastLane
 from app.observability import configure_logging, instrument
