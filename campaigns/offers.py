@@ -171,6 +171,7 @@ class Recommender:
         holdout, holdout_new = holdout_touch(tenant.id_secret, tenant.holdout_share, person, record)
         touches = [holdout_new] if holdout_new else []
         bundle = self.champions.get(name, state.champion) if holdout != CONTROL else None
+        version = bundle
         if bundle is not None and customer is None and bundle.anonymous is not None:
             # A visitor without CRM data is scored by the model of anonymous visitors, which
             # learnt from what such visitors have (web behaviour, ZIP): models.anonymous.
@@ -183,12 +184,13 @@ class Recommender:
             result = Recommendation(offers, "popularity")
             scores = None
         else:
+            assert version is not None
             result, scores = self._model_offers(
                 bundle, catalog.products, rules, profile, customer, zip_block, ctx, n,
-                explain, now,
+                explain, now, version,
             )  # fmt: skip
-            if bundle.live is not None:  # this process's drift sample, every few seconds
-                bundle.live.flush_if_due(r)
+            if version.live is not None:  # this process's drift sample, every few seconds
+                version.live.flush_if_due(r)
         result.holdout_group = holdout
         live = [] if holdout == CONTROL else self.campaigns.get(r, name, state.campaigns_version)
         applied = None
@@ -269,7 +271,10 @@ class Recommender:
         n: int,
         explain: bool,
         now: float,
+        version: Bundle,
     ) -> tuple[Recommendation, dict[str, float]]:
+        """``bundle`` scores; ``version`` (the version's customer model, whose feature view the
+        drift sample counts for every visitor) monitors."""
         # zip_block is chosen as training chose it (CRM ZIP first, then the typed one).
         x = bundle.builder.live_vector(profile if profile.known else None, customer, zip_block, now)
         scores = bundle.scores(x)
@@ -288,8 +293,12 @@ class Recommender:
             )
             for x_ in ranked
         ]  # fmt: skip
-        if bundle.live is not None:  # 1 request in models.drift.SAMPLE_EVERY is counted
-            bundle.live.observe(x, customer is not None, offers)
+        if version.live is not None:  # 1 request in models.drift.SAMPLE_EVERY is counted
+            seen = profile if profile.known else None
+            view = x if version is bundle else (
+                lambda: version.builder.live_vector(seen, customer, zip_block, now)
+            )  # fmt: skip
+            version.live.observe(view, customer is not None, offers)
         explanations = {}
         if explain:
             all_expl = bundle.explain(x, contrib=contrib)

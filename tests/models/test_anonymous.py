@@ -109,7 +109,7 @@ def test_anonymous_visitors_get_the_anonymous_model_and_honest_reasons(world, tr
         assert offer["reason_code"] not in ("model_customer", "model_holdings"), offer
         assert "purchase history" not in offer["reason"]
     for items in out["explanations"].values():
-        assert not [i for i in items if i["feature"].startswith(("crm_", "holds_", "has_"))], items
+        assert not [i for i in items if i["feature"].startswith(("crm_", "holds_", "has_crm"))], items
 
 
 def test_identified_visitors_keep_the_customer_model(world, trained, client) -> None:
