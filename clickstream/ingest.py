@@ -250,7 +250,9 @@ class Ingestor:
         forget_at = (int(now // DAY_S) + DEDUPE_DAYS) * DAY_S
         # A ZIP in the batch is enriched first, so its segment counts for the batch's events.
         zips = [e for e in events if e["type"] == "zip"] if track and on_zip else []
-        zip_block = on_zip(zips[-1]["zip"], zips[-1].get("country", "US")) if on_zip and zips else None
+        zip_block = (
+            on_zip(zips[-1]["zip"], zips[-1].get("country", "US")) if on_zip and zips else None
+        )
         batch_segment = (zip_block or {}).get("segment_id")
         args: list[EncodableT] = [
             tenant.rate_limit, int(now), repr(growth(now)), int(track), PROFILE_TTL_S,

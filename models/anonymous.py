@@ -70,7 +70,9 @@ def load_visitor_events(events_dir: Path | str, tenant: str) -> pd.DataFrame:
     """The archive in arrival order: type, ts (ms), visitor, product_id, category, zip."""
     table = read_archive(events_dir, tenant, columns=list(_COLUMNS))
     if table.num_rows == 0:
-        return pd.DataFrame({c: [] for c in ("type", "ts", "visitor", "product_id", "category", "zip")})
+        return pd.DataFrame(
+            {c: [] for c in ("type", "ts", "visitor", "product_id", "category", "zip")}
+        )
     frame = pd.DataFrame(
         {
             "type": table.column("type").to_pandas(),
@@ -103,21 +105,23 @@ def visitor_rows(
     zips = ev[(ev["type"] == "zip") & ev["zip"].notna()]
     zip_by_visitor = {v: part for v, part in zips.groupby("visitor", sort=False)}
     by_visitor = dict(tuple(ev.groupby("visitor", sort=False)))
-    visitors = list(interest["visitor"].unique())
-    if len(visitors) > max_visitors:
-        visitors = sorted(visitors, key=_hash)[:max_visitors]
+    visitors = [str(v) for v in interest["visitor"].unique()]
+    wanted = set(visitors if len(visitors) <= max_visitors else
+                 sorted(visitors, key=_hash)[:max_visitors])  # fmt: skip
     as_of_ms = int(ev["ts"].max()) if len(ev) else 0
-    for visitor, part in interest.groupby("visitor", sort=False):
-        if len(rows) >= 2 * max_visitors or visitor not in by_visitor:
+    for name, part in interest.groupby("visitor", sort=False):
+        visitor = str(name)
+        if visitor not in wanted:
             continue
         key = _hash(visitor)
         n = len(part)
         cuts = [0] if n < 2 else [0, 1 + int(key[8:16], 16) % (n - 1)]
         positions = part["pos"].to_numpy()
         products = part["product_id"].to_numpy()
+        whole = by_visitor[name]
         for c in cuts:
             cut_pos = int(positions[c])
-            zpart = zip_by_visitor.get(visitor)
+            zpart = zip_by_visitor.get(name)
             zip_code = None
             if zpart is not None:
                 before = zpart[zpart["pos"] < cut_pos]
@@ -127,7 +131,6 @@ def visitor_rows(
             rows.append({"row": row_name, "key": key, "zip": zip_code,
                          "label": set(products[c:].tolist())})  # fmt: skip
             if c > 0:
-                whole = by_visitor[visitor]
                 prefix = whole[whole["pos"] < cut_pos]
                 shift = as_of_ms - int(prefix["ts"].max())
                 prefix = prefix.assign(ts=prefix["ts"] + shift, visitor=row_name, customer=None)
@@ -203,7 +206,7 @@ def prepare_anonymous(
         "label_source": "visitor_events",
         "as_of": as_of,
         "rows": len(rows),
-        "visitors": int(len(set(keys.tolist()))),
+        "visitors": len(set(keys.tolist())),
         "events": len(events),
         "products": list(products),
         "demographics_version": schema.demographics_version,

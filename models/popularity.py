@@ -119,7 +119,7 @@ def popularity_offers(
     blocked: frozenset[str] | set[str],
     n: int,
     *,
-    segment: object = None,
+    segment: int | str | None = None,
     rules: dict | None = None,
     ctx: Context | None = None,
     now: float | None = None,

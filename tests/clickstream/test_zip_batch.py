@@ -39,12 +39,17 @@ def test_the_zip_of_a_batch_credits_its_segment_with_the_batch_events(r: redis.R
         _event(3, "add_to_cart", product_id="p2", category="kids"),
     ]
     Ingestor(r).ingest(tenant, "v1", events, on_zip=on_zip, now=now)
-    seg = {k.decode(): v for k, v in r.zrange(segment_popularity_key("shop", 4), 0, -1, withscores=True)}
+    seg = {
+        k.decode(): v
+        for k, v in r.zrange(segment_popularity_key("shop", 4), 0, -1, withscores=True)
+    }
     assert seg == {"p1": 1 * growth(now), "p2": 3 * growth(now)}
     assert calls == ["10001"]  # enriched once, used for the batch and the profile
     assert read_profile(r, "shop", "v1").attributes.get("zip_segment_id") == "4"
     # The next batch finds the segment on the profile, as before.
-    Ingestor(r).ingest(tenant, "v1", [_event(4, "product_view", product_id="p3")], on_zip=on_zip, now=now)
+    Ingestor(r).ingest(
+        tenant, "v1", [_event(4, "product_view", product_id="p3")], on_zip=on_zip, now=now
+    )
     assert r.zscore(segment_popularity_key("shop", 4), "p3") == 1 * growth(now)
 
 

@@ -95,21 +95,30 @@ def test_a_version_carries_an_anonymous_model_of_web_and_zip_only(world, trained
     assert bundle.anonymous.product_ids == bundle.product_ids
 
 
-def test_anonymous_visitors_get_the_anonymous_model_and_honest_reasons(world, trained, client) -> None:
+def test_anonymous_visitors_get_the_anonymous_model_and_honest_reasons(
+    world, trained, client
+) -> None:
     site = _site(world)
     ts = int(time.time() * 1000)
     product = world.data.products[0]
     category = world.data.catalog[0]["category"]
     events = [{"id": f"k{i}", "type": "product_view", "ts": ts, "product_id": product,
                "category": category} for i in range(3)]  # fmt: skip
-    assert client.post("/v1/collect", json={"site": site, "visitor": "anon-1", "events": events}).status_code == 200
+    assert (
+        client.post(
+            "/v1/collect", json={"site": site, "visitor": "anon-1", "events": events}
+        ).status_code
+        == 200
+    )
     out = client.get(f"/v1/recommend?site={site}&visitor=anon-1&n=3&explain=1").json
     assert out["source"].startswith("model:")
     for offer in out["offers"]:
         assert offer["reason_code"] not in ("model_customer", "model_holdings"), offer
         assert "purchase history" not in offer["reason"]
     for items in out["explanations"].values():
-        assert not [i for i in items if i["feature"].startswith(("crm_", "holds_", "has_crm"))], items
+        assert not [i for i in items if i["feature"].startswith(("crm_", "holds_", "has_crm"))], (
+            items
+        )
 
 
 def test_identified_visitors_keep_the_customer_model(world, trained, client) -> None:
@@ -117,7 +126,12 @@ def test_identified_visitors_keep_the_customer_model(world, trained, client) -> 
     holder = next(i for i, row in enumerate(world.data.holds) if not row.any())
     events = [{"id": "i1", "type": "identify", "ts": int(time.time() * 1000),
                "customer_id": world.data.customer_ids[holder]}]  # fmt: skip
-    assert client.post("/v1/collect", json={"site": site, "visitor": "cust-1", "events": events}).status_code == 200
+    assert (
+        client.post(
+            "/v1/collect", json={"site": site, "visitor": "cust-1", "events": events}
+        ).status_code
+        == 200
+    )
     out = client.get(f"/v1/recommend?site={site}&visitor=cust-1&n=3&explain=1").json
     assert out["source"].startswith("model:")
     features = {i["feature"] for items in out["explanations"].values() for i in items}
