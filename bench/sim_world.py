@@ -6,7 +6,7 @@ each person likes each of 20 products (five categories) depends on their ZIP's d
 through category tastes; on their age, likewise; on the products they hold (a holding raises
 the next product of its category: cross-sell, ``CROSS_SELL``); and on a personal category
 taste that only their browsing reveals (views are drawn in proportion to exp(liking)).
-Customers hold products with probability ``sigmoid(liking - 2.5)`` (before cross-sell). The
+Customers hold products with probability ``sigmoid(liking - 2.5)``, drawn in product order. The
 true probability that a person clicks an offered product is ``sigmoid(CLICK_BASE + liking)``.
 
 Most of the personal signal is at product level (which products of a category suit this age,
@@ -186,7 +186,12 @@ def make_person(world: World, *, customer: bool) -> Person:
     base = world.a + taste[world.category_index] + world.B @ f + world.age_product * age_z
     held = np.zeros(world.n_products, dtype=bool)
     if customer:
-        held = rng.random(world.n_products) < 1 / (1 + np.exp(-(base - 2.5)))
+        # Product by product, so a holding's cross-sell shows in the later holdings too (as it
+        # would in a real extract: case holders mostly hold the phone).
+        draws = rng.random(world.n_products)
+        for j in range(world.n_products):
+            lift = held.astype(float) @ world.cross[:, j]
+            held[j] = draws[j] < 1 / (1 + np.exp(-(base[j] + lift - 2.5)))
     person = Person(z, age, taste, held)
     person.liking = base + held.astype(float) @ world.cross
     return person
