@@ -329,7 +329,7 @@ def session(shop: Shop, kind: str, i: int, person: Person, customer_id: str | No
     world = shop.world
     api = shop.model
     rng = np.random.default_rng([world.params.seed, KINDS.index(kind), i])
-    visitor = f"t{kind[:3]}{kind[-3:]}{i}"
+    visitor = f"t{KINDS.index(kind)}-{i}"  # one new visitor per session
     events = []
     if kind == "anonymous_zip":
         events.append(api.event("zip", zip=world.zips[person.zip_index], country="US"))
