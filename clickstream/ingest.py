@@ -75,20 +75,22 @@ local seg, fresh, identified = false, false, false
 if profile then
   local h = redis.call('HMGET', KEYS[6], 'zip_segment_id', 'ttl_at', 'customer')
   seg = h[1]
+  -- A ZIP sent in this batch counts for the batch's own events (ARGV[14]: its segment).
+  if ARGV[14] ~= '' then seg = ARGV[14] end
   fresh = h[2] and tonumber(now) - tonumber(h[2]) < tonumber(ARGV[10])
   identified = h[3]
 end
 -- KEYS[15..]: the visitor's dedupe hashes (event id -> 1), today's first (see DEDUPE_DAYS).
-local n = (#ARGV - 13) / 5
+local n = (#ARGV - 14) / 5
 local ids = {}
-for i = 1, n do ids[i] = ARGV[13 + (i - 1) * 5 + 1] end
+for i = 1, n do ids[i] = ARGV[14 + (i - 1) * 5 + 1] end
 local known, new_ids = {}, {}
 for k = 15, #KEYS do
   local m = redis.call('HMGET', KEYS[k], unpack(ids))
   for i = 1, n do if m[i] then known[ids[i]] = true end end
 end
 for i = 1, n do
-  local b = 13 + (i - 1) * 5
+  local b = 14 + (i - 1) * 5
   local id, payload, etype, pid, cat = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   if not known[id] then
     known[id] = true  -- a second copy within the batch is a duplicate too
@@ -298,10 +300,17 @@ class Ingestor:
         ]  # fmt: skip
         # Today's hash is last checked at the end of the day DEDUPE_DAYS - 1 days from now.
         forget_at = (int(now // DAY_S) + DEDUPE_DAYS) * DAY_S
+        # A ZIP in the batch is enriched first, so its segment counts for the batch's events.
+        zips = [e for e in events if e["type"] == "zip"] if track and on_zip else []
+        zip_block = (
+            on_zip(zips[-1]["zip"], zips[-1].get("country", "US")) if on_zip and zips else None
+        )
+        batch_segment = (zip_block or {}).get("segment_id")
         args: list[EncodableT] = [
             tenant.rate_limit, int(now), repr(growth(now)), int(track), PROFILE_TTL_S,
             forget_at, RECENT_ITEMS, int(track), MAX_STREAM_LEN, TTL_REFRESH_S,
             int(now) % DAY_S // 60, TRAFFIC_TTL_S, visitor,
+            "" if batch_segment is None else str(batch_segment),
         ]  # fmt: skip
         records = []
         for event in events:
@@ -335,7 +344,13 @@ class Ingestor:
             else:
                 result.duplicates += 1
         if track:
-            result.zip = self._link_identity_and_zip(name, visitor, result.accepted, on_zip)
+            known = {(zips[-1]["zip"], zips[-1].get("country", "US")): zip_block} if zips else {}
+
+            def enrich(zip_code: str, country: str) -> dict:
+                found = known.get((zip_code, country))
+                return found if found is not None else (on_zip(zip_code, country) if on_zip else {})
+
+            result.zip = self._link_identity_and_zip(name, visitor, result.accepted, enrich)
         elif on_zip is not None:
             # No profile is kept, but the visitor who typed a ZIP still hears whether it is one.
             last = next((e for e in reversed(events) if e["type"] == "zip"), None)
