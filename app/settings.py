@@ -19,12 +19,26 @@ def _path(value: str) -> Path:
     return Path(value).expanduser().resolve()
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """``REDIS_URL``; with ``OFFERWISE_REDIS_CLUSTER=1`` a ``redis://`` URL names a cluster's
+    seed node (the same as writing ``redis+cluster://``)."""
+    url = env.get("REDIS_URL") or None
+    if url and env.get("OFFERWISE_REDIS_CLUSTER", "").strip().lower() in ("1", "true", "yes"):
+        scheme, sep, rest = url.partition("://")
+        if scheme in ("redis", "rediss"):
+            url = f"{scheme}+cluster{sep}{rest}"
+    return url
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     defaults = Settings()
     return Settings(
         data_dir=_path(env.get("OFFERWISE_DATA_DIR", "./var")),
-        redis_url=env.get("REDIS_URL") or None,
+        redis_url=_redis_url(env),
+        queue_redis_url=env.get("OFFERWISE_QUEUE_REDIS_URL") or None,
+        wait_replicas=int(env.get("OFFERWISE_REDIS_WAIT_REPLICAS", defaults.wait_replicas)),
+        wait_timeout_ms=int(env.get("OFFERWISE_REDIS_WAIT_TIMEOUT_MS", defaults.wait_timeout_ms)),
         staff_token=env.get("OFFERWISE_STAFF_TOKEN") or None,
         metrics_token=env.get("OFFERWISE_METRICS_TOKEN") or None,
         geo_dir=_path(env["OFFERWISE_GEO_DIR"]) if env.get("OFFERWISE_GEO_DIR") else None,
