@@ -76,7 +76,7 @@ def fail_over(cluster: LocalCluster, timeline: Timeline) -> float:
     def promoted() -> bool:
         try:
             return cluster.master_of(stream).port == replica.port
-        except Exception:  # noqa: BLE001 - the cluster is mid-election
+        except Exception:
             return False
 
     wait_for(promoted, "the replica taking over", timeout=30, every=0.05)
