@@ -39,7 +39,7 @@ class StoreConfigError(RuntimeError):
 
 
 def is_cluster_url(url: str | None) -> bool:
-    return bool(url) and url.partition("://")[0] in CLUSTER_SCHEMES  # type: ignore[union-attr]
+    return url is not None and url.partition("://")[0] in CLUSTER_SCHEMES
 
 
 def is_cluster(r: object) -> bool:
@@ -47,22 +47,29 @@ def is_cluster(r: object) -> bool:
     return isinstance(r, RedisCluster)
 
 
+def parse_cluster_url(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """``redis+cluster://[user:password@]host:port[,host:port...][/...]`` -> (the first seed's
+    plain URL, which carries the credentials and options, and every seed's (host, port))."""
+    scheme, _, rest = url.partition("://")
+    netloc, _, tail = rest.partition("/")
+    auth, _, hosts = netloc.rpartition("@")
+    seeds = []
+    for seed in (h.strip() for h in hosts.split(",")):
+        if seed:
+            host, _, port = seed.rpartition(":")
+            seeds.append((host, int(port)) if host else (seed, 6379))
+    if scheme not in CLUSTER_SCHEMES or not seeds:
+        raise StoreConfigError(f"not a cluster URL: {url!r} (use redis+cluster://host:port)")
+    first = f"{CLUSTER_SCHEMES[scheme]}://{auth + '@' if auth else ''}{seeds[0][0]}:{seeds[0][1]}/{tail}"
+    return first, seeds
+
+
 def cluster_client(
     url: str, client_class: type[RedisCluster] = RedisCluster, **kwargs: object
 ) -> RedisCluster:
-    """A ``RedisCluster`` from ``redis+cluster://[user:password@]host:port[,host:port...]``."""
-    scheme, _, rest = url.partition("://")
-    base = CLUSTER_SCHEMES[scheme]
-    netloc, _, tail = rest.partition("/")
-    auth, _, hosts = netloc.rpartition("@")
-    seeds = [h.strip() for h in hosts.split(",") if h.strip()]
-    if not seeds:
-        raise StoreConfigError(f"no host in the cluster URL {url!r}: use redis+cluster://host:port")
-    first = f"{base}://{auth + '@' if auth else ''}{seeds[0]}/{tail}"
-    nodes = []
-    for seed in seeds:
-        host, _, port = seed.rpartition(":")
-        nodes.append(ClusterNode(host or seed, int(port) if host else 6379))
+    """A ``RedisCluster`` for a ``redis+cluster://`` URL (``parse_cluster_url``)."""
+    first, seeds = parse_cluster_url(url)
+    nodes = [ClusterNode(host, port) for host, port in seeds]
     return client_class.from_url(first, startup_nodes=nodes, **kwargs)
 
 
