@@ -46,7 +46,7 @@ STAFF = {"Authorization": f"Bearer {STAFF_TOKEN}"}
 def world(redis_url: str, shared_data: Path, geo_dir: Path, tmp_path: Path) -> World:
     """A trained tenant on the test's store (the ``redis_url`` fixture: one server or a cluster)."""
     world = make_world(redis_url, shared_data, geo_dir, tmp_path / "world",
-                       SyntheticConfig(customers=1500, products=4, seed=23), tenant=TENANT)  # fmt: skip
+                       SyntheticConfig(customers=800, products=3, seed=23), tenant=TENANT)  # fmt: skip
     update_tenant(world.r, TENANT, holdout_share=0.0, rate_limit=100_000)
     return world
 
