@@ -74,5 +74,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             redis_fsync=env.get("OFFERWISE_REDIS_FSYNC", defaults.redis_fsync),
             redis_server=env.get("OFFERWISE_REDIS_SERVER") or None,
             small_cell_min=int(env.get("OFFERWISE_SMALL_CELL_MIN", defaults.small_cell_min)),
+            demo=env.get("OFFERWISE_DEMO") == "1",
         )
     )
+
+
+def shared_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The public data (GeoNames, ZIP census tables) of the demo, tests and benchmarks; never
+    copied into the repository (README, "Data")."""
+    env = os.environ if environ is None else environ
+    return _path(env.get("OFFERWISE_SHARED_DATA", "../shared/data"))

@@ -122,6 +122,8 @@ def train_and_register(
     result = train_tenant(
         r, settings, tenant, products, label_source, params=params, progress=progress
     )
+    if progress is not None:
+        progress("evaluating on the holdout", 0, 2)
     save_result(settings, result)
     trained = result.trained_products
     cuts: dict[str, list[float]] = {}
@@ -157,6 +159,8 @@ def train_and_register(
     challenger_score = (
         _mean_auc([challenger[p] for p in (compared or trained) if p in challenger]) or 0.0
     )
+    if progress is not None:
+        progress("registering", 1, 2)
     meta = {
         **result.summary(),
         "trained_at": result.created_at,
@@ -182,4 +186,6 @@ def train_and_register(
         why = f"trained while erasures ran ({', '.join(overlapping[:5])})"
         lineage.flag_for_retraining(r, tenant, [result.version], why)
         decision["retrain"] = why
+    if progress is not None:
+        progress("done", 2, 2)
     return {"version": result.version, "summary": result.summary(), "registry": decision}

@@ -46,6 +46,8 @@ class Settings:
     # A ZCTA with fewer residents is a small cell: its own figures are not served (privacy, and
     # ratios over a handful of people are noise).
     small_cell_min: int = 100
+    # The demo shop's pages (/demo/) are served: `offerwise demo` sets it (OFFERWISE_DEMO=1).
+    demo: bool = False
 
     @property
     def redis_dir(self) -> Path:
