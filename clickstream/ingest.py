@@ -261,10 +261,11 @@ def dedupe_keys(tenant: str, visitor: str, now: float) -> list[str]:
 class Ingestor:
     """Stores validated batches for any tenant; one per process (holds the script handle)."""
 
-    def __init__(self, r: redis.Redis) -> None:
+    def __init__(self, r: redis.Redis, wait_replicas: int = 0, wait_timeout_ms: int = 500) -> None:
         self.r = r
         # The table as it is now (not at import), so a test can change it and see this follow.
-        self._script = HotScript(r, ingest_script(weights.WEIGHTS))
+        # With ``wait_replicas`` a batch is stored once that many replicas confirm it (WAIT).
+        self._script = HotScript(r, ingest_script(weights.WEIGHTS), wait_replicas, wait_timeout_ms)
 
     def ingest(
         self,

@@ -48,8 +48,10 @@ def traffic_overview(
     for day in minute_days:
         pipe.hgetall(keys.traffic_minutes(tenant, day))
     for day in dates:
-        pipe.pfcount(keys.daily_visitors(tenant, day))
-        pipe.pfcount(keys.daily_identified(tenant, day))
+        # As a plain command: redis-py's cluster pipeline refuses ``pfcount`` (which may name
+        # keys of several slots); one key is one slot.
+        pipe.execute_command("PFCOUNT", keys.daily_visitors(tenant, day))
+        pipe.execute_command("PFCOUNT", keys.daily_identified(tenant, day))
         pipe.zrevrange(keys.segment_events(tenant, day), 0, -1, withscores=True)
     replies = pipe.execute()
     per_day = {

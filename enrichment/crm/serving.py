@@ -177,11 +177,10 @@ def go_live(r: redis.Redis, tenant: str, sid: str) -> str | None:
 def drop_namespace(r: redis.Redis, tenant: str, sid: str) -> None:
     """Delete a namespace's keys; UNLINK frees the memory in Redis' background thread."""
     names = [meta_key(tenant, sid)] + [bucket_key(tenant, sid, b) for b in BUCKETS]
-    pipe = r.pipeline(transaction=False)
+    # A call per chunk, not a pipeline: redis-py's cluster pipeline takes one key per UNLINK.
     for i in range(0, len(names), UNLINK_BATCH):
-        pipe.unlink(*names[i : i + UNLINK_BATCH])
-    pipe.srem(namespaces_key(tenant), sid)
-    pipe.execute()
+        r.unlink(*names[i : i + UNLINK_BATCH])
+    r.srem(namespaces_key(tenant), sid)
     _meta_cache.pop(sid, None)
 
 
