@@ -23,7 +23,6 @@ from models.training import (
     save_result,
     train_tenant,
 )
-from store.artifacts.durable import atomic_write
 from store.config import Settings
 from store.tenants import get_tenant
 
@@ -130,14 +129,17 @@ def train_and_register(
     challenger = served_auc_on_holdout(
         r, settings, result, result.snapshot, trained, cuts, data=data, decile_scores=decile_scores
     )
-    folder = registry.version_dir(settings, tenant, result.version)
-    atomic_write(folder / SCORE_CUTS_FILE, lambda path: path.write_text(json.dumps(cuts)))
+
+    def write(name: str, payload: bytes) -> None:
+        registry.write_version_file(settings, tenant, result.version, name, payload)
+
+    write(SCORE_CUTS_FILE, json.dumps(cuts).encode())
     if data is not None:
         # The training rows' feature distributions, which live drift is measured against.
         reference = drift.Reference.from_training(
             data.X, data.schema.feature_names, decile_scores, rows=np.flatnonzero(data.split == 0)
         )
-        reference.save(folder)
+        write(drift.DRIFT_FILE, reference.to_json().encode())
     del data
     current = registry.champion(r, tenant)
     champion_score = None
@@ -165,7 +167,7 @@ def train_and_register(
     }
     if tenant_record is not None:  # else train_tenant refused already
         meta["lineage"] = lineage.record(
-            settings, tenant_record, folder, result.snapshot.get("crm_version")
+            settings, tenant_record, result.snapshot.get("crm_version"), write
         )
     decision = registry.register(
         r,

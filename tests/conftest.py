@@ -14,6 +14,7 @@ import redis
 
 from store.embedded import find_redis_server
 from tests.helpers import free_port
+from tests.object_store import s3_server, s3_url  # noqa: F401  (fixtures for every package)
 
 SHARED_DATA = Path(
     os.environ.get(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.cli.output import emit, fail, store
 from app.settings import load_settings
+from models import registry
 from models.pipeline import train_and_register
 from models.training import (
     TrainingError,
@@ -19,12 +21,10 @@ from models.training import (
     comparison,
     evaluate_result,
     latest_result_dir,
-    results_root,
     save_result,
     train_tenant,
     write_gains_chart,
 )
-from store.artifacts.durable import atomic_write
 
 
 class _Bar:
@@ -134,7 +134,7 @@ def train(
             fail(str(err))
     summary = out["summary"]
     summary["registry"] = out["registry"]
-    summary["path"] = str(results_root(settings, tenant) / out["version"])
+    summary["path"] = str(registry.version_dir(settings, tenant, out["version"]))
     emit(summary)
 
 
@@ -155,7 +155,10 @@ def evaluate(tenant: str, version: str | None, png: Path | None, labels: str, qu
     settings = load_settings()
     r = store()
     if version is not None:
-        folder = results_root(settings, tenant) / version
+        try:
+            folder = registry.version_dir(settings, tenant, version)
+        except ValueError as err:  # not a valid version name
+            fail(str(err))
         if not (folder / "result.json").is_file():
             fail(f"tenant {tenant!r} has no training result {version!r}")
     else:
@@ -170,10 +173,18 @@ def evaluate(tenant: str, version: str | None, png: Path | None, labels: str, qu
                 evaluate_result(r, settings, result, progress=bar)
         except TrainingError as err:
             fail(str(err))
-    # The version folder is published already: replace the file in it atomically.
-    payload = json.dumps(result.evaluation)
-    atomic_write(folder / "evaluation.json", lambda path: path.write_text(payload))
-    chart = write_gains_chart(result, png or folder / "gains.png")
+    # The version is published already: its files are replaced through the store, atomically.
+    payload = json.dumps(result.evaluation).encode()
+    registry.write_version_file(settings, tenant, result.version, "evaluation.json", payload)
+    if png is not None:
+        chart = write_gains_chart(result, png)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            drawn = write_gains_chart(result, Path(tmp) / "gains.png")
+            registry.write_version_file(
+                settings, tenant, result.version, "gains.png", drawn.read_bytes()
+            )
+        chart = registry.version_dir(settings, tenant, result.version) / "gains.png"
     emit(
         {
             "tenant": tenant,

@@ -23,7 +23,7 @@ from redis.exceptions import LockError
 
 from enrichment.crm.errors import CrmBusy, CrmError
 from store import keys
-from store.artifacts import CRM, Staged, artifacts_for, join_key
+from store.artifacts import CRM, LocalArtifacts, Staged, artifacts_for, join_key
 from store.config import Settings
 
 VERSION_RE = re.compile(r"^v(\d+)$")
@@ -63,7 +63,9 @@ def tenant_dir(settings: Settings, tenant: str) -> Path:
 
 
 def spool_dir(settings: Settings, tenant: str) -> Path:
-    return tenant_dir(settings, tenant) / ".incoming"
+    """Uploads being received: always a local folder (a hidden one beside the versions in the
+    local store), whichever store keeps the versions."""
+    return settings.crm_dir / artifact_prefix(tenant).split("/", 1)[1] / ".incoming"
 
 
 def list_versions(settings: Settings, tenant: str) -> list[Version]:
@@ -87,14 +89,18 @@ def get_version(settings: Settings, tenant: str, name: str) -> Version:
 
 
 def next_number(settings: Settings, tenant: str) -> int:
-    # Staging folders hold numbers too, and only a directory scan sees them (listings skip them).
-    base = tenant_dir(settings, tenant)
+    # Local staging folders hold numbers too, and only a directory scan sees them (listings skip
+    # them); an object store stages in private temp folders and lists only versions.
+    store, prefix = artifacts_for(settings), artifact_prefix(tenant)
+    names = list(store.versions(prefix))
+    if isinstance(store, LocalArtifacts):
+        base = store.local_path(prefix)
+        names += [child.name for child in base.iterdir()] if base.is_dir() else []
     numbers = [0]
-    if base.is_dir():
-        for child in base.iterdir():
-            m = VERSION_RE.match(child.name) or STAGING_RE.match(child.name)
-            if m:
-                numbers.append(int(m.group(1)))
+    for name in names:
+        m = VERSION_RE.match(name) or STAGING_RE.match(name)
+        if m:
+            numbers.append(int(m.group(1)))
     return max(numbers) + 1
 
 

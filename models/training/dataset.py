@@ -31,6 +31,7 @@ from models.features import (
 )
 from models.training.params import ProgressFn, TrainingError, TrainParams, _progress
 from models.web_history import load_events, purchases, web_columns
+from store.artifacts import events_store
 from store.config import Settings
 from store.tenants import get_tenant
 
@@ -119,7 +120,7 @@ def prepare(
             f"tenant {tenant!r} has no products to model: import a catalog (or holdings) first"
         )
     _progress(progress, "reading CRM, catalog and events", 1, 4)
-    events = load_events(settings.events_dir, tenant)
+    events = load_events(events_store(settings), tenant)
     last_event = float(events["ts"].max()) / 1000 if len(events) else None
     first_event = float(events["ts"].min()) / 1000 if len(events) else None
     if snapshot:

@@ -51,6 +51,7 @@ __all__ = [
     "atomic_write",
     "check_key",
     "check_name",
+    "events_store",
     "fsync_dir",
     "fsync_file",
     "fsync_tree",
@@ -66,9 +67,31 @@ ARTIFACTS = "artifacts"
 
 
 def artifacts_for(settings: Settings) -> ArtifactStore:
-    """The store of these settings, rooted at the data dir.
+    """The store of these settings: the data dir, or the object store at ``storage_url``.
 
-    The one place that chooses the implementation: an object store plugs in here once
-    ``Settings`` carries its URL.
+    The one place that chooses the implementation. Stores are cheap to make, but an S3 one
+    holds a client: one per (URL, endpoint) and process is kept.
     """
-    return LocalArtifacts(settings.data_dir)
+    if not settings.storage_url:
+        return LocalArtifacts(settings.data_dir)
+    key = (settings.storage_url, settings.s3_endpoint_url, settings.s3_region, settings.cache_dir)
+    store = _OBJECT_STORES.get(key)
+    if store is None:
+        from store.artifacts.s3 import S3Artifacts
+
+        store = S3Artifacts(
+            settings.storage_url,
+            settings.cache_dir / "objects",
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+        )
+        _OBJECT_STORES[key] = store
+    return store
+
+
+def events_store(settings: Settings) -> ArtifactStore:
+    """The event archive's store (keys ``<tenant>/date=.../...``)."""
+    return artifacts_for(settings).sub(EVENTS)
+
+
+_OBJECT_STORES: dict[tuple, ArtifactStore] = {}
