@@ -3,6 +3,7 @@ the staff API and the background worker alike."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -13,6 +14,7 @@ from models import drift, lineage, registry
 from models.bundle import SCORE_CUTS_FILE
 from models.erasure import list_receipts
 from models.evaluation import evaluate_scores
+from models.training import distributed
 from models.training import (
     Dataset,
     ProgressFn,
@@ -118,9 +120,24 @@ def train_and_register(
 ) -> dict:
     tenant_record = get_tenant(r, tenant)
     started = time.time()  # before training reads anything: erasures since then may be in it
-    result = train_tenant(
-        r, settings, tenant, products, label_source, params=params, progress=progress
-    )
+    # A large tenant trains on the Dask cluster of the settings (models.training.distributed).
+    on_dask = distributed.engine_for(r, settings, tenant) == "dask"
+    assert not on_dask or settings.dask_scheduler
+    with (
+        distributed.dask_engine(settings.dask_scheduler)  # type: ignore[arg-type]
+        if on_dask
+        else contextlib.nullcontext(None)
+    ) as engine:
+        result = train_tenant(
+            r,
+            settings,
+            tenant,
+            products,
+            label_source,
+            params=params,
+            progress=progress,
+            engine=engine,
+        )
     save_result(settings, result)
     trained = result.trained_products
     cuts: dict[str, list[float]] = {}

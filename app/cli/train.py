@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -98,6 +99,11 @@ def _train(tenant: str, products: str | None, labels: str, params: TrainParams, 
 @click.option(
     "--no-promote", is_flag=True, help="Register the version but never promote it automatically."
 )
+@click.option("--dask-scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Train large tenants on this Dask cluster (default: OFFERWISE_DASK_SCHEDULER).")  # fmt: skip
+@click.option("--dask-min-rows", type=click.IntRange(min=0), default=None,
+              help="Customers from which a tenant trains on the cluster (default: "
+                   "OFFERWISE_DASK_MIN_ROWS, 1,000,000; 0: always).")  # fmt: skip
 def train(
     tenant: str,
     products: str | None,
@@ -107,6 +113,8 @@ def train(
     max_train_rows: int | None,
     quiet: bool,
     no_promote: bool,
+    dask_scheduler: str | None,
+    dask_min_rows: int | None,
 ) -> None:
     """Train one model per product (XGBoost and baselines); print the JSON summary.
 
@@ -116,6 +124,12 @@ def train(
     """
     params = _params(label_days=label_days, max_rounds=max_rounds, max_train_rows=max_train_rows)
     settings = load_settings()
+    if dask_scheduler is not None or dask_min_rows is not None:
+        settings = dataclasses.replace(
+            settings,
+            dask_scheduler=dask_scheduler or settings.dask_scheduler,
+            dask_min_rows=settings.dask_min_rows if dask_min_rows is None else dask_min_rows,
+        )
     wanted = [p for p in (products or "").split(",") if p.strip()] or None
     with _Bar(not quiet) as bar:
         try:
