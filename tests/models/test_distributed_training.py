@@ -21,7 +21,9 @@ from models.web_history import load_events
 from store.artifacts import events_store
 from tests.synth_world import World, make_world
 
-CONFIG = SyntheticConfig(customers=3000, products=3, dead_products=0, web_share=0.5, seed=5)
+CONFIG = SyntheticConfig(
+    customers=3000, products=3, dead_products=0, web_share=0.5, days=45, label_days=15, seed=5
+)
 ROUNDS = 60
 # Distributed hist training is not bit-identical: each worker draws its own row subsample
 # (subsample 0.8) and the quantile sketches are merged. On a holdout of ~100 positives per
@@ -149,7 +151,8 @@ def test_the_dask_champion_serves_and_scores_like_the_single_process_one(
     client = create_app(replace(world.settings, redis_url=world.url)).test_client()
     site = rotate_keys(world.r, world.tenant)["site_key"]
     ts = int(world.data.end_time * 1000) - 1000
-    identify = {"id": "i1", "type": "identify", "ts": ts, "customer_id": world.data.customer_ids[0]}
+    buyer = next(i for i, held in enumerate(world.data.holds) if not held.all())  # has offers
+    identify = {"id": "i1", "type": "identify", "ts": ts, "customer_id": world.data.customer_ids[buyer]}
     res = client.post("/v1/collect", json={"site": site, "visitor": "d1", "events": [identify]})
     assert res.status_code == 200
     out = client.get(f"/v1/recommend?site={site}&visitor=d1&n=3").json
