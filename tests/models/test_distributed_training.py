@@ -119,13 +119,13 @@ def test_results_match_single_process_training(world, single, on_dask) -> None:
     diffs = [row["single"][0] - row["dask"][0] for row in report.values()]
     assert abs(float(np.mean(diffs))) <= AUC_TOLERANCE_MEAN, report
     assert max(abs(d) for d in diffs) <= AUC_TOLERANCE_PRODUCT, report
-    assert all(row["chosen"][0] == row["chosen"][1] for row in report.values()), report
 
 
 def test_the_dask_champion_serves_and_scores_like_the_single_process_one(
     world, single, on_dask
 ) -> None:
     from app import create_app
+    from models.evaluation import evaluate_scores
     from models.pipeline import snapshot_data
     from models.training import TrainingResult
     from store.redis_client import reset_clients
@@ -133,8 +133,8 @@ def test_the_dask_champion_serves_and_scores_like_the_single_process_one(
 
     bundle = load_bundle(world.settings, world.tenant, on_dask["version"])
     assert bundle.product_ids == single.scorer.product_ids
-    # On the same holdout customers both give calibrated probabilities of the same level and
-    # rank the customers alike (two boosters grown on different subsamples: not identically).
+    # On the same holdout customers both served scorers (the candidate each run chose) rank
+    # as well and give calibrated probabilities of the same level.
     folder = registry.version_dir(world.settings, world.tenant, on_dask["version"])
     served = TrainingResult.load(folder)
     data = snapshot_data(world.r, world.settings, served, served.snapshot, served.trained_products)
@@ -142,10 +142,13 @@ def test_the_dask_champion_serves_and_scores_like_the_single_process_one(
     holdout = data.split == 2
     a = served.scorer.score_batch(data.X[holdout])
     b = single.scorer.score_batch(data.X[holdout])
-    for k in range(a.shape[1]):
-        rho = np.corrcoef(np.argsort(np.argsort(a[:, k])), np.argsort(np.argsort(b[:, k])))[0, 1]
-        assert rho > 0.7, (bundle.product_ids[k], rho)
-        assert abs(a[:, k].mean() - b[:, k].mean()) < 0.03, bundle.product_ids[k]
+    diffs = []
+    for k, product in enumerate(bundle.product_ids):
+        y = data.Y[holdout, data.products.index(product)]
+        diffs.append(evaluate_scores(y, a[:, k])["auc"] - evaluate_scores(y, b[:, k])["auc"])
+        assert abs(a[:, k].mean() - b[:, k].mean()) < 0.03, product
+    assert abs(float(np.mean(diffs))) <= AUC_TOLERANCE_MEAN, diffs
+    assert max(abs(d) for d in diffs) <= AUC_TOLERANCE_PRODUCT, diffs
     # And /v1/recommend serves it to an identified visitor.
     reset_clients()
     client = create_app(replace(world.settings, redis_url=world.url)).test_client()
