@@ -14,13 +14,13 @@ from models import drift, lineage, registry
 from models.bundle import SCORE_CUTS_FILE
 from models.erasure import list_receipts
 from models.evaluation import evaluate_scores
-from models.training import distributed
 from models.training import (
     Dataset,
     ProgressFn,
     TrainingError,
     TrainingResult,
     TrainParams,
+    distributed,
     prepare,
     save_result,
     train_tenant,

@@ -49,7 +49,7 @@ from enrichment.crm.versions import CUSTOMERS, artifact_prefix
 from models.training.fit import _xgb_params
 from models.training.params import TrainParams
 from models.web_history import EVENT_COLUMNS, events_frame
-from store.artifacts import ArtifactStore, artifacts_for, events_store, join_key
+from store.artifacts import ArtifactStore, artifacts_for, join_key
 from store.config import Settings
 
 log = logging.getLogger(__name__)
@@ -193,4 +193,3 @@ def dask_engine(scheduler: str) -> Iterator[DaskEngine]:
         ) from err
     with Client(scheduler, timeout="30s") as client:
         yield DaskEngine(client)
-

@@ -53,7 +53,9 @@ def cluster():
 @pytest.fixture(scope="module")
 def single(world):
     """The same tenant trained in this process: the reference."""
-    return train_tenant(world.r, world.settings, world.tenant, params=TrainParams(max_rounds=ROUNDS))
+    return train_tenant(
+        world.r, world.settings, world.tenant, params=TrainParams(max_rounds=ROUNDS)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +157,12 @@ def test_the_dask_champion_serves_and_scores_like_the_single_process_one(
     site = rotate_keys(world.r, world.tenant)["site_key"]
     ts = int(world.data.end_time * 1000) - 1000
     buyer = next(i for i, held in enumerate(world.data.holds) if not held.all())  # has offers
-    identify = {"id": "i1", "type": "identify", "ts": ts, "customer_id": world.data.customer_ids[buyer]}
+    identify = {
+        "id": "i1",
+        "type": "identify",
+        "ts": ts,
+        "customer_id": world.data.customer_ids[buyer],
+    }
     res = client.post("/v1/collect", json={"site": site, "visitor": "d1", "events": [identify]})
     assert res.status_code == 200
     out = client.get(f"/v1/recommend?site={site}&visitor=d1&n=3").json

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from clickstream.archiver import Archiver, erase_events, read_archive
-from models import registry
 from models.bundle import SCORE_CUTS_FILE
 from models.pipeline import train_and_register
 from models.synthetic import SyntheticConfig, generate, install
@@ -105,7 +104,12 @@ def test_train_publishes_into_the_bucket_and_serves_from_a_local_cache(world, tr
     site = rotate_keys(world.r, world.tenant)["site_key"]
     ts = int(world.data.end_time * 1000) - 1000
     buyer = next(i for i, held in enumerate(world.data.holds) if not held.all())  # has offers
-    identify = {"id": "i1", "type": "identify", "ts": ts, "customer_id": world.data.customer_ids[buyer]}
+    identify = {
+        "id": "i1",
+        "type": "identify",
+        "ts": ts,
+        "customer_id": world.data.customer_ids[buyer],
+    }
     res = client.post("/v1/collect", json={"site": site, "visitor": "s3-1", "events": [identify]})
     assert res.status_code == 200
     out = client.get(f"/v1/recommend?site={site}&visitor=s3-1&n=3").json
@@ -126,8 +130,9 @@ def test_dask_workers_read_the_archive_from_the_bucket(world) -> None:
         for name, value in AWS_ENV.items():  # what the workers' AWS SDK reads
             mp.setenv(name, value)
         with (
-            LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                         dashboard_address=":0") as cluster,  # fmt: skip
+            LocalCluster(
+                n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+            ) as cluster,  # fmt: skip
             Client(cluster) as client,
         ):
             got = DaskEngine(client).load_events(store, TENANT)
@@ -141,7 +146,9 @@ def test_erasure_and_a_second_archive_run_on_the_bucket(world, trained) -> None:
     victim = read_archive(store, TENANT, columns=["visitor"])["visitor"][0].as_py()
     out = erase_events(world.r, store, TENANT, visitor_ids=[victim])
     assert out["archive_rows"] > 0
-    assert victim not in set(read_archive(store, TENANT, columns=["visitor"])["visitor"].to_pylist())
+    assert victim not in set(
+        read_archive(store, TENANT, columns=["visitor"])["visitor"].to_pylist()
+    )
     before = read_archive(store, TENANT).num_rows
     again = Archiver(world.r, store).archive_tenant(TENANT)  # what collect added since
     assert again.pending == 0 and not again.recovered
