@@ -1,10 +1,12 @@
 """One home for files: atomic writes, versioned folders, pointers and pruning behind one interface.
 
 Domain code asks ``artifacts_for(settings)`` for the store and addresses files by relative keys
-(``crm/acme/v3/customers.parquet``); it never learns whether they sit on a local disk or, later,
-in an object store (issue 15). Only code that needs a real path (memory-mapped numpy, pyarrow
-datasets) calls ``local_path``, which is local-only. ``durable`` holds the ``Path``-level
-primitives the local store is built on, for the few protocols that are about local renames.
+(``crm/acme/v3/customers.parquet``); it never learns whether they sit on a local disk
+(``LocalArtifacts``) or in an S3-compatible object store (``s3.S3Artifacts``, chosen by
+``Settings.storage_url``). Code that needs a real path (memory-mapped numpy, XGBoost's loader)
+calls ``local_path``: the file itself locally, a refreshed local cached copy on an object store.
+``durable`` holds the ``Path``-level primitives the local store is built on, for files outside
+any store (a batch-scoring output the user names).
 """
 
 from __future__ import annotations

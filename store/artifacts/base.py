@@ -1,8 +1,8 @@
 """The artifact store's interface: files addressed by relative POSIX keys, always written whole.
 
 A key names a file or a folder relative to the store's root, like
-``crm/acme/v3/customers.parquet``; never an absolute ``Path``, so that an object-store
-implementation (``s3://bucket/prefix``, issue 15) can stand behind the same calls. The promises
+``crm/acme/v3/customers.parquet``; never an absolute ``Path``, so that the object-store
+implementation (``s3://bucket/prefix``: ``s3.py``) stands behind the same calls. The promises
 every implementation keeps:
 
 - a write is atomic and durable: a reader sees the old content or the new, never part of it,
