@@ -184,12 +184,17 @@ def partitions(
 def list_files(
     store: ArtifactStore, tenant: str, start: str | None = None, end: str | None = None
 ) -> list[ArchiveFile]:
-    """Committed Parquet files (including redundant ones), by date then stream id."""
+    """Committed Parquet files (including redundant ones), by date then stream id. One listing
+    of the tenant's folder (on an object store, one paged LIST rather than one per day)."""
     files = []
-    for date, pkey in partitions(store, tenant, start, end):
-        for name in store.list_names(pkey):
-            f = parse_name(join_key(pkey, name), date)
-            if f is not None and name.endswith(".parquet"):
+    for rel in store.files(validate_name(tenant)):
+        folder, _, name = rel.rpartition("/")
+        m = _PARTITION_RE.match(folder)
+        if not m or not name.endswith(".parquet"):
+            continue
+        if (start is None or m[1] >= start) and (end is None or m[1] <= end):
+            f = parse_name(join_key(tenant, rel), m[1])
+            if f is not None:
                 files.append(f)
     return sorted(files, key=lambda f: (f.date, f.first, f.last))
 

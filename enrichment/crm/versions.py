@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -23,7 +23,7 @@ from redis.exceptions import LockError
 
 from enrichment.crm.errors import CrmBusy, CrmError
 from store import keys
-from store.artifacts import CRM, LocalArtifacts, Staged, artifacts_for, join_key
+from store.artifacts import CRM, ArtifactStore, LocalArtifacts, Staged, artifacts_for, join_key
 from store.config import Settings
 
 VERSION_RE = re.compile(r"^v(\d+)$")
@@ -38,8 +38,15 @@ LOCK_TTL = 600  # seconds; renewed while an import makes progress
 @dataclass(frozen=True)
 class Version:
     number: int
-    path: Path  # local folder, for readers that need real files (pyarrow)
+    store: ArtifactStore = field(repr=False, compare=False)
     key: str  # in the artifact store
+
+    @property
+    def path(self) -> Path:
+        """A local folder with the version's files, for readers that need real files: the
+        folder itself in the local store; with an object store, a cached copy fetched on first
+        use (listing versions fetches nothing)."""
+        return self.store.local_path(self.key)
 
     @property
     def name(self) -> str:
@@ -47,7 +54,7 @@ class Version:
 
     def manifest(self) -> dict:
         try:
-            return orjson.loads((self.path / MANIFEST).read_bytes())
+            return orjson.loads(self.store.read_bytes(join_key(self.key, MANIFEST)))
         except (OSError, orjson.JSONDecodeError):
             return {}
 
@@ -75,7 +82,7 @@ def list_versions(settings: Settings, tenant: str) -> list[Version]:
         m = VERSION_RE.match(name)
         key = join_key(prefix, name)
         if m and store.exists(join_key(key, MANIFEST)):
-            found.append(Version(int(m.group(1)), store.local_path(key), key))
+            found.append(Version(int(m.group(1)), store, key))
     return sorted(found, key=lambda v: v.number)
 
 
@@ -131,7 +138,7 @@ def publish(settings: Settings, staged: Staged) -> Version:
     key = store.publish(staged)
     m = VERSION_RE.match(staged.name or "")
     assert m is not None, staged.name
-    return Version(int(m.group(1)), store.local_path(key), key)
+    return Version(int(m.group(1)), store, key)
 
 
 def remove_stale(settings: Settings, tenant: str) -> list[str]:
