@@ -11,6 +11,7 @@ any store (a batch-scoring output the user names).
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from store.artifacts.base import (
@@ -72,11 +73,18 @@ def artifacts_for(settings: Settings) -> ArtifactStore:
     """The store of these settings: the data dir, or the object store at ``storage_url``.
 
     The one place that chooses the implementation. Stores are cheap to make, but an S3 one
-    holds a client: one per (URL, endpoint) and process is kept.
+    holds a client (connection pool, SDK threads): one per (URL, endpoint) and process is
+    kept, and a forked process (a gunicorn worker) makes its own.
     """
     if not settings.storage_url:
         return LocalArtifacts(settings.data_dir)
-    key = (settings.storage_url, settings.s3_endpoint_url, settings.s3_region, settings.cache_dir)
+    key = (
+        os.getpid(),
+        settings.storage_url,
+        settings.s3_endpoint_url,
+        settings.s3_region,
+        settings.cache_dir,
+    )
     store = _OBJECT_STORES.get(key)
     if store is None:
         from store.artifacts.s3 import S3Artifacts

@@ -6,6 +6,9 @@ and a Dask cluster's workers read the same archive from the bucket."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +23,7 @@ from models.training import TrainParams
 from store.artifacts import ArtifactStore, artifacts_for, events_store
 from store.artifacts.s3 import S3Artifacts
 from store.config import Settings
+from tests.helpers import free_port, wait_until_ok
 from tests.object_store import AWS_ENV, REGION, make_bucket
 from tests.synth_world import World, base_artifacts
 
@@ -117,6 +121,50 @@ def test_train_publishes_into_the_bucket_and_serves_from_a_local_cache(world, tr
     reset_clients()
     cached = world.settings.cache_dir / "objects" / key
     assert (cached / "scorer.npz").is_file()  # the scorer was read from the local cache
+
+
+def test_a_second_node_with_an_empty_disk_serves_the_model_from_the_bucket(
+    world, trained, tmp_path
+) -> None:
+    """A real ``offerwise serve`` on a fresh data dir: everything it needs is in Redis and
+    the bucket; it fetches the published version into its own cache."""
+    import requests
+
+    from store.tenants import rotate_keys
+
+    node = tmp_path / "node2"
+    s = world.settings
+    env = {**os.environ, **AWS_ENV, "REDIS_URL": world.url, "OFFERWISE_DATA_DIR": str(node),
+           "OFFERWISE_GEO_DIR": str(s.geo_dir), "OFFERWISE_STORAGE_URL": str(s.storage_url),
+           "OFFERWISE_S3_ENDPOINT_URL": str(s.s3_endpoint_url)}  # fmt: skip
+    port = free_port()
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "1"],
+            cwd=Path(__file__).resolve().parents[2], env=env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ok(f"{base}/readyz", proc, timeout=120)
+        site = rotate_keys(world.r, world.tenant)["site_key"]
+        headers = {"Origin": "https://shop.example"}
+        ts = int(world.data.end_time * 1000) - 1000
+        buyer = next(i for i, held in enumerate(world.data.holds) if not held.all())
+        identify = {"id": "n2", "type": "identify", "ts": ts,
+                    "customer_id": world.data.customer_ids[buyer]}  # fmt: skip
+        res = requests.post(f"{base}/v1/collect", headers=headers, timeout=30,
+                            json={"site": site, "visitor": "node2-v", "events": [identify]})  # fmt: skip
+        assert res.status_code == 200, res.text
+        out = requests.get(f"{base}/v1/recommend", headers=headers, timeout=30,
+                           params={"site": site, "visitor": "node2-v", "n": 3}).json()  # fmt: skip
+        assert out["source"] == f"model:{trained['version']}" and out["offers"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    key = f"artifacts/models/{TENANT}/{trained['version']}"
+    assert (node / "cache" / "objects" / key / "scorer.npz").is_file()
+    assert not (node / "artifacts").exists() and not (node / "events").exists()
 
 
 def test_dask_workers_read_the_archive_from_the_bucket(world) -> None:
