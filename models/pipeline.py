@@ -17,6 +17,7 @@ from models.evaluation import evaluate_scores
 from models.training import (
     Dataset,
     ProgressFn,
+    TrainingEngine,
     TrainingError,
     TrainingResult,
     TrainParams,
@@ -40,9 +41,11 @@ def snapshot_data(
     model: TrainingResult,
     snapshot: dict,
     products: list[str],
+    engine: TrainingEngine | None = None,
 ) -> Dataset | None:
     """The rows of ``snapshot`` as ``model``'s features, for the products its scorer serves
-    among ``products``; None when it serves none of them."""
+    among ``products``; None when it serves none of them. ``engine``: where the archive is
+    read (a Dask cluster for a large tenant)."""
     params = TrainParams(
         **{k: v for k, v in model.params.items() if k in TrainParams.__dataclass_fields__}
     )
@@ -58,6 +61,7 @@ def snapshot_data(
         params=params,
         schema=model.schema,
         snapshot=snapshot,
+        engine=engine,
     )
 
 
@@ -71,6 +75,7 @@ def served_auc_on_holdout(
     *,
     data: Dataset | None = None,
     decile_scores: dict[str, list[float | None]] | None = None,
+    engine: TrainingEngine | None = None,
 ) -> dict[str, float | None]:
     """Holdout AUC per product of ``model``'s served scorer on the rows of ``snapshot``; with
     ``cuts``, also fills it with each product's score percentiles (see ``score_percentiles``)
@@ -81,7 +86,7 @@ def served_auc_on_holdout(
     turns those rows into its features. ``data``: those rows prepared already.
     """
     if data is None:
-        data = snapshot_data(r, settings, model, snapshot, products)
+        data = snapshot_data(r, settings, model, snapshot, products, engine)
     if data is None or model.scorer is None:
         return {}
     holdout = data.split == 2
@@ -123,6 +128,7 @@ def train_and_register(
     # A large tenant trains on the Dask cluster of the settings (models.training.distributed).
     on_dask = distributed.engine_for(r, settings, tenant) == "dask"
     assert not on_dask or settings.dask_scheduler
+    # The cluster stays open while the run reads the archive again (holdout, champion).
     with (
         distributed.dask_engine(settings.dask_scheduler)  # type: ignore[arg-type]
         if on_dask
@@ -138,41 +144,53 @@ def train_and_register(
             progress=progress,
             engine=engine,
         )
-    save_result(settings, result)
-    trained = result.trained_products
-    cuts: dict[str, list[float]] = {}
-    decile_scores: dict[str, list[float | None]] = {}
-    data = snapshot_data(r, settings, result, result.snapshot, trained)
-    challenger = served_auc_on_holdout(
-        r, settings, result, result.snapshot, trained, cuts, data=data, decile_scores=decile_scores
-    )
-
-    def write(name: str, payload: bytes) -> None:
-        registry.write_version_file(settings, tenant, result.version, name, payload)
-
-    write(SCORE_CUTS_FILE, json.dumps(cuts).encode())
-    if data is not None:
-        # The training rows' feature distributions, which live drift is measured against.
-        reference = drift.Reference.from_training(
-            data.X, data.schema.feature_names, decile_scores, rows=np.flatnonzero(data.split == 0)
+        save_result(settings, result)
+        trained = result.trained_products
+        cuts: dict[str, list[float]] = {}
+        decile_scores: dict[str, list[float | None]] = {}
+        data = snapshot_data(r, settings, result, result.snapshot, trained, engine)
+        challenger = served_auc_on_holdout(
+            r,
+            settings,
+            result,
+            result.snapshot,
+            trained,
+            cuts,
+            data=data,
+            decile_scores=decile_scores,
         )
-        write(drift.DRIFT_FILE, reference.to_json().encode())
-    del data
-    current = registry.champion(r, tenant)
-    champion_score = None
-    compared: list[str] = []
-    if current:
-        try:
-            champ = TrainingResult.load(registry.version_dir(settings, tenant, current))
-            champ_aucs = served_auc_on_holdout(r, settings, champ, result.snapshot, trained)
-            compared = [
-                p
-                for p in trained
-                if champ_aucs.get(p) is not None and challenger.get(p) is not None
-            ]
-            champion_score = _mean_auc([champ_aucs[p] for p in compared])
-        except (OSError, ValueError, TrainingError):
-            champion_score = None
+
+        def write(name: str, payload: bytes) -> None:
+            registry.write_version_file(settings, tenant, result.version, name, payload)
+
+        write(SCORE_CUTS_FILE, json.dumps(cuts).encode())
+        if data is not None:
+            # The training rows' feature distributions, which live drift is measured against.
+            reference = drift.Reference.from_training(
+                data.X,
+                data.schema.feature_names,
+                decile_scores,
+                rows=np.flatnonzero(data.split == 0),
+            )
+            write(drift.DRIFT_FILE, reference.to_json().encode())
+        del data
+        current = registry.champion(r, tenant)
+        champion_score = None
+        compared: list[str] = []
+        if current:
+            try:
+                champ = TrainingResult.load(registry.version_dir(settings, tenant, current))
+                champ_aucs = served_auc_on_holdout(
+                    r, settings, champ, result.snapshot, trained, engine=engine
+                )
+                compared = [
+                    p
+                    for p in trained
+                    if champ_aucs.get(p) is not None and challenger.get(p) is not None
+                ]
+                champion_score = _mean_auc([champ_aucs[p] for p in compared])
+            except (OSError, ValueError, TrainingError):
+                champion_score = None
     challenger_score = (
         _mean_auc([challenger[p] for p in (compared or trained) if p in challenger]) or 0.0
     )

@@ -37,7 +37,13 @@ from models.training.dataset import (
 )
 from models.training.fit import fit_xgboost, new_version_id, train_tenant
 from models.training.holdout import comparison, evaluate_result, write_gains_chart
-from models.training.params import CANDIDATES, ProgressFn, TrainingError, TrainParams
+from models.training.params import (
+    CANDIDATES,
+    ProgressFn,
+    TrainingEngine,
+    TrainingError,
+    TrainParams,
+)
 from models.training.results import (
     RESULT_FORMAT,
     RESULT_VERSION,
@@ -59,6 +65,7 @@ __all__ = [
     "ProductResult",
     "ProgressFn",
     "TrainParams",
+    "TrainingEngine",
     "TrainingError",
     "TrainingResult",
     "comparison",
