@@ -47,7 +47,7 @@ from clickstream.event_table import conform
 from enrichment.crm.serving import current_version
 from enrichment.crm.versions import CUSTOMERS, artifact_prefix
 from models.training.fit import _xgb_params
-from models.training.params import TrainParams
+from models.training.params import TrainingError, TrainParams
 from models.web_history import EVENT_COLUMNS, events_frame
 from store.artifacts import ArtifactStore, artifacts_for, join_key
 from store.config import Settings
@@ -191,5 +191,12 @@ def dask_engine(scheduler: str) -> Iterator[DaskEngine]:
         raise RuntimeError(
             "distributed training needs Dask: pip install 'offerwise[distributed]'"
         ) from err
-    with Client(scheduler, timeout="30s") as client:
+    try:
+        client = Client(scheduler, timeout="30s")
+    except (OSError, TimeoutError) as err:
+        raise TrainingError(
+            f"cannot reach the Dask scheduler at {scheduler} ({err}); start the cluster, or "
+            "unset OFFERWISE_DASK_SCHEDULER / --dask-scheduler to train in this process"
+        ) from None
+    with client:
         yield DaskEngine(client)
