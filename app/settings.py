@@ -46,4 +46,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         s3_region=env.get("OFFERWISE_S3_REGION") or env.get("AWS_REGION") or None,
         dask_scheduler=env.get("OFFERWISE_DASK_SCHEDULER") or None,
         dask_min_rows=int(env.get("OFFERWISE_DASK_MIN_ROWS", defaults.dask_min_rows)),
+        demo=env.get("OFFERWISE_DEMO") == "1",
     )
+
+
+def shared_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The public data (GeoNames, ZIP census tables) of the demo, tests and benchmarks; never
+    copied into the repository (README, "Data")."""
+    env = os.environ if environ is None else environ
+    return _path(env.get("OFFERWISE_SHARED_DATA", "../shared/data"))

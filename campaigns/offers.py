@@ -2,8 +2,9 @@
 
 Reads in one script call (``campaigns.request_reads``): the tenant's rate counter, catalog
 version, champion model version, rules version, the top of the popularity set (when this
-worker's snapshot is stale) and the visitor's live profile. An identified
-visitor costs one more round trip (their CRM profile and other devices). With a champion model,
+worker's snapshot is stale) and the visitor's live profile; for an identified visitor also their
+CRM profile, campaign record and other devices (whose profiles, when there are any, cost one
+more round trip). With a champion model,
 every product is scored in one pass over the shared feature vector and ranked by expected value
 under the tenant's rules; without one, segment popularity, then popularity, then the catalog.
 """
@@ -36,7 +37,7 @@ from campaigns.rules import RulesCache
 from clickstream.catalog import CatalogCache
 from clickstream.ingest import popularity_key
 from clickstream.profiles import VisitorProfile, with_identity
-from enrichment.crm import get_customer
+from enrichment.crm import customer_from_reads, get_customer
 from models.features import ZipLookup, zip_block_for
 from models.popularity import (
     Offer,
@@ -139,8 +140,13 @@ class Recommender:
         if popular is None:
             popular = self.popular.store(popular_key, state.popular or [])
         catalog = self.catalogs.get(r, name, state.catalog_version)
-        profile = with_identity(r, name, state.profile) if track else state.profile
-        customer = get_customer(r, name, profile.customer) if profile.customer else None
+        ident = state.identity  # an identified visitor's reads, made in the same call
+        if ident is not None:
+            profile = with_identity(r, name, state.profile, ident.linked)
+            customer = customer_from_reads(r, name, ident.customer, ident.serving_id, ident.blob)
+        else:
+            profile = with_identity(r, name, state.profile) if track else state.profile
+            customer = get_customer(r, name, profile.customer) if profile.customer else None
         blocked = set(exclude) | profile.cart | profile.recently_bought
         if customer:
             blocked |= {h["product_id"] for h in customer.get("holdings", [])}
@@ -151,7 +157,12 @@ class Recommender:
             )  # fmt: skip
             return Recommendation(offers, "popularity")
         person = person_of(visitor, profile.customer)
-        record = read_person(r, name, person) if profile.customer else parse_person(state.person)
+        if ident is not None:
+            record = parse_person(ident.person)
+        else:
+            record = (
+                read_person(r, name, person) if profile.customer else parse_person(state.person)
+            )
         holdout, holdout_new = holdout_touch(tenant.id_secret, tenant.holdout_share, person, record)
         touches = [holdout_new] if holdout_new else []
         bundle = self.champions.get(name, state.champion) if holdout != CONTROL else None

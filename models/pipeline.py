@@ -144,6 +144,8 @@ def train_and_register(
             progress=progress,
             engine=engine,
         )
+        if progress is not None:
+            progress("evaluating on the holdout", 0, 2)
         save_result(settings, result)
         trained = result.trained_products
         cuts: dict[str, list[float]] = {}
@@ -194,6 +196,8 @@ def train_and_register(
     challenger_score = (
         _mean_auc([challenger[p] for p in (compared or trained) if p in challenger]) or 0.0
     )
+    if progress is not None:
+        progress("registering", 1, 2)
     meta = {
         **result.summary(),
         "trained_at": result.created_at,
@@ -219,4 +223,6 @@ def train_and_register(
         why = f"trained while erasures ran ({', '.join(overlapping[:5])})"
         lineage.flag_for_retraining(r, tenant, [result.version], why)
         decision["retrain"] = why
+    if progress is not None:
+        progress("done", 2, 2)
     return {"version": result.version, "summary": result.summary(), "registry": decision}

@@ -48,6 +48,8 @@ class Settings:
     # ``dask_min_rows`` training rows train on the Dask cluster at ``dask_scheduler``.
     dask_scheduler: str | None = None
     dask_min_rows: int = 1_000_000
+    # The demo shop's pages (/demo/) are served: `offerwise demo` sets it (OFFERWISE_DEMO=1).
+    demo: bool = False
 
     @property
     def redis_dir(self) -> Path:

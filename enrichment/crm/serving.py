@@ -250,9 +250,29 @@ def get_customer(r: redis.Redis, tenant: str, customer_hash: str) -> dict | None
     if live != sid:
         _live_cache[tenant] = sid = live
         blob = r.hget(bucket_key(tenant, sid, bucket), customer_hash)
+    return _customer(r, tenant, customer_hash, live, blob)
+
+
+def customer_from_reads(
+    r: redis.Redis, tenant: str, customer_hash: str, live: str | None, blob: bytes | None
+) -> dict | None:
+    """``get_customer``'s answer from the live serving id and the customer's blob read together
+    by the caller (the offer request's script reads them in its one call)."""
+    if not isinstance(customer_hash, str) or not HASH_RE.match(customer_hash):
+        return None
+    if live is None:
+        _live_cache.pop(tenant, None)
+        return None
+    _live_cache[tenant] = live
+    return _customer(r, tenant, customer_hash, live, blob)
+
+
+def _customer(
+    r: redis.Redis, tenant: str, customer_hash: str, live: str, blob: bytes | None
+) -> dict | None:
     if blob is None:
         return None
-    meta = _meta(r, tenant, live)  # live is sid by now
+    meta = _meta(r, tenant, live)
     if meta is None:
         return None
     values = orjson.loads(blob)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from models import registry
 from models.bundle import SCORE_CUTS_FILE, load_bundle
+from models.pipeline import train_and_register
 from models.synthetic import SyntheticConfig
 from models.training import TrainParams, train_tenant
 from models.training.distributed import DaskEngine, engine_for, tenant_rows
@@ -50,32 +51,52 @@ def cluster():
         yield local
 
 
+def fast_params() -> TrainParams:
+    # Every product on the large-data path (one validation split), the one a tenant big enough
+    # for the cluster takes; small data is chosen by cross-validation in this process.
+    return TrainParams(max_rounds=ROUNDS, cv_max_positives=0)
+
+
 @pytest.fixture(scope="module")
 def single(world):
     """The same tenant trained in this process: the reference."""
-    return train_tenant(
-        world.r, world.settings, world.tenant, params=TrainParams(max_rounds=ROUNDS)
-    )
+    return train_tenant(world.r, world.settings, world.tenant, params=fast_params())
 
 
 @pytest.fixture(scope="module")
 def on_dask(world, cluster) -> dict:
-    """``offerwise train --dask-scheduler ...`` as an operator runs it."""
-    from app.cli import cli
-    from store.redis_client import reset_clients
+    """What ``offerwise train`` and the staff job run with a scheduler configured."""
+    settings = replace(world.settings, dask_scheduler=cluster.scheduler_address, dask_min_rows=0)
+    return train_and_register(world.r, settings, world.tenant, params=fast_params())
 
-    env = {"REDIS_URL": world.url, "OFFERWISE_DATA_DIR": str(world.settings.data_dir),
-           "OFFERWISE_GEO_DIR": str(world.settings.geo_dir)}  # fmt: skip
-    reset_clients()
+
+def test_the_cli_hands_the_scheduler_to_the_run(world, monkeypatch) -> None:
+    from app.cli import cli
+
+    seen = {}
+
+    def fake(r, settings, tenant, *args, **kwargs):
+        seen.update(scheduler=settings.dask_scheduler, min_rows=settings.dask_min_rows)
+        return {"version": "v", "summary": {}, "registry": {}}
+
+    monkeypatch.setattr("app.cli.train.train_and_register", fake)
+    monkeypatch.setattr("app.cli.train.store", lambda: world.r)
+    env = {"OFFERWISE_DATA_DIR": str(world.settings.data_dir), "REDIS_URL": world.url}
     res = CliRunner().invoke(
         cli,
-        ["train", "--tenant", world.tenant, "--max-rounds", str(ROUNDS), "--quiet",
-         "--dask-scheduler", cluster.scheduler_address, "--dask-min-rows", "0"],
-        env=env, catch_exceptions=False,
+        ["train", "--tenant", world.tenant, "--quiet",
+         "--dask-scheduler", "tcp://127.0.0.1:8786", "--dask-min-rows", "0"],
+        env=env,
     )  # fmt: skip
-    reset_clients()
     assert res.exit_code == 0, res.output
-    return json.loads(res.output)
+    assert seen == {"scheduler": "tcp://127.0.0.1:8786", "min_rows": 0}
+    res = CliRunner().invoke(
+        cli,
+        ["train", "--tenant", world.tenant, "--quiet"],
+        env={**env, "OFFERWISE_DASK_SCHEDULER": "tcp://s:1", "OFFERWISE_DASK_MIN_ROWS": "5"},
+    )
+    assert res.exit_code == 0, res.output
+    assert seen == {"scheduler": "tcp://s:1", "min_rows": 5}
 
 
 def test_the_archive_is_read_in_partitions_like_read_archive(world, cluster) -> None:
@@ -91,6 +112,7 @@ def test_the_archive_is_read_in_partitions_like_read_archive(world, cluster) -> 
 
 
 def test_a_large_tenant_trains_on_the_cluster_and_registers(world, on_dask) -> None:
+    on_dask = {**on_dask["summary"], "registry": on_dask["registry"], "version": on_dask["version"]}
     assert on_dask["timings"]["engine"] == "dask" and on_dask["timings"]["dask_workers"] == 2
     assert on_dask["registry"]["promoted"] is True
     assert registry.champion(world.r, world.tenant) == on_dask["version"]
@@ -104,6 +126,7 @@ def test_a_large_tenant_trains_on_the_cluster_and_registers(world, on_dask) -> N
 
 
 def test_results_match_single_process_training(world, single, on_dask) -> None:
+    on_dask = on_dask["summary"]
     assert single.timings["engine"] == "local"
     assert on_dask["products_trained"] == single.trained_products
     assert on_dask["snapshot"]["events"] == single.snapshot["events"]
