@@ -33,6 +33,10 @@ ROUNDS = 60
 AUC_TOLERANCE_MEAN = 0.02
 AUC_TOLERANCE_PRODUCT = 0.05
 
+# Module fixtures train (and start a cluster or a server) once; on a loaded 2-core machine one
+# of them outlasted the suite's default 300 s per test.
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture(scope="module")
 def world(redis_server, shared_data, geo_dir, tmp_path_factory) -> World:

@@ -41,6 +41,11 @@ def upload_tree(store: ArtifactStore, local: Path, prefix: str) -> None:
             store.write_bytes(f"{prefix}/{path.relative_to(local)}", path.read_bytes())
 
 
+# Module fixtures train (and start a cluster or a server) once; on a loaded 2-core machine one
+# of them outlasted the suite's default 300 s per test.
+pytestmark = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def world(redis_server, s3_server, shared_data, geo_dir, tmp_path_factory) -> Iterator[World]:
     import redis
