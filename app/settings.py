@@ -74,6 +74,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             redis_fsync=env.get("OFFERWISE_REDIS_FSYNC", defaults.redis_fsync),
             redis_server=env.get("OFFERWISE_REDIS_SERVER") or None,
             small_cell_min=int(env.get("OFFERWISE_SMALL_CELL_MIN", defaults.small_cell_min)),
+            storage_url=env.get("OFFERWISE_STORAGE_URL") or None,
+            s3_endpoint_url=env.get("OFFERWISE_S3_ENDPOINT_URL") or None,
+            s3_region=env.get("OFFERWISE_S3_REGION") or env.get("AWS_REGION") or None,
+            dask_scheduler=env.get("OFFERWISE_DASK_SCHEDULER") or None,
+            dask_min_rows=int(env.get("OFFERWISE_DASK_MIN_ROWS", defaults.dask_min_rows)),
             demo=env.get("OFFERWISE_DEMO") == "1",
         )
     )

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
+from clickstream.archive_files import Events
 from clickstream.archiver import read_archive
 from clickstream.catalog import load_catalog
 from enrichment.demographics import demographics
@@ -55,6 +56,7 @@ from models.training.fit import _train_product
 from models.training.params import ProgressFn, TrainingError, TrainParams, _progress
 from models.training.results import ProductResult, TrainingResult
 from models.web_history import web_columns
+from store.artifacts import events_store
 
 INTEREST = ("product_view", "add_to_cart", "purchase", "offer_click")
 MAX_VISITORS = 200_000  # a uniform sample above this (by visitor hash)
@@ -66,7 +68,7 @@ def _hash(visitor: str) -> str:
     return hashlib.sha1(visitor.encode()).hexdigest()
 
 
-def load_visitor_events(events_dir: Path | str, tenant: str) -> pd.DataFrame:
+def load_visitor_events(events_dir: Events, tenant: str) -> pd.DataFrame:
     """The archive in arrival order: type, ts (ms), visitor, product_id, category, zip."""
     table = read_archive(events_dir, tenant, columns=list(_COLUMNS))
     if table.num_rows == 0:
@@ -156,7 +158,7 @@ def prepare_anonymous(
 ) -> Dataset:
     """The anonymous model's rows, features (ZIP + web), labels and split; see the module."""
     if events is None:
-        events = load_visitor_events(settings.events_dir, tenant)
+        events = load_visitor_events(events_store(settings), tenant)
     _progress(progress, "anonymous visitors: building rows", 0, 2)
     web_events, rows, as_of = visitor_rows(events)
     if len({row["key"] for row in rows}) < MIN_VISITORS:

@@ -158,6 +158,8 @@ class Reference:
         )
 
     def save(self, folder: Path) -> None:
+        """Into a local folder being built (a staged version); a published version's file is
+        written through the store (``registry.write_version_file``)."""
         text = self.to_json()
         atomic_write(folder / DRIFT_FILE, lambda path: path.write_text(text))
 

@@ -46,6 +46,16 @@ class Settings:
     # A ZCTA with fewer residents is a small cell: its own figures are not served (privacy, and
     # ratios over a handful of people are noise).
     small_cell_min: int = 100
+    # Where the archive, CRM versions and artifacts live: None is the data dir; an
+    # ``s3://bucket/prefix`` URL an S3-compatible object store (store.artifacts.s3), at
+    # ``s3_endpoint_url`` when not AWS itself. Credentials: the AWS SDK's standard chain.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # Distributed training (models.training.distributed): tenants with at least
+    # ``dask_min_rows`` training rows train on the Dask cluster at ``dask_scheduler``.
+    dask_scheduler: str | None = None
+    dask_min_rows: int = 1_000_000
     # The demo shop's pages (/demo/) are served: `offerwise demo` sets it (OFFERWISE_DEMO=1).
     demo: bool = False
 
@@ -64,6 +74,11 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies of object-store files that readers need as real files."""
+        return self.data_dir / "cache"
 
     @property
     def metrics_dir(self) -> Path:

@@ -24,6 +24,7 @@ from store.embedded import find_redis_server
 from store.redis_client import cluster_client
 from tests.cluster import LocalCluster
 from tests.helpers import free_port
+from tests.object_store import s3_server, s3_url  # noqa: F401  (fixtures for every package)
 
 SHARED_DATA = Path(
     os.environ.get(

@@ -132,8 +132,8 @@ def evaluation(name: str):
     version = request.args.get("version") or registry.champion(r, name)
     if version is None:
         abort(404, message="version: this tenant has no model yet")
-    folder = registry.version_dir(services().settings, name, version)
     try:
+        folder = registry.version_dir(services().settings, name, version)
         result = TrainingResult.load(folder)
     except (OSError, ValueError):
         abort(404, message=f"version: no readable model version {version!r}")

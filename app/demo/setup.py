@@ -36,6 +36,7 @@ from enrichment.segments import list_segments, segmentation
 from models import registry
 from models.pipeline import train_and_register
 from models.training import TrainingError, TrainParams
+from store.artifacts import events_store
 from store.config import Settings
 from store.tenants import create_tenant, get_tenant, rotate_keys, update_tenant
 
@@ -159,7 +160,7 @@ def _install(r: redis.Redis, settings: Settings, world: DemoWorld) -> None:
     on_zip = partial(zip_block, settings=settings)
     for visitor, t, events in world.sessions:
         ingestor.ingest(tenant, visitor, events, on_zip=on_zip, now=t)
-    Archiver(r, settings.events_dir).archive_tenant(TENANT)
+    Archiver(r, events_store(settings)).archive_tenant(TENANT)
 
 
 def _place(settings: Settings, zip_code: str) -> str:

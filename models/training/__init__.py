@@ -42,7 +42,13 @@ from models.training.holdout import (
     gains_curves,
     write_gains_chart,
 )
-from models.training.params import CANDIDATES, ProgressFn, TrainingError, TrainParams
+from models.training.params import (
+    CANDIDATES,
+    ProgressFn,
+    TrainingEngine,
+    TrainingError,
+    TrainParams,
+)
 from models.training.results import (
     RESULT_FORMAT,
     RESULT_VERSION,
@@ -64,6 +70,7 @@ __all__ = [
     "ProductResult",
     "ProgressFn",
     "TrainParams",
+    "TrainingEngine",
     "TrainingError",
     "TrainingResult",
     "comparison",

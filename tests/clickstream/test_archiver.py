@@ -48,6 +48,7 @@ from clickstream.archiver import (
 )
 from clickstream.event_table import SCHEMA, row_to_event
 from store import keys
+from store.artifacts import LocalArtifacts
 from store.tenants import TenantError, create_tenant
 from tests.helpers import another_client
 
@@ -83,6 +84,14 @@ def add_raw(r: redis.Redis, payload: bytes, tenant: str = T) -> str:
     return r.xadd(keys.event_stream(tenant), {"e": payload}).decode()
 
 
+def archive_files(events_dir: Path, tenant: str = T) -> list:
+    return list_files(LocalArtifacts(events_dir), tenant)
+
+
+def quarantine_paths(events_dir: Path, tenant: str = T) -> list[Path]:
+    return [events_dir / k for k in quarantine_files(LocalArtifacts(events_dir), tenant)]
+
+
 def physical_rows(events_dir: Path, tenant: str = T) -> collections.Counter:
     """Stream ids over every Parquet file on disk (no dedupe, no redundancy rule)."""
     found: collections.Counter = collections.Counter()
@@ -94,7 +103,7 @@ def physical_rows(events_dir: Path, tenant: str = T) -> collections.Counter:
 
 def quarantined_ids(events_dir: Path, tenant: str = T) -> collections.Counter:
     found: collections.Counter = collections.Counter()
-    for p in quarantine_files(tenant_dir(events_dir, tenant)):
+    for p in quarantine_paths(events_dir, tenant):
         found.update(orjson.loads(line)["stream_id"] for line in p.read_bytes().splitlines())
     return found
 
@@ -111,7 +120,7 @@ def assert_exactly_once(r: redis.Redis, events_dir: Path, ids: list[str], tenant
     tdir = tenant_dir(events_dir, tenant)
     assert not any((tdir / STAGING).iterdir()) if (tdir / STAGING).exists() else True
     assert not list(tdir.rglob("*.tmp"))
-    _, covered = split_covered(list_files(tdir))
+    _, covered = split_covered(archive_files(events_dir, tenant))
     assert not covered
     read = read_archive(events_dir, tenant, dedupe=False)["stream_id"].to_pylist()
     assert sorted(read) == sorted(physical_rows(events_dir, tenant).elements())
@@ -157,8 +166,8 @@ def test_date_partitioning_uses_utc_day_of_server_ts(r: redis.Redis, events_dir:
     ids = add(r, [make_event(i, s) for i, s in enumerate(stamps)])
     Archiver(r, events_dir, batch_size=4).archive_tenant(T, compact=False)
     seen = {}
-    for f in list_files(tenant_dir(events_dir, T)):
-        rows = pq.read_table(f.path).to_pylist()
+    for f in archive_files(events_dir):
+        rows = pq.read_table(events_dir / f.key).to_pylist()
         for row in rows:
             assert row["server_ts"].date().isoformat() == f.date
             seen[row["stream_id"]] = f.date
@@ -207,7 +216,7 @@ def test_unarchivable_entries_are_quarantined_not_blocking(
     result = Archiver(r, events_dir).archive_tenant(T)
     assert (result.events, result.quarantined) == (6, 4)
     assert read_archive(events_dir, T)["stream_id"].to_pylist() == good
-    lines = [orjson.loads(ln) for p in quarantine_files(tenant_dir(events_dir, T))
+    lines = [orjson.loads(ln) for p in quarantine_paths(events_dir)
              for ln in p.read_bytes().splitlines()]  # fmt: skip
     assert [q["stream_id"] for q in lines] == bad
     assert "server_ts" in lines[1]["reason"] and "not JSON" in lines[0]["reason"]
@@ -477,15 +486,14 @@ def test_erase_from_archive_removes_visitor_and_linked_customer_rows(
     add(r, events)
     Archiver(r, events_dir, batch_size=25).archive_tenant(T)
     before = read_archive(events_dir, T)
-    tdir = tenant_dir(events_dir, T)
-    names_before = sorted(f.path.name for f in list_files(tdir))
+    names_before = sorted(f.name for f in archive_files(events_dir))
     doomed = [row for row in before.to_pylist() if row["visitor"] in ("v1", "v2")]
     removed = erase_from_archive(events_dir, T, visitor_ids=["v1"], customer_ids=["cust-9"])
     assert removed == len(doomed) > 0
     after = read_archive(events_dir, T)
     assert after.num_rows == before.num_rows - removed
     assert not {"v1", "v2"} & set(after["visitor"].to_pylist())
-    assert sorted(f.path.name for f in list_files(tdir)) == names_before
+    assert sorted(f.name for f in archive_files(events_dir)) == names_before
     assert erase_from_archive(events_dir, T, visitor_ids=["v1"]) == 0
 
 
@@ -504,10 +512,9 @@ def test_erase_events_covers_stream_and_archive(r: redis.Redis, events_dir: Path
 def test_compaction_merges_small_files_and_keeps_rows(r: redis.Redis, events_dir: Path) -> None:
     ids = add(r, old_day_events(0, 60))
     Archiver(r, events_dir, batch_size=7).archive_tenant(T, compact=False)
-    tdir = tenant_dir(events_dir, T)
-    assert len(list_files(tdir)) == 9
+    assert len(archive_files(events_dir)) == 9
     assert compact_tenant(events_dir, T, target_bytes=10**9) == 9
-    files = list_files(tdir)
+    files = archive_files(events_dir)
     assert len(files) == 1 and (str(files[0].first), str(files[0].last)) == (ids[0], ids[-1])
     assert read_archive(events_dir, T)["stream_id"].to_pylist() == ids
     assert_exactly_once(r, events_dir, ids)
