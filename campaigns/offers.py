@@ -142,7 +142,7 @@ class Recommender:
         catalog = self.catalogs.get(r, name, state.catalog_version)
         ident = state.identity  # an identified visitor's reads, made in the same call
         if ident is not None:
-            profile = with_identity(r, name, state.profile, ident.linked)
+            profile = with_identity(r, name, state.profile, ident.linked, ident.others)
             customer = customer_from_reads(r, name, ident.customer, ident.serving_id, ident.blob)
         else:
             profile = with_identity(r, name, state.profile) if track else state.profile
