@@ -3,8 +3,7 @@
 Reads in one script call (``campaigns.request_reads``): the tenant's rate counter, catalog
 version, champion model version, rules version, the top of the popularity set (when this
 worker's snapshot is stale) and the visitor's live profile; for an identified visitor also their
-CRM profile, campaign record and other devices (whose profiles, when there are any, cost one
-more round trip). With a champion model,
+CRM profile, campaign record and other devices' profiles. With a champion model,
 every product is scored in one pass over the shared feature vector and ranked by expected value
 under the tenant's rules; without one, segment popularity, then popularity, then the catalog.
 """

@@ -7,8 +7,8 @@ catalog/champion/rules versions, the top of the popularity set when the worker's
 stale, and the visitor's live profile when tracking is allowed.
 
 When the profile names a CRM customer, the same call reads what serving an identified visitor
-needs besides: the customer's other devices, the live CRM version and the customer's profile in
-it, and the customer's campaign record. Those were four more round trips (with_identity,
+needs besides: the customer's other devices and their profiles, the live CRM version and the
+customer's profile in it, and the customer's campaign record. Those were four more round trips (with_identity,
 get_customer, read_person), which made an identified visitor's request cost about twice an
 anonymous one's in the worker (redis-py per command) and in waits on a busy machine.
 """
