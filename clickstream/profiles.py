@@ -162,14 +162,14 @@ def with_identity(
             "list[bytes | str]",
             r.srandmember(customer_visitors_key(tenant, profile.customer), MAX_LINKED_VISITORS + 1),
         )
-    others = [reply_text(v) for v in linked or [] if reply_text(v) != profile.visitor][
+    other_ids = [reply_text(v) for v in linked or [] if reply_text(v) != profile.visitor][
         :MAX_LINKED_VISITORS
     ]
-    if not others:
+    if not other_ids:
         return profile
     pipe = r.pipeline(transaction=False)
-    for visitor in others:
+    for visitor in other_ids:
         queue_profile_reads(pipe, tenant, visitor)
     replies = pipe.execute()
-    parsed = [parse_profile(v, replies[i * 5 : i * 5 + 5]) for i, v in enumerate(others)]
+    parsed = [parse_profile(v, replies[i * 5 : i * 5 + 5]) for i, v in enumerate(other_ids)]
     return merge_profiles(profile, parsed)
