@@ -697,6 +697,7 @@ def run(args: argparse.Namespace) -> int:
     hb.wrk_binary()
     global SCENARIOS
     SCENARIOS = tuple(s for s in TARGETS if s in args.scenarios)
+    commit = hb.git_commit()  # the code the servers load, before anything can change it
     procs = hb.Processes()
     workdir = Path(tempfile.mkdtemp(prefix="offerwise-table-"))
     load = hb.Load(connections=args.connections, threads=args.wrk_threads)
@@ -746,7 +747,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": hb.git_commit(),
+        "commit": commit,
         "machine": machine(),
         "workers": args.workers,
         "threads": args.threads,
