@@ -675,6 +675,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--workers", type=int, default=default_workers())
     add("--threads", type=int, default=4)
     add("--customers", type=int, default=3000, help="CRM customers of the trained tenant")
+    add("--prewarm", type=float, default=8, help="unmeasured seconds per target first")
     add("--soak", type=float, default=600, help="soak seconds (default 600; 0: none)")
     add("--soak-sample", type=float, default=10, help="seconds between RSS samples")
     add("--rss-slack-mb", type=float, default=8.0, help="allowed RSS growth per worker")
@@ -696,6 +697,7 @@ def run(args: argparse.Namespace) -> int:
     hb.wrk_binary()
     global SCENARIOS
     SCENARIOS = tuple(s for s in TARGETS if s in args.scenarios)
+    commit = hb.git_commit()  # the code the servers load, before anything can change it
     procs = hb.Processes()
     workdir = Path(tempfile.mkdtemp(prefix="offerwise-table-"))
     load = hb.Load(connections=args.connections, threads=args.wrk_threads)
@@ -718,7 +720,7 @@ def run(args: argparse.Namespace) -> int:
         for name, target in tg.items():
             if name != "floor":
                 warm = [a.replace("{nonce}", "prewarm") for a in target.args]
-                hb.run_wrk(target.url, target.script, warm, 8, load)
+                hb.run_wrk(target.url, target.script, warm, args.prewarm, load)
         runs = run_rounds(ctx, tg, args.rounds, not args.no_paced)
         rows = summarize(runs)
         pipeline = archive_rate(r, settings, hb.TENANT) if "collect" in rows else {}
@@ -745,7 +747,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": hb.git_commit(),
+        "commit": commit,
         "machine": machine(),
         "workers": args.workers,
         "threads": args.threads,

@@ -3,8 +3,7 @@
 Reads in one script call (``campaigns.request_reads``): the tenant's rate counter, catalog
 version, champion model version, rules version, the top of the popularity set (when this
 worker's snapshot is stale) and the visitor's live profile; for an identified visitor also their
-CRM profile, campaign record and other devices (whose profiles, when there are any, cost one
-more round trip). With a champion model,
+CRM profile, campaign record and other devices' profiles. With a champion model,
 every product is scored in one pass over the shared feature vector and ranked by expected value
 under the tenant's rules; without one, segment popularity, then popularity, then the catalog.
 """
@@ -149,7 +148,7 @@ class Recommender:
         catalog = self.catalogs.get(r, name, state.catalog_version)
         ident = state.identity  # an identified visitor's reads, made in the same call
         if ident is not None:
-            profile = with_identity(r, name, state.profile, ident.linked)
+            profile = with_identity(r, name, state.profile, ident.linked, ident.others)
             customer = customer_from_reads(r, name, ident.customer, ident.serving_id, ident.blob)
         else:
             profile = with_identity(r, name, state.profile) if track else state.profile

@@ -7,8 +7,8 @@ catalog/champion/rules versions, the top of the popularity set when the worker's
 stale, and the visitor's live profile when tracking is allowed.
 
 When the profile names a CRM customer, the same call reads what serving an identified visitor
-needs besides: the customer's other devices, the live CRM version and the customer's profile in
-it, and the customer's campaign record. Those were four more round trips (with_identity,
+needs besides: the customer's other devices and their profiles, the live CRM version and the
+customer's profile in it, and the customer's campaign record. Those were four more round trips (with_identity,
 get_customer, read_person), which made an identified visitor's request cost about twice an
 anonymous one's in the worker (redis-py per command) and in waits on a busy machine.
 """
@@ -71,6 +71,22 @@ if ARGV[4] == '1' then
       out[12] = redis.call('HGET', ARGV[11] .. sid .. ARGV[12] .. bucket, customer)
     end
     out[13] = redis.call('HGETALL', ARGV[13] .. customer)
+    -- The other devices' profiles, as clickstream.profiles.with_identity picks and reads them.
+    local others, most = {}, tonumber(ARGV[10]) - 1
+    for _, v in ipairs(out[10]) do
+      if v ~= ARGV[15] and #others < most then
+        local base = ARGV[16] .. v .. ARGV[17]
+        others[#others + 1] = {
+          v,
+          redis.call('HGETALL', base .. 'profile'),
+          redis.call('LRANGE', base .. 'recent', 0, tonumber(ARGV[6]) - 1),
+          redis.call('SMEMBERS', base .. 'cart'),
+          redis.call('ZRANGEBYSCORE', base .. 'bought', ARGV[5], '+inf'),
+          redis.call('ZREVRANGE', base .. 'aff', 0, tonumber(ARGV[7]) - 1, 'WITHSCORES'),
+        }
+      end
+    end
+    out[14] = others
   end
 end
 return out
@@ -88,6 +104,7 @@ class IdentityReads:
     serving_id: str | None  # the live CRM version's serving id
     blob: bytes | None  # the customer's profile in it
     person: list  # the customer's campaign record, flat as HGETALL in a script
+    others: list[VisitorProfile]  # the other devices' profiles (``linked`` but this visitor)
 
 
 @dataclass
@@ -139,21 +156,11 @@ class RequestReads:
             [
                 WINDOW_S + 1, int(read_popular), SNAPSHOT_SIZE, int(track),
                 now - RECENTLY_BOUGHT_S, RECENT_ITEMS, AFFINITY_TOP,
-                "customer", *_identity_args(tenant),
+                "customer", *_identity_args(tenant), visitor, *_visitor_parts(tenant),
             ],
         )  # fmt: skip
         catalog_version, champion, rules_version, campaigns_version = reply[1]
-        if track:
-            raw_hash = reply[3]
-            profile = parse_profile(
-                visitor,
-                [
-                    dict(zip(raw_hash[::2], raw_hash[1::2], strict=True)),
-                    reply[4], reply[5], reply[6], _pairs(reply[7]),
-                ],
-            )  # fmt: skip
-        else:
-            profile = VisitorProfile(visitor)
+        profile = _profile(visitor, reply[3:8]) if track else VisitorProfile(visitor)
         identity = None
         if len(reply) > 9:
             identity = IdentityReads(
@@ -162,6 +169,7 @@ class RequestReads:
                 serving_id=reply_text(reply[10]),
                 blob=reply[11] or None,
                 person=reply[12] or [],
+                others=[_profile(reply_text(o[0]) or "", o[1:]) for o in reply[13] or []],
             )
         return RequestState(
             count=int(reply[0]),
@@ -174,6 +182,20 @@ class RequestReads:
             person=reply[8] if track else None,
             identity=identity,
         )
+
+
+def _profile(visitor: str, replies: list) -> VisitorProfile:
+    """A profile from the script's five flat replies (hash, recent, cart, bought, affinities)."""
+    raw_hash, recent, cart, bought, aff = replies
+    pairs = dict(zip(raw_hash[::2], raw_hash[1::2], strict=True))
+    return parse_profile(visitor, [pairs, recent, cart, bought, _pairs(aff)])
+
+
+@lru_cache(maxsize=1024)
+def _visitor_parts(tenant: str) -> tuple[str, str]:
+    """What comes before and after a visitor id in its profile keys (``store.keys``)."""
+    before, _, rest = keys.visitor_key(tenant, "\0", "\1").partition("\0")
+    return before, rest.partition("\1")[0]
 
 
 @lru_cache(maxsize=1024)

@@ -139,30 +139,37 @@ def merge_profiles(primary: VisitorProfile, others: list[VisitorProfile]) -> Vis
 
 
 def with_identity(
-    r: redis.Redis, tenant: str, profile: VisitorProfile, linked: list | None = None
+    r: redis.Redis,
+    tenant: str,
+    profile: VisitorProfile,
+    linked: list | None = None,
+    others: list[VisitorProfile] | None = None,
 ) -> VisitorProfile:
     """An identified visitor's profile merged with the other visitors linked to the customer.
 
     Costs one more round trip, and only for identified visitors (two when ``linked``, the
-    customer's visitors, was not read by the caller already); the links are written by
-    ``identify`` events, so behaviour carries over between devices without copying it.
+    customer's visitors, was not read by the caller already; none when ``others``, their
+    profiles, were); the links are written by ``identify`` events, so behaviour carries over
+    between devices without copying it.
     """
     if not profile.customer:
         return profile
+    if others is not None:
+        return merge_profiles(profile, others)
     if linked is None:
         # With a count, SRANDMEMBER replies with a list (redis-py types every form of it).
         linked = cast(
             "list[bytes | str]",
             r.srandmember(customer_visitors_key(tenant, profile.customer), MAX_LINKED_VISITORS + 1),
         )
-    others = [reply_text(v) for v in linked or [] if reply_text(v) != profile.visitor][
+    other_ids = [reply_text(v) for v in linked or [] if reply_text(v) != profile.visitor][
         :MAX_LINKED_VISITORS
     ]
-    if not others:
+    if not other_ids:
         return profile
     pipe = r.pipeline(transaction=False)
-    for visitor in others:
+    for visitor in other_ids:
         queue_profile_reads(pipe, tenant, visitor)
     replies = pipe.execute()
-    parsed = [parse_profile(v, replies[i * 5 : i * 5 + 5]) for i, v in enumerate(others)]
+    parsed = [parse_profile(v, replies[i * 5 : i * 5 + 5]) for i, v in enumerate(other_ids)]
     return merge_profiles(profile, parsed)

@@ -40,7 +40,9 @@ def test_identified_reads_in_one_call_equal_the_separate_reads(
     ident = state.identity
     assert ident is not None and ident.customer == c1
     assert sorted(ident.linked) == [b"laptop", b"phone", b"tablet"]
-    merged = with_identity(r, "acme", state.profile, ident.linked)
+    assert sorted(p.visitor for p in ident.others) == ["phone", "tablet"]
+    assert {p.visitor: p for p in ident.others}["phone"] == read_profile(r, "acme", "phone")
+    merged = with_identity(r, "acme", state.profile, ident.linked, ident.others)
     separate = with_identity(r, "acme", read_profile(r, "acme", "laptop"))
     assert merged.counters == separate.counters and merged.cart == separate.cart
     assert sorted(merged.recent) == sorted(separate.recent)
