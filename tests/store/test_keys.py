@@ -141,11 +141,12 @@ def test_the_ingest_script_credits_the_segment_popularity_key_keys_names(r: redi
 
 # A key built outside store/keys.py: the builder, the tag, a literal joined to a key function's
 # name (``catalog_key(t) + ":staging"``, ``f"{popularity_key(t)}:seg:..."``), or a Lua script
-# deriving a key from a hard-coded literal (``KEYS[4] .. ':seg:'``).
+# deriving a key from a hard-coded literal (``KEYS[4] .. ':seg:'``). ``join_key`` names a file in the
+# artifact store (store.artifacts), not a Redis key.
 BUILDING = re.compile(
     r"tenant_key\(|tenant_prefix\(|\{t:|\{\{t:"
-    r"|(?:_key|keys\.\w+)\([^()]*\)\s*\+\s*f?[\"']"
-    r"|f[\"'][^\"']*\{[^{}]*(?:_key|keys\.\w+)\([^{}]*\)\}"
+    r"|(?:(?<!join)_key|keys\.\w+)\([^()]*\)\s*\+\s*f?[\"']"
+    r"|f[\"'][^\"']*\{[^{}]*(?:(?<!join)_key|keys\.\w+)\([^{}]*\)\}"
     r"|KEYS\[\d+\]\s*\.\.\s*[\"']"
 )
 
