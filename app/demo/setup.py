@@ -13,6 +13,7 @@ What the shop page shows about them (segments to try, customers to log in as) is
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -36,10 +37,12 @@ from enrichment.segments import list_segments, segmentation
 from models import registry
 from models.pipeline import train_and_register
 from models.training import TrainingError, TrainParams
+from store import keys as keys_module
 from store.config import Settings
 from store.tenants import create_tenant, get_tenant, rotate_keys, update_tenant
 
 TENANT = "demo"
+DEMO_SECRET = hashlib.sha256(b"offerwise-demo").hexdigest()
 CAMPAIGN = {
     "name": "Welcome back",
     "offer": {"product_id": "p-bottle"},
@@ -81,6 +84,10 @@ def _keys(r: redis.Redis, settings: Settings, origins: list[str]) -> dict:
     path = keys_file(settings)
     if get_tenant(r, TENANT) is None:
         keys = create_tenant(r, TENANT, origins, rate_limit=1000)
+        # Customer hashes decide the models' train/validation/holdout split: a secret of its
+        # own would make every install's models, and so what the shop shows, a little
+        # different. The demo's people are made up: a secret known to all exposes no one.
+        r.hset(keys_module.tenant_config(TENANT), "id_secret", DEMO_SECRET)
     elif path.exists():
         keys = orjson.loads(path.read_bytes())
         update_tenant(r, TENANT, origins=origins)
