@@ -27,7 +27,7 @@ from app.demo.world import DemoWorld, generate, showcase
 from app.enrich import zip_block
 from campaigns import definitions as cmp
 from campaigns import rules
-from campaigns.assignment import draw, person_of
+from campaigns.assignment import CONTROL, HOLDOUT, draw, person_of
 from clickstream import catalog
 from clickstream.archiver import Archiver
 from clickstream.ingest import Ingestor
@@ -180,7 +180,11 @@ def _describe(r: redis.Redis, settings: Settings, world: DemoWorld, campaign: cm
     assert tenant is not None
 
     def group_of(customer_id: str) -> str:
+        """The customer's group in the campaign, or "holdout" when the tenant-wide holdout
+        (popular offers only) draws them: the shop lists none of those."""
         person = person_of("", tenant.hash_customer_id(customer_id))
+        if draw(tenant.id_secret, HOLDOUT, person, tenant.holdout_share) == CONTROL:
+            return "holdout"
         return draw(tenant.id_secret, campaign.id, person, campaign.control_share)
 
     people = showcase(world, group_of, CAMPAIGN["offer"]["product_id"])

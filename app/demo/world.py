@@ -211,6 +211,15 @@ def showcase(world: DemoWorld, group_of: Callable[[str], str], offer: str) -> li
         held.setdefault(cid, []).append(pid)
     ids = world.customers.column("customer_id").to_pylist()
     zips = world.customers.column("zip").to_pylist()
+    ages = world.customers.column("age").to_pylist()  # None: the CRM knows only their ZIP
+    # Who bought the offer on the shop (never offered again soon after): "demo-c0012" is D-0012.
+    bought = {
+        f"D-{visitor[len('demo-c') :]}"
+        for visitor, _, events in world.sessions
+        if visitor.startswith("demo-c")
+        for e in events
+        if e["type"] == "purchase" and e.get("product_id") == offer
+    }
     out = []
     last = len(world.segments) - 1
     for k, s in enumerate(world.segments):
@@ -218,7 +227,8 @@ def showcase(world: DemoWorld, group_of: Callable[[str], str], offer: str) -> li
         fits = [
             i for i in range(k, len(ids), len(world.segments))
             if world.tastes.get(ids[i]) == s.tastes and 2 <= len(held.get(ids[i], [])) <= 3
-            and offer not in held[ids[i]]
+            and offer not in held[ids[i]] and ids[i] not in bought and ages[i] is not None
+            and group_of(ids[i]) != "holdout"
         ]  # fmt: skip
         best = next((i for i in fits if group_of(ids[i]) == wanted), fits[0] if fits else None)
         if best is not None:
