@@ -9,6 +9,7 @@ connection from the process environment, the one place below the entry points th
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,14 @@ from typing import Any
 import redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.job import Job, get_current_job
 
 from app.settings import load_settings
 from clickstream.archiver import Archiver
 from enrichment.crm import CrmImportError, ImportOptions, import_crm
 from models.pipeline import train_and_register
 from models.retrain import retrain_erased
-from models.training import TrainingError
+from models.training import ProgressFn, TrainingError, TrainParams
 from store import keys
 from store.redis_client import get_redis
 
@@ -60,7 +61,9 @@ def job_status(conn: redis.Redis, job_id: str, tenant: str | None = None) -> dic
     "meta"}``.
 
     ``status`` is rq's (queued, started, finished, failed, deferred, scheduled, stopped,
-    canceled); ``error`` is the last line of the failure's traceback. Raises JobNotFound for an
+    canceled); ``error`` is the reason a job gave for failing (``JobFailed``), else the last
+    line of the failure's traceback. ``meta["progress"]`` is ``{"stage", "done", "total",
+    "at"}`` for jobs that report progress (training: "training p7", 7, 20). Raises JobNotFound for an
     unknown, expired or malformed id and, with ``tenant``, for another tenant's job, so one
     tenant cannot read another's jobs.
     """
@@ -71,8 +74,10 @@ def job_status(conn: redis.Redis, job_id: str, tenant: str | None = None) -> dic
     if tenant is not None and job.meta.get("tenant") != tenant:
         raise JobNotFound(f"no job {job_id!r} for this tenant")
     latest = job.latest_result()
-    error = None
-    if latest is not None and latest.exc_string:
+    # A job that failed on purpose left its reason in its meta; anything else (a crash, a
+    # timeout) has the last line of its traceback.
+    error = job.meta.get("error")
+    if error is None and latest is not None and latest.exc_string:
         lines = [ln for ln in latest.exc_string.strip().splitlines() if ln.strip()]
         error = lines[-1] if lines else latest.exc_string
     status = job.get_status()
@@ -87,6 +92,48 @@ def job_status(conn: redis.Redis, job_id: str, tenant: str | None = None) -> dic
         "error": error,
         "meta": job.meta,
     }
+
+
+TERMINAL_STATUSES = frozenset({"finished", "failed", "stopped", "canceled"})
+
+
+class JobFailed(RuntimeError):
+    """Raised by a job that cannot do its work: rq marks the job failed (not finished) and
+    ``job_status`` shows this message as its ``error``."""
+
+
+# Progress is written to the job's meta at most this often (plus every stage change and the
+# last step): a 20-product training saves a few dozen times, not once per feature chunk.
+PROGRESS_EVERY_S = 0.5
+
+
+def job_progress() -> ProgressFn | None:
+    """A progress callback that records ``(stage, done, total)`` in the running job's meta
+    for the job API and ``offerwise jobs show``; None outside a job."""
+    job = get_current_job()
+    if job is None:
+        return None
+    last = {"stage": None, "at": 0.0}
+
+    def report(stage: str, done: int, total: int) -> None:
+        now = time.time()
+        group = stage.split(" ", 1)[0]
+        if group == last["stage"] and done < total and now - float(last["at"]) < PROGRESS_EVERY_S:
+            return
+        last.update(stage=group, at=now)
+        job.meta["progress"] = {"stage": stage, "done": int(done), "total": int(total), "at": now}
+        job.save_meta()
+
+    return report
+
+
+def _failed(err: Exception) -> JobFailed:
+    """Record ``err`` as the running job's reason and return the exception to raise."""
+    job = get_current_job()
+    if job is not None:
+        job.meta["error"] = str(err)
+        job.save_meta()
+    return JobFailed(str(err))
 
 
 # -- the jobs: module-level functions the worker imports ------------------------------------
@@ -113,23 +160,36 @@ def crm_import_job(tenant: str, upload_dir: str, options: dict) -> dict:
 
 
 def train_job(
-    tenant: str, products: list[str] | None = None, label_source: str = "holdings"
+    tenant: str,
+    products: list[str] | None = None,
+    label_source: str = "holdings",
+    params: dict | None = None,
 ) -> dict:
-    """The background job behind POST /v1/staff/tenants/<t>/train."""
+    """The background job behind POST /v1/staff/tenants/<t>/train; reports its stage and
+    product k of N in the job's meta, and fails (not finishes) with the reason when no model
+    could be trained. ``params``: ``TrainParams`` fields to override."""
     settings = load_settings()
     try:
-        return train_and_register(get_redis(settings), settings, tenant, products, label_source)
+        return train_and_register(
+            get_redis(settings),
+            settings,
+            tenant,
+            products,
+            label_source,
+            params=TrainParams(**params) if params else None,
+            progress=job_progress(),
+        )
     except TrainingError as err:
-        return {"status": "failed", "error": str(err)}
+        raise _failed(err) from None
 
 
 def retrain_erased_job(tenant: str) -> dict:
     """The background job behind POST /v1/staff/tenants/<t>/models/retrain-erased."""
     settings = load_settings()
     try:
-        return retrain_erased(get_redis(settings), settings, tenant)
+        return retrain_erased(get_redis(settings), settings, tenant, progress=job_progress())
     except TrainingError as err:
-        return {"status": "failed", "error": str(err)}
+        raise _failed(err) from None
 
 
 def archive_job(tenant: str | None = None) -> dict:

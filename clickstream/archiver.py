@@ -62,7 +62,8 @@ from clickstream.archive_files import (
 from clickstream.event_table import entries_to_tables
 from store import keys
 from store.artifacts import fsync_dir, fsync_file
-from store.redis_client import reply_text
+from store.persistence import request_rewrite
+from store.redis_client import is_cluster, reply_text
 from store.tenants import list_tenants, validate_name
 
 __all__ = [
@@ -177,6 +178,24 @@ class _Lock:
         self._release(keys=[self.key], args=[self.token])
 
 
+class _FlatRange:
+    """XRANGE in the raw reply's shape (``_RawRange``) from a Redis Cluster client."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+
+    def xrange(self, name: str, min: str, max: str, count: int) -> _RawRange:
+        return [
+            (
+                sid,
+                [x for pair in fields.items() for x in pair]
+                if isinstance(fields, dict)
+                else fields,
+            )
+            for sid, fields in cast(_Range, self.r.xrange(name, min=min, max=max, count=count))
+        ]
+
+
 class _TenantOptions(TypedDict, total=False):
     """``Archiver.archive_tenant``'s options, as ``archive_all`` passes them on."""
 
@@ -218,9 +237,14 @@ class Archiver:
         self._release = r.register_script(_RELEASE)
         self._commit_script = r.register_script(_COMMIT)
         # Same pool, but XRANGE replies stay raw lists: redis-py's per-entry dicts cost more than
-        # the rest of reading a batch.
-        self._raw = redis.Redis(connection_pool=r.connection_pool)
-        self._raw.set_response_callback("XRANGE", lambda response, **_: response)
+        # the rest of reading a batch. A cluster client parses on each node's own client, which
+        # is shared, so there the dicts are flattened back instead.
+        self._raw: redis.Redis | _FlatRange
+        if is_cluster(r):
+            self._raw = _FlatRange(r)
+        else:
+            self._raw = redis.Redis(connection_pool=r.connection_pool)
+            self._raw.set_response_callback("XRANGE", lambda response, **_: response)
 
     # -- state -----------------------------------------------------------------------------
     def cursor(self, tenant: str) -> StreamId | None:
@@ -472,8 +496,7 @@ def _purge_deleted(r: redis.Redis, stream: str) -> None:
     r.eval(_PURGE, 2, stream, stream + ":purge")
     # The append-only file still holds the original XADDs: rewrite it (best effort; a managed
     # Redis may refuse, and then its own rewrite schedule applies).
-    with contextlib.suppress(redis.RedisError):
-        r.bgrewriteaof()
+    request_rewrite(r)
 
 
 def erase_events(

@@ -217,11 +217,19 @@ class LiveSample:
         self._offers = [0] * 11  # lists: a numpy scalar update costs ten times more
         self._score_sum = [0.0] * 11
 
-    def observe(self, x: np.ndarray, identified: bool, offers: Iterable[ServedOffer]) -> None:
-        """Count 1 in ``every`` calls; the others cost an increment and a modulo."""
+    def observe(
+        self,
+        x: np.ndarray | Callable[[], np.ndarray],
+        identified: bool,
+        offers: Iterable[ServedOffer],
+    ) -> None:
+        """Count 1 in ``every`` calls; the others cost an increment and a modulo. ``x`` may be
+        a function that builds the vector, called only for a counted request."""
         self._seen += 1  # unlocked: a lost increment only moves which request is sampled
         if self._seen % self.every:
             return
+        if callable(x):
+            x = x()
         idx = (x[:, None] > self._edges).sum(axis=1)  # count_nonzero(axis=) is slower
         idx[np.isnan(x)] = MISSING
         kind = KINDS["identified" if identified else "anonymous"]

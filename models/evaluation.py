@@ -177,6 +177,7 @@ def gains_chart(
         "logistic": "#1f77b4",
         "tree": "#2ca02c",
         "popularity": "#7f7f7f",
+        "blend": "#9467bd",
     }
     for k, ax in enumerate(axes.flat):
         if k >= len(products):

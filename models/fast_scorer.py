@@ -2,8 +2,10 @@
 
 All products' XGBoost trees are flattened into one padded, level-ordered forest
 (models/tree_flatten.py) and traversed together with a few numpy operations per tree level;
-products served by a logistic regression are one small matrix product. The same arrays score
-a matrix of rows for offline batch scoring, so real time and batch agree by construction.
+products served by a logistic regression are one small matrix product. A product served by a
+blend (models/blend.py) is fed by several parts, trees and/or linear, whose margins add up in
+its column. The same arrays score a matrix of rows for offline batch scoring, so real time and
+batch agree by construction.
 The artifact saves to a plain .npz (no pickle) that serving loads without xgboost.
 
 Measured on the 2-core dev machine (bench/bench_scorer.py, 20 products x 200 trees, depth 6):
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
+from models.blend import Blend
 from models.linear_model import LinearModel
 from models.tree_flatten import FlatForest, ModelFormatError, flatten, parse_booster
 from store.artifacts import atomic_write
@@ -30,8 +33,9 @@ from store.artifacts import atomic_write
 if TYPE_CHECKING:  # serving never imports xgboost
     import xgboost as xgb
 
-    # One product's model: a binary XGBoost booster or a folded logistic regression.
-    ProductModel: TypeAlias = xgb.Booster | LinearModel
+    # One product's model: a binary XGBoost booster, a folded logistic regression, or a
+    # blend of those (margins summed).
+    ProductModel: TypeAlias = xgb.Booster | LinearModel | Blend
 
 FORMAT = "offerwise-multiproduct-scorer"
 FORMAT_VERSION = 1
@@ -48,6 +52,14 @@ class ScorerError(ValueError):
 
 def _sigmoid(m: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-m))
+
+
+def _add(out: np.ndarray, cols: np.ndarray, values: np.ndarray, unique: bool) -> None:
+    """``out[..., cols] += values``, also when a column repeats (a blended product)."""
+    if unique:
+        out[..., cols] += values
+    else:
+        np.add.at(out, (Ellipsis, cols), values)  # type: ignore[arg-type]  # numpy's stubs
 
 
 class MultiProductScorer:
@@ -74,6 +86,9 @@ class MultiProductScorer:
         self._intercept = np.asarray(linear_intercept, dtype=np.float64)
         self._fill = np.asarray(linear_fill, dtype=np.float64).reshape(-1, self.n_features)
         self._check_consistent()
+        # Each product is fed by one model, except blends: then its column repeats.
+        self._tree_unique = np.unique(self._tree_cols).size == self._tree_cols.size
+        self._linear_unique = np.unique(self._linear_cols).size == self._linear_cols.size
         if forest is not None:
             f = forest
             self._tree_product = np.repeat(
@@ -92,7 +107,8 @@ class MultiProductScorer:
         *,
         verify: bool = True,
     ) -> MultiProductScorer:
-        """Build from {product_id: xgboost.Booster | LinearModel}, in the mapping's order.
+        """Build from {product_id: xgboost.Booster | LinearModel | Blend}, in the mapping's
+        order (a blend's parts all feed its product's column).
 
         The boosters must be binary (binary:logistic / reg:logistic) gbtree models over exactly
         `feature_names`, scored with all their trees as ``booster.predict`` does by default
@@ -107,25 +123,27 @@ class MultiProductScorer:
             raise ScorerError("feature_names contains duplicates")
         n_features = len(feature_names)
         parsed, tree_cols, linear, linear_cols = [], [], [], []
-        boosters: dict[str, xgb.Booster] = {}
-        for col, (product_id, model) in enumerate(models.items()):
-            if isinstance(model, LinearModel):
-                if model.n_features != n_features:
+        boosters: list[xgb.Booster] = []  # in the order of ``parsed``
+        for col, (product_id, product_model) in enumerate(models.items()):
+            parts = product_model.parts if isinstance(product_model, Blend) else [product_model]
+            for model in parts:
+                if isinstance(model, LinearModel):
+                    if model.n_features != n_features:
+                        raise ScorerError(
+                            f"product {product_id!r}: linear model has {model.n_features} "
+                            f"coefficients, feature_names has {n_features}"
+                        )
+                    linear.append(model)
+                    linear_cols.append(col)
+                elif hasattr(model, "save_raw") and hasattr(model, "num_features"):
+                    parsed.append(parse_booster(str(product_id), model, feature_names))
+                    boosters.append(model)
+                    tree_cols.append(col)
+                else:
                     raise ScorerError(
-                        f"product {product_id!r}: linear model has {model.n_features} "
-                        f"coefficients, feature_names has {n_features}"
+                        f"product {product_id!r}: {type(model).__name__} is neither an "
+                        "xgboost.Booster, a LinearModel nor a Blend of those"
                     )
-                linear.append(model)
-                linear_cols.append(col)
-            elif hasattr(model, "save_raw") and hasattr(model, "num_features"):
-                parsed.append(parse_booster(str(product_id), model, feature_names))
-                boosters[str(product_id)] = model
-                tree_cols.append(col)
-            else:
-                raise ScorerError(
-                    f"product {product_id!r}: {type(model).__name__} is neither an "
-                    "xgboost.Booster nor a LinearModel"
-                )
         forest = flatten(parsed, n_features) if parsed else None
         scorer = cls(
             product_ids=[str(p) for p in models],
@@ -141,7 +159,7 @@ class MultiProductScorer:
             scorer._verify_against(boosters)
         return scorer
 
-    def _verify_against(self, boosters: Mapping[str, xgb.Booster]) -> None:
+    def _verify_against(self, boosters: Sequence[xgb.Booster]) -> None:
         """Compare margins with xgboost on rows that sit on the split thresholds."""
         f = self._forest
         assert f is not None
@@ -163,12 +181,12 @@ class MultiProductScorer:
             )
             keep = rng.random(n_rows) > 0.2
             X[keep, j] = vals[keep]
-        mine = self.margins_batch(X)
-        col_of = {pid: i for i, pid in enumerate(self.product_ids)}
-        for product_id, booster in boosters.items():
+        mine = self._tree_margins(X)  # per booster, before blended parts are summed
+        for k, booster in enumerate(boosters):
             theirs = booster.inplace_predict(X, predict_type="margin")
-            diff = np.abs(mine[:, col_of[product_id]] - np.asarray(theirs, dtype=np.float64))
+            diff = np.abs(mine[:, k] - np.asarray(theirs, dtype=np.float64))
             if not np.all(diff <= VERIFY_MARGIN_TOL):
+                product_id = self.product_ids[self._tree_cols[k]]
                 raise ModelFormatError(
                     f"product {product_id!r}: flattened trees disagree with xgboost "
                     f"(max margin difference {diff.max():.3g}); this model format is not "
@@ -180,7 +198,7 @@ class MultiProductScorer:
         if len(set(self.product_ids)) != P:
             raise ScorerError("product_ids contains duplicates")
         cols = np.concatenate([self._tree_cols, self._linear_cols])
-        if cols.size != P or not np.array_equal(np.sort(cols), np.arange(P)):
+        if not np.array_equal(np.unique(cols), np.arange(P)):
             raise ScorerError("tree and linear product columns do not cover the products")
         n_tree = 0 if self._forest is None else self._forest.tree_starts.size
         if self._tree_cols.size != n_tree:
@@ -218,7 +236,7 @@ class MultiProductScorer:
     def margins(self, x) -> np.ndarray:
         """Log-odds per product (order = product_ids) for one float32 feature vector."""
         x = self._check_row(x)
-        out = np.empty(len(self.product_ids), dtype=np.float64)
+        out = np.zeros(len(self.product_ids), dtype=np.float64)
         f = self._forest
         if f is not None:
             F = self.n_features
@@ -239,10 +257,10 @@ class MultiProductScorer:
                 leaves = f.leaf[idx]
             else:
                 leaves = f.leaf
-            out[self._tree_cols] = np.add.reduceat(leaves.astype(np.float64), f.tree_starts)
-            out[self._tree_cols] += f.base_margin
+            tree = np.add.reduceat(leaves.astype(np.float64), f.tree_starts) + f.base_margin
+            _add(out, self._tree_cols, tree, self._tree_unique)
         if self._linear_cols.size:
-            out[self._linear_cols] = self._linear_margins(x[None, :])[0]
+            _add(out, self._linear_cols, self._linear_margins(x[None, :])[0], self._linear_unique)
         return out
 
     def score(self, x) -> np.ndarray:
@@ -263,31 +281,44 @@ class MultiProductScorer:
         return _sigmoid(self.margins_batch(X, chunk_rows))
 
     def _margins_chunk(self, X: np.ndarray) -> np.ndarray:
+        out = np.zeros((X.shape[0], len(self.product_ids)), dtype=np.float64)
+        if self._forest is not None:
+            _add(out, self._tree_cols, self._tree_margins_chunk(X), self._tree_unique)
+        if self._linear_cols.size:
+            _add(out, self._linear_cols, self._linear_margins(X), self._linear_unique)
+        return out
+
+    def _tree_margins(self, X: np.ndarray, chunk_rows: int = BATCH_CHUNK_ROWS) -> np.ndarray:
+        """Margins of each flattened booster (not summed per product), (n_rows, boosters)."""
+        X = self._check_matrix(X)
+        out = np.empty((X.shape[0], self._tree_cols.size), dtype=np.float64)
+        for start in range(0, X.shape[0], chunk_rows):
+            chunk = X[start : start + chunk_rows]
+            out[start : start + chunk.shape[0]] = self._tree_margins_chunk(chunk)
+        return out
+
+    def _tree_margins_chunk(self, X: np.ndarray) -> np.ndarray:
         n, F = X.shape
-        out = np.empty((n, len(self.product_ids)), dtype=np.float64)
         nan = np.isnan(X)
         f = self._forest
-        if f is not None:
-            X2 = np.zeros((n, 2 * F + 1), dtype=np.float32)
-            X2[:, :F] = np.where(nan, _INF, X)
-            X2[:, F : 2 * F] = np.where(nan, -_INF, X)
-            goes_right = np.repeat(X2, f.slot_counts, axis=1) >= f.cond_thr
-            flat = goes_right.ravel()
-            row_base = (np.arange(n, dtype=np.intp) * f.cond_thr.size)[:, None]
-            if f.depth:
-                idx = self._root_right + goes_right[:, f.cond[0]]
-                for cond in f.cond[1:]:
-                    step = flat[cond[idx] + row_base]
-                    idx *= 2
-                    idx += step
-                leaves = f.leaf[idx]
-            else:
-                leaves = np.broadcast_to(f.leaf, (n, f.n_trees))
-            margins = np.add.reduceat(leaves.astype(np.float64), f.tree_starts, axis=1)
-            out[:, self._tree_cols] = margins + f.base_margin
-        if self._linear_cols.size:
-            out[:, self._linear_cols] = self._linear_margins(X)
-        return out
+        assert f is not None
+        X2 = np.zeros((n, 2 * F + 1), dtype=np.float32)
+        X2[:, :F] = np.where(nan, _INF, X)
+        X2[:, F : 2 * F] = np.where(nan, -_INF, X)
+        goes_right = np.repeat(X2, f.slot_counts, axis=1) >= f.cond_thr
+        flat = goes_right.ravel()
+        row_base = (np.arange(n, dtype=np.intp) * f.cond_thr.size)[:, None]
+        if f.depth:
+            idx = self._root_right + goes_right[:, f.cond[0]]
+            for cond in f.cond[1:]:
+                step = flat[cond[idx] + row_base]
+                idx *= 2
+                idx += step
+            leaves = f.leaf[idx]
+        else:
+            leaves = np.broadcast_to(f.leaf, (n, f.n_trees))
+        margins = np.add.reduceat(leaves.astype(np.float64), f.tree_starts, axis=1)
+        return margins + f.base_margin
 
     def _linear_margins(self, X: np.ndarray) -> np.ndarray:
         # An explicit per-row sum rather than BLAS: gemv and gemm round differently, and a
@@ -327,11 +358,14 @@ class MultiProductScorer:
             # feature index F collected the (zero) padding steps; it becomes the bias
             contrib[:, F] = np.add.reduceat(f.mean[0].astype(np.float64), f.tree_starts)
             contrib[:, F] += f.base_margin
-            out[self._tree_cols] = contrib
+            if self._tree_unique:
+                out[self._tree_cols] = contrib
+            else:
+                np.add.at(out, self._tree_cols, contrib)
         if self._linear_cols.size:
             xf = np.where(np.isnan(x)[None, :], self._fill, x.astype(np.float64)[None, :])
-            out[self._linear_cols, :F] = self._coef * xf
-            out[self._linear_cols, F] = self._intercept
+            linear = np.concatenate([self._coef * xf, self._intercept[:, None]], axis=1)
+            np.add.at(out, self._linear_cols, linear)
         return out
 
     # ----------------------------------------------------------------- persistence

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import redis
 
-from models import drift, lineage, registry
+from models import anonymous, drift, lineage, registry
 from models.bundle import SCORE_CUTS_FILE
 from models.erasure import list_receipts
 from models.evaluation import evaluate_scores
@@ -106,6 +106,33 @@ def score_percentiles(scores: np.ndarray) -> list[float]:
     return [round(float(q), 7) for q in qs]
 
 
+def _train_anonymous(
+    r: redis.Redis,
+    settings: Settings,
+    result: TrainingResult,
+    folder,
+    params: TrainParams | None,
+    progress: ProgressFn | None,
+) -> dict:
+    """The anonymous visitors' model of the same version (models.anonymous), saved beside the
+    customer model; a version without one serves anonymous visitors with the customer model,
+    and the reason is recorded."""
+    if not settings.events_dir.is_dir():
+        return {"trained": False, "why": "no event archive"}
+    base = TrainParams(**{k: v for k, v in result.params.items()
+                          if k in TrainParams.__dataclass_fields__})  # fmt: skip
+    base.baselines = tuple(base.baselines)
+    try:
+        anon = anonymous.train_anonymous(
+            r, settings, result.tenant, result.version, result.snapshot["products"], base,
+            progress=progress,
+        )  # fmt: skip
+    except TrainingError as err:
+        return {"trained": False, "why": str(err)}
+    anonymous.save_anonymous(folder, anon)
+    return {"trained": True, **anonymous.summary(anon)}
+
+
 def train_and_register(
     r: redis.Redis,
     settings: Settings,
@@ -122,6 +149,8 @@ def train_and_register(
     result = train_tenant(
         r, settings, tenant, products, label_source, params=params, progress=progress
     )
+    if progress is not None:
+        progress("evaluating on the holdout", 0, 2)
     save_result(settings, result)
     trained = result.trained_products
     cuts: dict[str, list[float]] = {}
@@ -139,6 +168,7 @@ def train_and_register(
         )
         reference.save(folder)
     del data
+    anon_meta = _train_anonymous(r, settings, result, folder, params, progress)
     current = registry.champion(r, tenant)
     champion_score = None
     compared: list[str] = []
@@ -157,11 +187,14 @@ def train_and_register(
     challenger_score = (
         _mean_auc([challenger[p] for p in (compared or trained) if p in challenger]) or 0.0
     )
+    if progress is not None:
+        progress("registering", 1, 2)
     meta = {
         **result.summary(),
         "trained_at": result.created_at,
         "holdout_auc": challenger,
         "compared_products": compared,
+        "anonymous": anon_meta,
     }
     if tenant_record is not None:  # else train_tenant refused already
         meta["lineage"] = lineage.record(
@@ -182,4 +215,6 @@ def train_and_register(
         why = f"trained while erasures ran ({', '.join(overlapping[:5])})"
         lineage.flag_for_retraining(r, tenant, [result.version], why)
         decision["retrain"] = why
+    if progress is not None:
+        progress("done", 2, 2)
     return {"version": result.version, "summary": result.summary(), "registry": decision}

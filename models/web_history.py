@@ -33,20 +33,32 @@ from clickstream.decay import HALF_LIFE_S
 from clickstream.profiles import PROFILE_TTL_S, RECENT_ITEMS, RECENTLY_BOUGHT_S
 from models.features import WEB_COUNTERS
 
-EVENT_COLUMNS = ("type", "server_ts", "visitor", "customer", "product_id", "category")
+EVENT_COLUMNS = ("type", "ts", "server_ts", "visitor", "customer", "product_id", "category")
 TOP_AFFINITIES = 10
 
 
 def load_events(
     events_dir: Path | str, tenant: str, start_date: str | None = None, end_date: str | None = None
 ) -> pd.DataFrame:
-    """The tenant's archived events as a DataFrame with ``ts`` in epoch milliseconds (int64)."""
+    """The tenant's archived events as a DataFrame with ``ts``, the event's time in epoch
+    milliseconds (int64; see ``events_frame``)."""
     table = read_archive(events_dir, tenant, start_date, end_date, columns=list(EVENT_COLUMNS))
     return events_frame(table)
 
 
 def events_frame(table: pa.Table) -> pd.DataFrame:
-    ts = pc.cast(table.column("server_ts"), pa.int64())
+    """Events with ``ts`` = when each happened: the client's time, except that an event cannot
+    happen after the server received it (a client clock ahead is capped at ``server_ts``).
+
+    Event time, not receive time: a snippet's queue sends events late (offline, retries), and
+    imported history (clickstream/history_import.py) was received long after it happened, so
+    "before the purchase" and the label windows must be measured on the event's own clock.
+    """
+    server = pc.cast(table.column("server_ts"), pa.int64())
+    if "ts" in table.column_names:
+        ts = pc.min_element_wise(pc.cast(table.column("ts"), pa.int64()), server)
+    else:  # a table read with server_ts only
+        ts = server
     frame = pd.DataFrame(
         {
             "type": table.column("type").to_pandas(),

@@ -16,8 +16,16 @@ from pathlib import Path
 class Settings:
     # Embedded Redis files, Parquet archive, CRM versions, model artifacts, metrics.
     data_dir: Path = field(default_factory=lambda: Path("var").resolve())
-    # An external Redis; None starts (or joins) the embedded server in data_dir.
+    # An external Redis; None starts (or joins) the embedded server in data_dir. A Redis Cluster
+    # is named ``redis+cluster://host:port`` (store.redis_client).
     redis_url: str | None = None
+    # The job queue's Redis (rq cannot use a cluster); None: the store's own server.
+    queue_redis_url: str | None = None
+    # Collect answers 200 only once this many replicas have the batch's writes (Redis WAIT),
+    # so a failover to a replica loses no acknowledged event; 0: do not wait (README,
+    # Durability). After wait_timeout_ms without enough replicas the answer is a 503.
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 500
     staff_token: str | None = None
     # Unlocks the per-tenant series of /metrics (tenant names and counts); see README "Metrics".
     metrics_token: str | None = None

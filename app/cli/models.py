@@ -9,7 +9,7 @@ from app.cli.output import emit, fail, store
 from app.cli.train import _Bar
 from app.settings import load_settings
 from models import registry, retrain
-from models.training import TrainingError
+from models.training import TrainingError, TrainingResult, comparison
 
 
 @click.group()
@@ -22,6 +22,31 @@ def models() -> None:
 def list_(tenant_name: str) -> None:
     """Every version, newest first, with its holdout score and which one is champion."""
     emit(registry.list_versions(store(), tenant_name))
+
+
+@models.command("show")
+@click.option("--tenant", "tenant_name", required=True)
+@click.argument("version", required=False)
+def show(tenant_name: str, version: str | None) -> None:
+    """The training report of VERSION (default: the champion): per product the served
+    candidate and why, each candidate's cross-validation mean and sd (or validation AUC) and
+    its holdout figures."""
+    r = store()
+    version = version or registry.champion(r, tenant_name)
+    if version is None:
+        fail(f"tenant {tenant_name!r} has no model yet")
+    try:
+        result = TrainingResult.load(registry.version_dir(load_settings(), tenant_name, version))
+    except (OSError, ValueError) as err:
+        fail(f"no readable model version {version!r} of {tenant_name!r}: {err}")
+    emit({
+        "tenant": tenant_name,
+        "version": version,
+        "champion": registry.champion(r, tenant_name) == version,
+        "label_source": result.snapshot.get("label_source"),
+        "timings": result.timings,
+        "products": comparison(result),
+    })  # fmt: skip
 
 
 @models.command("promote")

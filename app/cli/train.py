@@ -50,7 +50,12 @@ class _Bar:
         self.progress.stop()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        group = "training" if stage.startswith("training") else "preparing data"
+        if stage.startswith("training"):
+            group = "training"
+        elif stage.startswith(("evaluating", "registering", "done")):
+            group = "evaluating and registering"
+        else:
+            group = "preparing data"
         if group not in self.tasks:
             self.tasks[group] = self.progress.add_task(group, total=total)
         self.progress.update(self.tasks[group], completed=done, total=total, description=stage)

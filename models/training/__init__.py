@@ -36,7 +36,12 @@ from models.training.dataset import (
     split_of,
 )
 from models.training.fit import fit_xgboost, new_version_id, train_tenant
-from models.training.holdout import comparison, evaluate_result, write_gains_chart
+from models.training.holdout import (
+    comparison,
+    evaluate_result,
+    gains_curves,
+    write_gains_chart,
+)
 from models.training.params import CANDIDATES, ProgressFn, TrainingError, TrainParams
 from models.training.results import (
     RESULT_FORMAT,
@@ -64,6 +69,7 @@ __all__ = [
     "comparison",
     "evaluate_result",
     "fit_xgboost",
+    "gains_curves",
     "headline",
     "latest_result_dir",
     "list_results",

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from models.blend import Blend
 from models.linear_model import LinearModel
 from store.artifacts import ARTIFACTS, artifacts_for, join_key
 from store.config import Settings
@@ -52,6 +53,8 @@ def _write_model(path: Path, model: ProductModel) -> None:
         data = {"kind": "linear", "coef": model.coef.tolist(), "intercept": model.intercept,
                 "fill": model.fill.tolist()}  # fmt: skip
         path.write_text(json.dumps(data))
+    elif isinstance(model, Blend):
+        path.write_text(json.dumps(model.to_json()))
     else:
         path.write_bytes(bytes(model.save_raw("json")))
 
@@ -61,6 +64,8 @@ def _read_model(path: Path) -> ProductModel:
     data = json.loads(raw)
     if data.get("kind") == "linear":
         return LinearModel(coef=data["coef"], intercept=data["intercept"], fill=data["fill"])
+    if data.get("kind") == "blend":
+        return Blend.from_json(data)
     import xgboost as xgb
 
     booster = xgb.Booster(model_file=bytearray(raw))

@@ -17,6 +17,7 @@ from models.baselines import fit_logistic, fit_popularity, fit_tree
 from models.calibration import Platt, fit_platt
 from models.evaluation import auc, evaluate_scores, log_loss
 from models.fast_scorer import MultiProductScorer
+from models.training import selection
 from models.training.dataset import Dataset, prepare
 from models.training.params import ProgressFn, TrainingError, TrainParams, _progress
 from models.training.results import Candidate, ProductResult, TrainingResult, headline
@@ -46,18 +47,31 @@ def _xgb_params(params: TrainParams, pos: int, neg: int) -> dict:
 def fit_xgboost(
     X_train: np.ndarray,
     y_train: np.ndarray,
-    X_val: np.ndarray,
-    y_val: np.ndarray,
+    X_val: np.ndarray | None,
+    y_val: np.ndarray | None,
     feature_names: Sequence[str],
     params: TrainParams,
+    *,
+    overrides: dict | None = None,
+    rounds: int | None = None,
 ):
-    """The early-stopped booster (sliced to its best iteration) and its info."""
+    """The early-stopped booster (sliced to its best iteration) and its info.
+
+    ``overrides`` replace booster parameters (the small-data settings of selection.py);
+    without a validation set (``X_val`` None) exactly ``rounds`` trees are grown.
+    """
     import xgboost as xgb
 
     pos = int(y_train.sum())
-    p = _xgb_params(params, pos, int(y_train.size - pos))
+    p = {**_xgb_params(params, pos, int(y_train.size - pos)), **(overrides or {})}
+    stopping = int(p.pop("early_stopping", params.early_stopping))
     dtrain = xgb.QuantileDMatrix(X_train, label=y_train, feature_names=list(feature_names),
-                                 max_bin=params.max_bin, nthread=p["nthread"])  # fmt: skip
+                                 max_bin=p["max_bin"], nthread=p["nthread"])  # fmt: skip
+    if X_val is None or y_val is None:
+        n = int(rounds or params.max_rounds)
+        booster = xgb.train(p, dtrain, num_boost_round=n, verbose_eval=False)
+        booster.feature_names = list(feature_names)
+        return booster, {"trees": n, "scale_pos_weight": round(p["scale_pos_weight"], 3)}
     weight = np.where(np.asarray(y_val, dtype=bool), p["scale_pos_weight"], 1.0)
     dval = xgb.QuantileDMatrix(
         X_val,
@@ -65,18 +79,19 @@ def fit_xgboost(
         weight=weight,
         ref=dtrain,
         feature_names=list(feature_names),
-        max_bin=params.max_bin,
+        max_bin=p["max_bin"],
         nthread=p["nthread"],
     )
+    max_rounds = int(rounds or params.max_rounds)
     booster = xgb.train(
         p,
         dtrain,
-        num_boost_round=params.max_rounds,
+        num_boost_round=max_rounds,
         evals=[(dval, "validation")],
-        early_stopping_rounds=params.early_stopping,
+        early_stopping_rounds=stopping,
         verbose_eval=False,
     )
-    best = int(getattr(booster, "best_iteration", params.max_rounds - 1))
+    best = int(getattr(booster, "best_iteration", max_rounds - 1))
     booster = booster[: best + 1]
     booster.feature_names = list(feature_names)
     return booster, {"trees": best + 1, "scale_pos_weight": round(p["scale_pos_weight"], 3)}
@@ -142,7 +157,8 @@ def _train_product(
     if res.positives["train"] == res.rows["train"]:
         res.error = f"every training customer {what} {product!r}: nothing to tell apart"
         return res, {}, {}
-    if res.positives["validation"] < params.min_validation_positives:
+    cv = selection.use_cv(params, res.positives["train"] + res.positives["validation"])
+    if not cv and res.positives["validation"] < params.min_validation_positives:
         res.error = (
             f"only {res.positives['validation']} customers in the validation split {what} "
             f"{product!r} (at least {params.min_validation_positives} needed to choose and "
@@ -152,6 +168,25 @@ def _train_product(
 
     names = data.schema.feature_names
     masked = [k for k, nm in enumerate(names) if nm == f"holds_{product}"]
+    if cv:
+        cands = _select_by_cv(data, y, rows, masked, params, rng, res)
+    else:
+        cands = _select_on_validation(data, y, rows, masked, params, rng, res)
+    return _finish(data, y, rows, cands, res, started)
+
+
+def _select_on_validation(
+    data: Dataset,
+    y: np.ndarray,
+    rows: dict[str, np.ndarray],
+    masked: list[int],
+    params: TrainParams,
+    rng: np.random.Generator,
+    res: ProductResult,
+) -> dict[str, Candidate]:
+    """Large data: every candidate learns from the training split, is calibrated and
+    compared on the validation split (thousands of positives: differences are real)."""
+    names = data.schema.feature_names
     tr = _train_rows(y, rows["train"], params.max_train_rows, rng)
     res.rows["train"] = int(tr.size)
     X_tr = data.X[tr]
@@ -189,14 +224,65 @@ def _train_product(
     chosen = max(cands, key=lambda nm: -1.0 if (a := val_auc[nm]) is None else a)  # first wins ties
     res.chosen = chosen
     res.note = _note(chosen, val_auc)
+    res.selection = {"method": "validation", "positives": res.positives["validation"]}
+    return cands
 
+
+def _select_by_cv(
+    data: Dataset,
+    y: np.ndarray,
+    rows: dict[str, np.ndarray],
+    masked: list[int],
+    params: TrainParams,
+    rng: np.random.Generator,
+    res: ProductResult,
+) -> dict[str, Candidate]:
+    """Few positives: the train and validation splits together are the training part,
+    candidates are compared by repeated stratified k-fold CV on it (selection.py)."""
+    part = np.sort(np.concatenate([rows["train"], rows["validation"]]))
+    tr = _train_rows(y, part, params.max_train_rows, rng)
+    X_tr = data.X[tr]
+    if masked:  # the label itself must not be a feature
+        X_tr[:, masked] = np.nan
+    y_tr = y[tr]
+    cv_rows = _train_rows(y_tr, np.arange(y_tr.size), params.cv_max_rows, rng)
+    cands, report, chosen, note = selection.select(
+        X_tr, y_tr, list(data.schema.feature_names), masked, params, rng, cv_rows=cv_rows
+    )
+    res.rows["train"] = int(tr.size)
+    res.rows["validation"] = 0  # part of the training part: no slice is set apart
+    res.candidates = report
+    res.chosen = chosen
+    res.note = note
+    res.selection = {
+        "method": "cross-validation",
+        "folds": params.cv_folds,
+        "repeats": params.cv_repeats,
+        "rows": int(cv_rows.size),
+        "positives": int(y_tr[cv_rows].sum()),
+        "why": f"{int(y_tr.sum())} positives in the training part, under "
+        f"{params.cv_max_positives}: one validation slice would choose by noise",
+    }
+    return cands
+
+
+def _finish(
+    data: Dataset,
+    y: np.ndarray,
+    rows: dict[str, np.ndarray],
+    cands: dict[str, Candidate],
+    res: ProductResult,
+    started: float,
+) -> tuple[ProductResult, dict[str, Candidate], dict]:
     X_ho = data.X[rows["holdout"]]
     y_ho = y[rows["holdout"]]
     evaluation = {name: evaluate_scores(y_ho, cand.prob(X_ho)) for name, cand in cands.items()}
     for name, ev in evaluation.items():
         res.candidates[name]["holdout"] = headline(ev)
     if res.positives["holdout"] == 0:
-        res.note += "; the holdout has no positives, so holdout figures are missing"
+        res.note = (
+            res.note or ""
+        ) + "; the holdout has no positives, so holdout figures are missing"
     res.status = "ok"
     res.seconds = round(time.perf_counter() - started, 3)
     return res, cands, evaluation

@@ -46,8 +46,10 @@ def evaluate_result(
 
 
 def comparison(result: TrainingResult) -> dict:
-    """Side by side per product: each candidate's holdout headline figures, the served one,
-    and in plain words whether XGBoost beat logistic regression on AUC and capture@20%."""
+    """Side by side per product: each candidate's holdout headline figures and the figures
+    it was chosen on (``cv``: mean and sd of the fold AUCs, or ``validation_auc``), the served
+    one and why (``note``, ``selection``), and in plain words whether XGBoost beat logistic
+    regression on AUC and capture@20%."""
     out: dict[str, dict] = {}
     for product, res in result.products.items():
         if res.status != "ok":
@@ -55,10 +57,17 @@ def comparison(result: TrainingResult) -> dict:
             continue
         ev = result.evaluation.get(product, {})
         cands = {name: headline(e) for name, e in ev.items()}
+        for name, fig in cands.items():  # how each did when the choice was made
+            chosen_on = res.candidates.get(name, {})
+            if "cv" in chosen_on:
+                fig["cv"] = chosen_on["cv"]
+            elif "validation" in chosen_on:
+                fig["validation_auc"] = chosen_on["validation"].get("auc")
         entry: dict[str, object] = {
             "status": "ok",
             "served": res.chosen,
             "note": res.note,
+            "selection": res.selection,
             "candidates": cands,
         }
         x, lr = cands.get("xgboost"), cands.get("logistic")
@@ -89,3 +98,22 @@ def write_gains_chart(result: TrainingResult, path: Path | str) -> Path:
     served = {p: res.chosen for p, res in result.products.items() if res.chosen}
     return gains_chart(curves, path, served=served,
                        title=f"{result.tenant} {result.version}: cumulative gains on the holdout")  # fmt: skip
+
+
+def gains_curves(result: TrainingResult, points: int = 20) -> dict[str, dict]:
+    """Per product, each candidate's cumulative gains on the holdout (share of the positives
+    found in the top k% of the list) at ``points`` + 1 evenly spaced k, and the served one;
+    what the dashboard draws (the full curves are 101 points per candidate)."""
+    out: dict[str, dict] = {}
+    for product, cands in result.evaluation.items():
+        curves = {}
+        for name, ev in cands.items():
+            curve = list(ev.get("gains") or [])
+            if len(curve) > 1:
+                last = len(curve) - 1
+                curves[name] = [
+                    round(float(curve[round(i * last / points)]), 4) for i in range(points + 1)
+                ]
+        res = result.products.get(product)
+        out[product] = {"served": res.chosen if res else None, "curves": curves}
+    return out

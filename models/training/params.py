@@ -38,6 +38,20 @@ class TrainParams:
     max_pos_weight: float = 50.0
     product_views: bool = True  # web_viewed_<product> features
     baselines: tuple[str, ...] = ("logistic", "tree", "popularity")
+    # Small data (models/training/selection.py): a product whose training part holds fewer
+    # positives than this is chosen by repeated stratified k-fold cross-validation instead of
+    # one validation slice (0: never), with small-data XGBoost settings and a blend candidate.
+    cv_max_positives: int = 3000
+    cv_folds: int = 5
+    cv_repeats: int = 3
+    cv_max_rows: int = 60_000  # above: all positives + sampled negatives, for the folds only
+    cv_max_depth: int = 3
+    cv_learning_rate: float = 0.05
+    cv_min_child_weight: float = 1.0
+    cv_lambda: float = 5.0
+    cv_max_rounds: int = 600
+    cv_early_stopping: int = 40
+    blend: bool = True  # the mean of the best two candidates' calibrated log-odds competes
     seed: int = 0
     nthread: int = 0  # 0: all cores
 

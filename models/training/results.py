@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.blend import Blend, scaled
 from models.calibration import Platt, calibrate_booster, calibrate_linear
 from models.fast_scorer import MultiProductScorer
 from models.features import FeatureSchema
@@ -34,7 +35,7 @@ class Candidate:
     info: dict = field(default_factory=dict)
 
     def raw_margin(self, X: np.ndarray) -> np.ndarray:
-        if isinstance(self.model, LinearModel):
+        if isinstance(self.model, (LinearModel, Blend)):
             return self.model.margin(X)
         return np.asarray(self.model.inplace_predict(X, predict_type="margin"), dtype=np.float64)
 
@@ -42,6 +43,10 @@ class Candidate:
         return self.platt.prob(self.raw_margin(X))
 
     def calibrated(self) -> ProductModel:
+        if isinstance(self.model, Blend):  # a * sum(parts) + b: scale each part, b on the first
+            parts = [scaled(m, self.platt.a, self.platt.b if k == 0 else 0.0)
+                     for k, m in enumerate(self.model.parts)]  # fmt: skip
+            return Blend(parts, self.model.names)
         if isinstance(self.model, LinearModel):
             return calibrate_linear(self.model, self.platt)
         return calibrate_booster(self.model, self.platt)
@@ -58,7 +63,9 @@ class ProductResult:
     rows: dict = field(default_factory=dict)  # split -> rows (train: rows actually used)
     candidates: dict = field(
         default_factory=dict
-    )  # name -> {validation, holdout, calibration, info}
+    )  # name -> {validation or cv, holdout, calibration, info}
+    # How the served candidate was chosen: {"method": "validation" | "cross-validation", ...}
+    selection: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:

@@ -49,6 +49,7 @@ from clickstream.archiver import (
 from clickstream.event_table import SCHEMA, row_to_event
 from store import keys
 from store.tenants import TenantError, create_tenant
+from tests.helpers import another_client
 
 REPO = Path(__file__).resolve().parents[2]
 DAY_MS = 86_400_000
@@ -302,14 +303,15 @@ def test_leftover_temp_files_and_stale_staging_are_removed(
 # for the rerun to wait it out.
 def _crash_child(redis_url: str, events_dir: Path, step: str, nth: int, batch: int) -> int:
     code = (
-        "import os, sys, collections, redis\n"
+        "import os, sys, collections\n"
         "from clickstream.archiver import Archiver\n"
+        "from store.redis_client import client_for_url\n"
         "seen = collections.Counter()\n"
         "def hook(s):\n"
         "    seen[s] += 1\n"
         f"    if s == {step!r} and seen[s] == {nth}:\n"
         "        os._exit(70)\n"
-        f"r = redis.Redis.from_url({redis_url!r})\n"
+        f"r = client_for_url({redis_url!r})\n"
         f"Archiver(r, {str(events_dir)!r}, batch_size={batch}, lock_ttl_ms=60_000, hook=hook)"
         f".archive_tenant({T!r})\n"
     )
@@ -419,9 +421,7 @@ def test_concurrent_archivers_do_not_duplicate(r: redis.Redis, events_dir: Path)
         stop.set()
 
     def archive() -> None:
-        archiver = Archiver(
-            redis.Redis(connection_pool=r.connection_pool), events_dir, batch_size=97
-        )
+        archiver = Archiver(another_client(r), events_dir, batch_size=97)
         try:
             while not stop.is_set():
                 archiver.archive_tenant(T, lock_wait_s=0.01)
@@ -517,22 +517,24 @@ def test_compaction_merges_small_files_and_keeps_rows(r: redis.Redis, events_dir
 def test_enqueue_job_and_burst_worker_archives(r: redis.Redis, settings) -> None:
     from app.jobs import JobNotFound, enqueue, job_status
     from app.worker import run_worker
+    from store.redis_client import queue_redis
 
     create_tenant(r, T)
     ids = add(r, [make_event(i) for i in range(25)])
-    ok = enqueue(r, "app.jobs.archive_job", T)
-    bad = enqueue(r, "clickstream.archive_files.tenant_dir", "/nowhere", "Not A Tenant!")
-    assert job_status(r, ok)["status"] == "queued"
+    q = queue_redis(settings)  # the store's server, or beside a cluster store its own
+    ok = enqueue(q, "app.jobs.archive_job", T)
+    bad = enqueue(q, "clickstream.archive_files.tenant_dir", "/nowhere", "Not A Tenant!")
+    assert job_status(q, ok)["status"] == "queued"
     summary = run_worker(settings, burst=True)
     assert summary["worked_jobs"] is True
-    status = job_status(r, ok)
+    status = job_status(q, ok)
     assert status["status"] == "finished" and status["error"] is None
     assert status["result"][T]["events"] == 25
-    failed = job_status(r, bad)
+    failed = job_status(q, bad)
     assert failed["status"] == "failed" and "TenantError" in failed["error"]
     assert read_archive(settings.events_dir, T)["stream_id"].to_pylist() == ids
     with pytest.raises(JobNotFound):
-        job_status(r, "no-such-job")
+        job_status(q, "no-such-job")
 
 
 def test_worker_archives_in_background_and_stops_on_sigterm(r: redis.Redis, settings) -> None:

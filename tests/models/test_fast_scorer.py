@@ -328,4 +328,53 @@ def test_verification_catches_a_model_it_does_not_reproduce(boosters):
     s = MultiProductScorer.from_boosters({"deep": boosters["deep"]}, NAMES, verify=False)
     s._forest.leaf[:] += np.float32(0.01)  # what a misread leaf layout would do
     with pytest.raises(ModelFormatError, match="disagree with xgboost"):
-        s._verify_against({"deep": boosters["deep"]})
+        s._verify_against([boosters["deep"]])
+
+
+def test_blends_of_trees_and_linear_models_score_alike_in_real_time_and_batch(
+    boosters, linear_models, tmp_path
+):
+    """A blended product (models/blend.py) is one column fed by several parts: it scores the
+    blend's own margin, identically per row and in batch, after a save/load, and its
+    contributions add up to its margin."""
+    from models.blend import Blend, blend_of
+    from models.training.artifacts import _read_model, _write_model
+
+    lr = linear_models["lr_pipeline"][0]
+    tree_lr = blend_of([boosters["shallow"], lr], ["xgboost", "logistic"], [0.6, 0.4], offset=-1.2)
+    two_trees = blend_of([boosters["deep"], boosters["one_tree"]], ["a", "b"], [0.5, 0.5])
+    two_linear = blend_of([lr, linear_models["lr_plain"][0]], ["a", "b"], [0.3, 0.7])
+    models = {
+        "deep": boosters["deep"],
+        "tree_lr": tree_lr,
+        "lr_plain": linear_models["lr_plain"][0],
+        "two_trees": two_trees,
+        "two_linear": two_linear,
+    }
+    s = MultiProductScorer.from_boosters(models, NAMES)
+    X, _ = make_data(33, n=300)
+    want_tree_lr = (
+        0.6 * boosters["shallow"].inplace_predict(X, predict_type="margin")
+        + 0.4 * (lr.margin(X))
+        - 1.2
+    )
+    batch = s.margins_batch(X)
+    np.testing.assert_allclose(batch[:, 1], want_tree_lr, atol=MARGIN_TOL)
+    for k, name in ((1, "tree_lr"), (3, "two_trees"), (4, "two_linear")):
+        np.testing.assert_allclose(batch[:, k], models[name].margin(X), atol=MARGIN_TOL)
+    np.testing.assert_allclose(
+        batch[:, 0], boosters["deep"].inplace_predict(X, predict_type="margin"), atol=MARGIN_TOL
+    )
+    # real time == batch, bit for bit, also after a round trip through the artifact
+    np.testing.assert_array_equal(np.stack([s.margins(x) for x in X[:60]]), batch[:60])
+    s.save(tmp_path / "scorer.npz")
+    loaded = MultiProductScorer.load(tmp_path / "scorer.npz")
+    np.testing.assert_array_equal(loaded.score_batch(X), s.score_batch(X))
+    np.testing.assert_array_equal(loaded.score(X[5]), s.score_batch(X[5:6])[0])
+    contrib = s.contributions(X[7])
+    np.testing.assert_allclose(contrib.sum(axis=1), s.margins(X[7]), atol=1e-5)
+    # the training artifact keeps a blend's parts
+    _write_model(tmp_path / "blend.json", tree_lr)
+    again = _read_model(tmp_path / "blend.json")
+    assert isinstance(again, Blend) and again.names == ["xgboost", "logistic"]
+    np.testing.assert_allclose(again.margin(X), tree_lr.margin(X), atol=1e-6)

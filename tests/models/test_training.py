@@ -38,6 +38,10 @@ from models.training import (
 from store.tenants import create_tenant, get_tenant
 from tests.synth_world import World, make_world
 
+# Few positives: every product is chosen by 3x5-fold cross-validation, which takes minutes
+# on a shared 2-core machine.
+pytestmark = pytest.mark.timeout(1200)
+
 CONFIG = SyntheticConfig(customers=5000, products=4, dead_products=1, web_share=0.4, seed=11)
 LIVE = ["p0", "p1", "p2", "p3"]
 
@@ -93,18 +97,46 @@ def test_product_without_positives_gets_a_clear_error(holdings_result: TrainingR
     assert holdings_result.summary()["products_failed"] == {"dead0": dead.error}
 
 
-def test_served_model_is_the_validation_winner_and_the_report_says_so(
+def test_few_positives_choose_by_repeated_cross_validation_and_say_so(
     holdings_result: TrainingResult,
 ) -> None:
+    """A few hundred positives: the served model is the best mean AUC over 3x5 stratified
+    folds of the training part (train + validation splits), the blend of the best two
+    competes, and the report gives every candidate's mean and sd over the folds."""
+    from models.training.selection import NAMES
+
     for p in LIVE:
         pr = holdings_result.products[p]
-        val = {n: c["validation"]["auc"] for n, c in pr.candidates.items()}
-        assert val[pr.chosen] == max(val.values())
-        assert set(val) == {"xgboost", "logistic", "tree", "popularity"}
-        if pr.chosen != "xgboost":
-            assert pr.note.startswith("XGBoost lost on validation AUC")
-        else:
-            assert pr.note.startswith("XGBoost served")
+        assert pr.selection["method"] == "cross-validation", pr.selection
+        cv = {n: c["cv"] for n, c in pr.candidates.items()}
+        assert set(cv) == {"xgboost", "logistic", "tree", "popularity", "blend"}
+        assert all(c["folds"] == 15 and c["auc_sd"] > 0 for c in cv.values()), cv
+        assert cv[pr.chosen]["auc_mean"] == max(c["auc_mean"] for c in cv.values())
+        assert pr.note.startswith(f"{NAMES[pr.chosen]} served: best mean AUC over 3x5")
+        assert "paired difference" in pr.note
+        # the whole training part, no slice set apart; the holdout untouched
+        assert pr.rows["validation"] == 0
+        assert pr.rows["train"] > 0.8 * sum(pr.rows.values())
+        xgb_info = pr.candidates["xgboost"]["info"]
+        assert xgb_info["max_depth"] == 3 and len(xgb_info["fold_trees"]) == 15
+        assert xgb_info["trees"] == round(np.mean(xgb_info["fold_trees"]))
+        assert (
+            pr.candidates["blend"]["info"]["of"]
+            == sorted((n for n in cv if n != "blend"), key=lambda n: -cv[n]["auc_mean"])[:2]
+        )
+    shown = comparison(holdings_result)["p0"]
+    assert set(shown["candidates"]["logistic"]["cv"]) == {"auc_mean", "auc_sd", "folds"}
+
+
+def test_many_positives_keep_the_validation_split(world: World) -> None:
+    """Above ``cv_max_positives`` (big tenants) the fast path stays: one validation split."""
+    res = train_tenant(world.r, world.settings, world.tenant, ["p0"],
+                       params=TrainParams(cv_max_positives=1))  # fmt: skip
+    pr = res.products["p0"]
+    assert pr.selection["method"] == "validation"
+    val = {n: c["validation"]["auc"] for n, c in pr.candidates.items()}
+    assert set(val) == {"xgboost", "logistic", "tree", "popularity"}
+    assert val[pr.chosen] == max(val.values())
 
 
 def test_xgboost_beats_logistic_regression_on_a_non_linear_signal(
@@ -132,11 +164,12 @@ def test_scores_are_calibrated_probabilities(world: World, holdings_result: Trai
         # The scorer gives the served candidate's calibrated probabilities.
         cand = res.candidates[p][res.products[p].chosen]
         np.testing.assert_allclose(scores[:, k], cand.prob(data.X[holdout]), atol=1e-4)
-        # Calibrated on validation, checked on the holdout: the mean score is the buyer rate
+        # Calibrated on training rows, checked on the holdout: the mean score is the buyer rate
         # up to the sampling noise of both splits (3 standard errors).
-        n_val = res.products[p].rows["validation"]
+        # (calibrated on the out-of-fold margins of the whole training part)
+        n_cal = res.products[p].rows["validation"] or res.products[p].rows["train"]
         rate = y.mean()
-        se = np.sqrt(rate * (1 - rate) * (1 / y.size + 1 / n_val))
+        se = np.sqrt(rate * (1 - rate) * (1 / y.size + 1 / n_cal))
         assert abs(scores[:, k].mean() - rate) < 3 * se, (p, scores[:, k].mean(), rate)
         pooled_p.append(scores[:, k])
         pooled_y.append(y)
