@@ -351,7 +351,9 @@ class Ingestor:
                 found = known.get((zip_code, country))
                 return found if found is not None else (on_zip(zip_code, country) if on_zip else {})
 
-            result.zip = self._link_identity_and_zip(name, visitor, result.accepted, enrich)
+            result.zip = self._link_identity_and_zip(
+                name, visitor, result.accepted, enrich if on_zip or known else None
+            )
         elif on_zip is not None:
             # No profile is kept, but the visitor who typed a ZIP still hears whether it is one.
             last = next((e for e in reversed(events) if e["type"] == "zip"), None)

@@ -13,6 +13,7 @@ What the shop page shows about them (segments to try, customers to log in as) is
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -26,7 +27,7 @@ from app.demo.world import DemoWorld, generate, showcase
 from app.enrich import zip_block
 from campaigns import definitions as cmp
 from campaigns import rules
-from campaigns.assignment import draw, person_of
+from campaigns.assignment import CONTROL, HOLDOUT, draw, person_of
 from clickstream import catalog
 from clickstream.archiver import Archiver
 from clickstream.ingest import Ingestor
@@ -36,11 +37,13 @@ from enrichment.segments import list_segments, segmentation
 from models import registry
 from models.pipeline import train_and_register
 from models.training import TrainingError, TrainParams
+from store import keys as keys_module
 from store.artifacts import events_store
 from store.config import Settings
 from store.tenants import create_tenant, get_tenant, rotate_keys, update_tenant
 
 TENANT = "demo"
+DEMO_SECRET = hashlib.sha256(b"offerwise-demo").hexdigest()
 CAMPAIGN = {
     "name": "Welcome back",
     "offer": {"product_id": "p-bottle"},
@@ -82,6 +85,10 @@ def _keys(r: redis.Redis, settings: Settings, origins: list[str]) -> dict:
     path = keys_file(settings)
     if get_tenant(r, TENANT) is None:
         keys = create_tenant(r, TENANT, origins, rate_limit=1000)
+        # Customer hashes decide the models' train/validation/holdout split: a secret of its
+        # own would make every install's models, and so what the shop shows, a little
+        # different. The demo's people are made up: a secret known to all exposes no one.
+        r.hset(keys_module.tenant_config(TENANT), "id_secret", DEMO_SECRET)
     elif path.exists():
         keys = orjson.loads(path.read_bytes())
         update_tenant(r, TENANT, origins=origins)
@@ -174,7 +181,11 @@ def _describe(r: redis.Redis, settings: Settings, world: DemoWorld, campaign: cm
     assert tenant is not None
 
     def group_of(customer_id: str) -> str:
+        """The customer's group in the campaign, or "holdout" when the tenant-wide holdout
+        (popular offers only) draws them: the shop lists none of those."""
         person = person_of("", tenant.hash_customer_id(customer_id))
+        if draw(tenant.id_secret, HOLDOUT, person, tenant.holdout_share) == CONTROL:
+            return "holdout"
         return draw(tenant.id_secret, campaign.id, person, campaign.control_share)
 
     people = showcase(world, group_of, CAMPAIGN["offer"]["product_id"])

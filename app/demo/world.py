@@ -159,11 +159,16 @@ def generate(
         rows["customer_id"].append(cid)
         tastes_of[cid] = tastes
         rows["zip"].append(draw_zip(s))
-        rows["age"].append(int(rng.integers(18, 80)))
-        rows["channel"].append(str(rng.choice(["web", "store", "phone"], p=[0.5, 0.4, 0.1])))
-        rows["vip"].append("yes" if rng.random() < 0.15 else "no")
+        # Many extracts know little of some customers: their blanks also teach the models
+        # what to do with a visitor the CRM does not know at all.
+        known = rng.random() < 0.6
+        age = int(rng.integers(18, 80))
+        channel = str(rng.choice(["web", "store", "phone"], p=[0.5, 0.4, 0.1]))
         since = today - dt.timedelta(days=int(rng.integers(30, 3650)))
-        rows["customer_since"].append(since.isoformat())
+        rows["age"].append(age if known else None)
+        rows["channel"].append(channel if known else None)
+        rows["vip"].append(("yes" if rng.random() < 0.15 else "no") if known else None)
+        rows["customer_since"].append(since.isoformat() if known else None)
         held = _held(rng, tastes, 1 + int(rng.poisson(1.5)))
         for p in held:
             hold["customer_id"].append(cid)
@@ -172,7 +177,8 @@ def generate(
         if rng.random() < 0.8:  # a web visitor who logs in: behaviour the models learn from
             visitor = f"demo-c{i:04d}"
             first = [{"type": "identify", "customer_id": cid}]
-            looked_at = held  # what they hold, they looked at on the shop once
+            # Some of what they hold, they looked at on the shop once.
+            looked_at = [p for p in held if rng.random() < 0.3]
             for _ in range(2 + int(rng.poisson(1.0))):
                 t = now - float(rng.uniform(1, 60)) * DAY_S
                 sessions.append((visitor, t, _browse(rng, visitor, t, tastes, first, looked_at)))
@@ -205,6 +211,15 @@ def showcase(world: DemoWorld, group_of: Callable[[str], str], offer: str) -> li
         held.setdefault(cid, []).append(pid)
     ids = world.customers.column("customer_id").to_pylist()
     zips = world.customers.column("zip").to_pylist()
+    ages = world.customers.column("age").to_pylist()  # None: the CRM knows only their ZIP
+    # Who bought the offer on the shop (never offered again soon after): "demo-c0012" is D-0012.
+    bought = {
+        f"D-{visitor[len('demo-c') :]}"
+        for visitor, _, events in world.sessions
+        if visitor.startswith("demo-c")
+        for e in events
+        if e["type"] == "purchase" and e.get("product_id") == offer
+    }
     out = []
     last = len(world.segments) - 1
     for k, s in enumerate(world.segments):
@@ -212,7 +227,8 @@ def showcase(world: DemoWorld, group_of: Callable[[str], str], offer: str) -> li
         fits = [
             i for i in range(k, len(ids), len(world.segments))
             if world.tastes.get(ids[i]) == s.tastes and 2 <= len(held.get(ids[i], [])) <= 3
-            and offer not in held[ids[i]]
+            and offer not in held[ids[i]] and ids[i] not in bought and ages[i] is not None
+            and group_of(ids[i]) != "holdout"
         ]  # fmt: skip
         best = next((i for i in fits if group_of(ids[i]) == wanted), fits[0] if fits else None)
         if best is not None:
