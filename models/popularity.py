@@ -131,11 +131,12 @@ def popularity_offers(
     default the one the visitor typed."""
     if segment is None:
         segment = profile.attributes.get("zip_segment_id")
-    local = False
+    local: frozenset[str] = frozenset()
     if segment not in (None, ""):
         by_segment = snapshots.get(r, segment_popularity_key(tenant, segment))
-        popular, weight = blend(by_segment, popular, now)
-        local = weight >= 0.5
+        overall = popular
+        popular, weight = blend(by_segment, overall, now)
+        local = owed_to_segment(by_segment, overall, weight)
     if rules is None:
         return PopularityRecommender.rank_and_fill(
             products, active_ids, popular, profile, blocked, n, local
@@ -185,6 +186,22 @@ def blend(
     return ranked, weight
 
 
+def owed_to_segment(
+    by_segment: list[tuple[str, float]], overall: list[tuple[str, float]], weight: float
+) -> frozenset[str]:
+    """The products whose blended score owes more to the segment's list than to the global
+    one: their reason speaks of the visitor's area. Judged per product, since a segment still
+    leaning on the global list can lift its own favourite to the top."""
+    seg_total = sum(score for _, score in by_segment) or 1.0
+    all_total = sum(score for _, score in overall) or 1.0
+    global_share = {pid: score / all_total for pid, score in overall}
+    return frozenset(
+        pid
+        for pid, score in by_segment
+        if weight * score / seg_total > (1.0 - weight) * global_share.get(pid, 0.0)
+    )
+
+
 def _reason(category: str, affinity: float, local: bool) -> tuple[str, str]:
     if affinity >= 0.2:
         return f"Popular in {category}, a category you have been browsing", "category_affinity"
@@ -203,7 +220,7 @@ class PopularityRecommender:
         profile: VisitorProfile,
         blocked: frozenset[str] | set[str],
         n: int,
-        local: bool = False,
+        local: frozenset[str] = frozenset(),
     ) -> list[Offer]:
         if not popular or n <= 0:
             return []
@@ -238,7 +255,11 @@ class PopularityRecommender:
         # Stable: equal scores keep popularity order. Offers (and reasons) only for the winners.
         scored.sort(key=itemgetter(0), reverse=True)
         return [
-            Offer(product, score, *_reason(product["category"], affinity, local))
+            Offer(
+                product,
+                score,
+                *_reason(product["category"], affinity, product["product_id"] in local),
+            )
             for score, affinity, product in scored[:n]
         ]
 
@@ -250,7 +271,7 @@ class PopularityRecommender:
         profile: VisitorProfile,
         blocked: frozenset[str] | set[str],
         n: int,
-        local: bool = False,
+        local: frozenset[str] = frozenset(),
     ) -> list[Offer]:
         """Popularity, nudged by affinities, then catalog products when too few are ranked."""
         offers = PopularityRecommender._rank(products, popular, profile, blocked, n, local)
