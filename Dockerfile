@@ -26,7 +26,7 @@ COPY enrichment ./enrichment
 COPY models ./models
 COPY campaigns ./campaigns
 COPY --from=snippet /snippet/dist ./js-snippet/dist
-RUN pip install --no-compile -e .
+RUN pip install --no-compile -e '.[distributed]'
 
 USER offerwise
 EXPOSE 8000

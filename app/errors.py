@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import redis
 from flask import Flask, jsonify, request
 from flask_smorest import Api
+from redis.exceptions import ClusterError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -117,9 +118,13 @@ DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str, int | None], ...] = (
 def domain_error_answer(err: Exception) -> ErrorAnswer | None:
     """The HTTP answer for a domain error; None for anything else (a bug: the caller logs a
     500). ``Refused`` (rate limit, backlog) carries its own status and Retry-After."""
-    if isinstance(err, redis.ConnectionError | redis.TimeoutError | StoreUnavailable):
+    if isinstance(
+        err, redis.ConnectionError | redis.TimeoutError | ClusterError | StoreUnavailable
+    ):
         # The store is away (restarting, failing over): a retry soon succeeds, and nothing
-        # of this request was kept, so say so instead of a 500.
+        # of this request was kept, so say so instead of a 500. (With OFFERWISE_REDIS_WAIT_
+        # REPLICAS a batch may be on the master without its replicas' word: the resend is
+        # then deduplicated, so the client's retry is still the right move.)
         message = "store unavailable: nothing was stored; retry after Retry-After seconds"
         return ErrorAnswer(503, error_payload(503, message), {"Retry-After": "1"})
     if isinstance(err, Refused):
@@ -152,6 +157,7 @@ def register_domain_errors(app: Flask) -> None:
         Refused,
         redis.ConnectionError,
         redis.TimeoutError,
+        ClusterError,
         StoreUnavailable,
         *(entry[0] for entry in DOMAIN_ERRORS),
     ):

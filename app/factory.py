@@ -11,6 +11,9 @@ from flask.json.provider import DefaultJSONProvider
 
 from app import auth, cors
 from app.api import blueprints
+from app.api_docs import SERVERS, SNIPPET_OPERATION, SNIPPET_PATH
+from app.dashboard import dashboard
+from app.demo.views import demo_pages
 from app.errors import OfferwiseApi, register_domain_errors, register_fallback
 from app.fast_lane import FastLane
 from app.observability import configure_logging, instrument
@@ -84,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = OfferwiseApi(
         app,
         spec_kwargs={
+            "servers": SERVERS,
             "info": {
                 "description": (
                     "Hosted web personalization. Site keys (public, origin-bound) collect events "
@@ -106,6 +110,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blp in blueprints():
         api.register_blueprint(blp)
     app.register_blueprint(pages)
+    app.register_blueprint(demo_pages)
+    # The snippet is a page, not an API blueprint's view: its operation is documented here.
+    api.spec.tag({"name": "snippet", "description": "The JavaScript snippet for shop pages"})
+    snippet_rule = next(r for r in app.url_map.iter_rules() if r.rule == SNIPPET_PATH)
+    api.spec.path(rule=snippet_rule, operations=SNIPPET_OPERATION)
+    app.register_blueprint(dashboard)
 
     @app.before_request
     def _body_limit() -> None:

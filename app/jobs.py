@@ -26,6 +26,7 @@ from models.pipeline import train_and_register
 from models.retrain import retrain_erased
 from models.training import ProgressFn, TrainingError, TrainParams
 from store import keys
+from store.artifacts import events_store
 from store.redis_client import get_redis
 
 QUEUE_NAME = keys.JOB_QUEUE
@@ -195,6 +196,6 @@ def retrain_erased_job(tenant: str) -> dict:
 def archive_job(tenant: str | None = None) -> dict:
     """Archive now (one tenant or all); returns the per-tenant results."""
     settings = load_settings()
-    archiver = Archiver(get_redis(settings), settings.events_dir)
+    archiver = Archiver(get_redis(settings), events_store(settings))
     tenants = [tenant] if tenant else None
     return {k: v.to_dict() for k, v in archiver.archive_all(tenants, lock_wait_s=30.0).items()}

@@ -1,21 +1,17 @@
-"""Browser-facing pages: the snippet, the API docs page, the demo shop."""
+"""Browser-facing pages: the snippet and the API docs page (the demo shop: app/demo/views.py)."""
 
 from __future__ import annotations
 
-import csv
-import os
 from functools import lru_cache
 from pathlib import Path
 
-import orjson
-from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask import Blueprint, Response, current_app, render_template
 
 pages = Blueprint("pages", __name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Built from js-snippet/src by `make snippet` (minified, size-checked); not kept in git.
 SNIPPET = REPO_ROOT / "js-snippet" / "dist" / "offerwise.min.js"
-DEMO_CATALOG = Path(__file__).resolve().parent / "demo" / "catalog.csv"
 
 
 class SnippetMissing(RuntimeError):
@@ -55,23 +51,6 @@ def docs() -> str:
     return render_template("docs.html", spec=spec, operations=operations)
 
 
-def demo_keys_file() -> Path:
-    return current_app.config["OFFERWISE_SETTINGS"].data_dir / "demo" / "keys.json"
-
-
-@pages.route("/demo/")
-def demo_shop() -> str:
-    """The demo shop, served only while `offerwise demo` runs (it sets OFFERWISE_DEMO=1)."""
-    if os.environ.get("OFFERWISE_DEMO") != "1" or not demo_keys_file().exists():
-        abort(404)
-    keys = orjson.loads(demo_keys_file().read_bytes())
-    with DEMO_CATALOG.open() as fh:
-        products = list(csv.DictReader(fh))
-    return render_template(
-        "demo.html", site_key=keys["site_key"], products=products, base=request.host_url.rstrip("/")
-    )
-
-
 @pages.route("/")
 def index() -> dict:
     return {
@@ -79,5 +58,6 @@ def index() -> dict:
         "docs": "/v1/docs",
         "openapi": "/v1/openapi.json",
         "health": "/healthz",
-        "demo": "/demo/" if os.environ.get("OFFERWISE_DEMO") == "1" else None,
+        "demo": "/demo/" if current_app.config["OFFERWISE_SETTINGS"].demo else None,
+        "dashboard": "/dashboard/",
     }

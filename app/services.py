@@ -17,7 +17,7 @@ from clickstream.ingest import Ingestor
 from models.bundle import load_bundle
 from models.serving import ChampionCache
 from store.config import Settings
-from store.redis_client import get_redis
+from store.redis_client import get_redis, queue_redis
 from store.tenants import KeyResolver
 
 
@@ -33,11 +33,11 @@ class Services:
     @cached_property
     def queue_redis(self) -> redis.Redis:
         """The job queue's connection: rq stores pickled bytes, so responses stay undecoded."""
-        return get_redis(self.settings, decode=False)
+        return queue_redis(self.settings)
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.redis)
+        return Ingestor(self.redis, self.settings.wait_replicas, self.settings.wait_timeout_ms)
 
     @cached_property
     def campaign_events(self) -> CampaignEvents:

@@ -20,8 +20,9 @@ import redis
 
 from app.jobs import QUEUE_NAME
 from clickstream.archiver import DEFAULT_BATCH_SIZE, ArchiveBusy, ArchiveLockLost, Archiver
+from store.artifacts import events_store
 from store.config import Settings
-from store.redis_client import get_redis, redis_url
+from store.redis_client import get_redis, queue_redis, redis_url
 from store.tenants import list_tenants
 
 try:  # rq >= 2: jobs in a spawned interpreter
@@ -119,8 +120,9 @@ def run_worker(
     # Hold a "worker" lease on the embedded Redis so it stays up while this process runs.
     redis_url(settings, role="worker")
     conn = get_redis(settings, decode=False)
-    archiver = Archiver(conn, settings.events_dir)
-    worker = _WorkerClass([QUEUE_NAME], connection=conn)
+    archiver = Archiver(conn, events_store(settings))
+    # The queue may live on another Redis than the store (a cluster store: queue_redis).
+    worker = _WorkerClass([QUEUE_NAME], connection=queue_redis(settings))
     loop = None
     if not burst:
         loop = ArchiverLoop(conn, archiver, archive_interval, max_delay_s=archive_max_delay)

@@ -20,8 +20,8 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -41,6 +41,7 @@ class LiveServer:
     redis_url: str
     staff_token: str
     workdir: Path
+    env: dict[str, str] = field(default_factory=dict)  # of the service: for CLI commands
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
@@ -79,9 +80,14 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def live_server(workers: int = 2, threads: int = 4) -> Iterator[LiveServer]:
+def live_server(
+    workers: int = 2,
+    threads: int = 4,
+    setup: Callable[[Path, dict[str, str]], dict[str, str]] | None = None,
+) -> Iterator[LiveServer]:
     """A private redis-server and `offerwise serve` on it, both stopped on the way out (and
-    killed with this process if it dies: die_with_parent)."""
+    killed with this process if it dies: die_with_parent). ``setup(workdir, env)`` runs
+    before the service starts (CLI commands on its data dir) and returns more environment."""
     workdir = Path(tempfile.mkdtemp(prefix="offerwise-live-"))
     (workdir / "redis").mkdir()
     redis_proc, redis_url = start_private_redis(workdir / "redis", preexec_fn=die_with_parent)
@@ -96,6 +102,8 @@ def live_server(workers: int = 2, threads: int = 4) -> Iterator[LiveServer]:
             OFFERWISE_STAFF_TOKEN=token,
             PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
         )
+        if setup is not None:
+            env.update(setup(workdir, env))
         log = workdir / "serve.log"
         with open(log, "wb") as out:
             serve_proc = subprocess.Popen(
@@ -107,7 +115,7 @@ def live_server(workers: int = 2, threads: int = 4) -> Iterator[LiveServer]:
         base = f"http://{HOST}:{port}"
         _wait_ready(base + "/readyz", serve_proc, log)
         _wait_workers(serve_proc, workers)
-        yield LiveServer(base, redis_url, token, workdir)
+        yield LiveServer(base, redis_url, token, workdir, env)
     finally:
         if serve_proc is not None:
             _stop(serve_proc)

@@ -25,7 +25,7 @@ import redis
 
 from store import keys
 from store.hot_script import HotScript
-from store.redis_client import reply_text
+from store.redis_client import pipeline_script, reply_text
 
 HOLDOUT = "_holdout"  # the tenant-wide holdout's id in person records and counters
 TREATED, CONTROL = "treated", "control"
@@ -190,10 +190,11 @@ def record_listed(
     for start in range(0, len(listed), LIST_PIPELINE):
         pipe = r.pipeline(transaction=False)
         for p in listed[start : start + LIST_PIPELINE]:
-            script(
-                keys=[keys.person_campaigns(tenant, p.person), counters],
-                args=[repr(now), PERSON_TTL_S, repr(p.x), campaign_id, p.drawn, 1, p.decile or ""],
-                client=pipe,
+            pipeline_script(
+                pipe,
+                script,
+                [keys.person_campaigns(tenant, p.person), counters],
+                [repr(now), PERSON_TTL_S, repr(p.x), campaign_id, p.drawn, 1, p.decile or ""],
             )
         groups += [reply_text(reply[0]) for reply in pipe.execute()]
     return groups

@@ -2,8 +2,9 @@
 
 Reads in one script call (``campaigns.request_reads``): the tenant's rate counter, catalog
 version, champion model version, rules version, the top of the popularity set (when this
-worker's snapshot is stale) and the visitor's live profile. An identified
-visitor costs one more round trip (their CRM profile and other devices). With a champion model,
+worker's snapshot is stale) and the visitor's live profile; for an identified visitor also their
+CRM profile, campaign record and other devices (whose profiles, when there are any, cost one
+more round trip). With a champion model,
 every product is scored in one pass over the shared feature vector and ranked by expected value
 under the tenant's rules; without one, segment popularity, then popularity, then the catalog.
 """
@@ -36,7 +37,7 @@ from campaigns.rules import RulesCache
 from clickstream.catalog import CatalogCache
 from clickstream.ingest import popularity_key
 from clickstream.profiles import VisitorProfile, with_identity
-from enrichment.crm import get_customer
+from enrichment.crm import customer_from_reads, get_customer
 from models.features import ZipLookup, zip_block_for
 from models.popularity import (
     Offer,
@@ -65,12 +66,19 @@ class StoreUnavailable(RuntimeError):
     """The store is unreachable and this process holds nothing to answer from."""
 
 
-def _reason(product: dict, profile: VisitorProfile, customer: dict | None) -> tuple[str, str]:
-    if profile.affinities.get(product["category"], 0.0) >= 0.2:
-        return f"Matches your interest in {product['category']}", "model_affinity"
-    if customer is not None:
-        return "Picked for you from your purchase history", "model_customer"
-    if profile.attributes.get("zip_segment_id") is not None:
+def _reason(product: dict, group: str | None, profile: VisitorProfile) -> tuple[str, str]:
+    """What the visitor is told, from the feature group that raised the score most (the
+    explanation, ``Bundle.reason_groups``): never a group the visitor has nothing of."""
+    if group == "web":
+        category = product.get("category")
+        if category and profile.affinities.get(category, 0.0) >= 0.2:
+            return f"Matches your interest in {category}", "model_affinity"
+        return "Picked for you from what you have been browsing", "model_browsing"
+    if group == "holdings":
+        return "Goes well with products you have", "model_holdings"
+    if group == "crm":
+        return "Picked for you as a customer", "model_customer"
+    if group == "zip":
         return "Popular with people like you nearby", "model_segment"
     return "Picked for you", "model"
 
@@ -139,38 +147,61 @@ class Recommender:
         if popular is None:
             popular = self.popular.store(popular_key, state.popular or [])
         catalog = self.catalogs.get(r, name, state.catalog_version)
-        profile = with_identity(r, name, state.profile) if track else state.profile
-        customer = get_customer(r, name, profile.customer) if profile.customer else None
+        ident = state.identity  # an identified visitor's reads, made in the same call
+        if ident is not None:
+            profile = with_identity(r, name, state.profile, ident.linked)
+            customer = customer_from_reads(r, name, ident.customer, ident.serving_id, ident.blob)
+        else:
+            profile = with_identity(r, name, state.profile) if track else state.profile
+            customer = get_customer(r, name, profile.customer) if profile.customer else None
         blocked = set(exclude) | profile.cart | profile.recently_bought
         if customer:
             blocked |= {h["product_id"] for h in customer.get("holdings", [])}
+        rules = self.rules.get(r, name, state.rules_version)
+        zip_block = zip_block_for(profile, customer, self.zips)
+        segment = (zip_block or {}).get("segment_id")
+        ctx = Context(
+            identified=customer is not None,
+            segment=int(segment) if segment not in (None, "") else None,
+            state=(zip_block or {}).get("state_code"),
+            blocked=blocked,
+        )
         if not track:  # DNT/GPC: contextual offers, no person, so no campaign and no holdout
             offers = popularity_offers(
                 r, self.popular, name, catalog.products, catalog.active_ids, popular, profile,
-                blocked, n,
+                blocked, n, segment=ctx.segment, rules=rules, ctx=ctx, now=now,
             )  # fmt: skip
             return Recommendation(offers, "popularity")
         person = person_of(visitor, profile.customer)
-        record = read_person(r, name, person) if profile.customer else parse_person(state.person)
+        if ident is not None:
+            record = parse_person(ident.person)
+        else:
+            record = (
+                read_person(r, name, person) if profile.customer else parse_person(state.person)
+            )
         holdout, holdout_new = holdout_touch(tenant.id_secret, tenant.holdout_share, person, record)
         touches = [holdout_new] if holdout_new else []
         bundle = self.champions.get(name, state.champion) if holdout != CONTROL else None
-        zip_block = zip_block_for(profile, customer, self.zips)
+        version = bundle
+        if bundle is not None and customer is None and bundle.anonymous is not None:
+            # A visitor without CRM data is scored by the model of anonymous visitors, which
+            # learnt from what such visitors have (web behaviour, ZIP): models.anonymous.
+            bundle = bundle.anonymous
         if bundle is None:
             offers = popularity_offers(
                 r, self.popular, name, catalog.products, catalog.active_ids, popular, profile,
-                blocked, n,
+                blocked, n, segment=ctx.segment, rules=rules, ctx=ctx, now=now,
             )  # fmt: skip
             result = Recommendation(offers, "popularity")
             scores = None
         else:
-            rules = self.rules.get(r, name, state.rules_version)
+            assert version is not None
             result, scores = self._model_offers(
-                bundle, catalog.products, rules, profile, customer, zip_block, blocked, n,
-                explain, now,
+                bundle, catalog.products, rules, profile, customer, zip_block, ctx, n,
+                explain, now, version,
             )  # fmt: skip
-            if bundle.live is not None:  # this process's drift sample, every few seconds
-                bundle.live.flush_if_due(r)
+            if version.live is not None:  # this process's drift sample, every few seconds
+                version.live.flush_if_due(r)
         result.holdout_group = holdout
         live = [] if holdout == CONTROL else self.campaigns.get(r, name, state.campaigns_version)
         applied = None
@@ -247,24 +278,22 @@ class Recommender:
         profile: VisitorProfile,
         customer: dict | None,
         zip_block: Mapping[str, Any] | None,
-        blocked: set[str],
+        ctx: Context,
         n: int,
         explain: bool,
         now: float,
+        version: Bundle,
     ) -> tuple[Recommendation, dict[str, float]]:
+        """``bundle`` scores; ``version`` (the version's customer model, whose feature view the
+        drift sample counts for every visitor) monitors."""
         # zip_block is chosen as training chose it (CRM ZIP first, then the typed one).
         x = bundle.builder.live_vector(profile if profile.known else None, customer, zip_block, now)
         scores = bundle.scores(x)
-        segment = (zip_block or {}).get("segment_id")
-        ctx = Context(
-            identified=customer is not None,
-            segment=int(segment) if segment not in (None, "") else None,
-            state=(zip_block or {}).get("state_code"),
-            blocked=blocked,
-        )
+        contrib = bundle.contributions(x)
+        groups = bundle.reason_groups(contrib)
         reasons = {
-            pid: _reason(products[pid], profile, customer)
-            for pid in bundle.product_ids
+            pid: _reason(products[pid], group, profile)
+            for pid, group in zip(bundle.product_ids, groups, strict=True)
             if pid in products
         }
         ranked = rank(bundle.product_ids, scores, products, rules, ctx, n, reasons)
@@ -275,11 +304,15 @@ class Recommender:
             )
             for x_ in ranked
         ]  # fmt: skip
-        if bundle.live is not None:  # 1 request in models.drift.SAMPLE_EVERY is counted
-            bundle.live.observe(x, customer is not None, offers)
+        if version.live is not None:  # 1 request in models.drift.SAMPLE_EVERY is counted
+            seen = profile if profile.known else None
+            view = x if version is bundle else (
+                lambda: version.builder.live_vector(seen, customer, zip_block, now)
+            )  # fmt: skip
+            version.live.observe(view, customer is not None, offers)
         explanations = {}
         if explain:
-            all_expl = bundle.explain(x)
+            all_expl = bundle.explain(x, contrib=contrib)
             explanations = {
                 o.product["product_id"]: all_expl.get(o.product["product_id"], []) for o in offers
             }

@@ -32,7 +32,7 @@ from campaigns.measure import CONVERT_LUA, DAY_S
 from enrichment.crm import get_customer, hash_customer_ids
 from models.batch import BatchError, read_batches
 from store import keys
-from store.redis_client import reply_text
+from store.redis_client import pipeline_script, reply_text
 from store.tenants import Tenant
 
 ID_COLUMNS = ("customer_id", "customer_hash")
@@ -251,11 +251,12 @@ def _count(
         chunk = parsed[start : start + SCRIPT_PIPELINE]
         pipe = r.pipeline(transaction=False)
         for p in chunk:
-            script(
-                keys=[keys.person_campaigns(tenant.name, f"c:{p.customer_hash}"), counters, answers],
-                args=[campaign.id, p.customer_hash, repr(p.earliest), repr(p.latest),
-                      repr(p.value), window, PERSON_TTL_S, p.stored],
-                client=pipe,
+            pipeline_script(
+                pipe,
+                script,
+                [keys.person_campaigns(tenant.name, f"c:{p.customer_hash}"), counters, answers],
+                [campaign.id, p.customer_hash, repr(p.earliest), repr(p.latest),
+                 repr(p.value), window, PERSON_TTL_S, p.stored],
             )  # fmt: skip
         for p, reply in zip(chunk, pipe.execute(), strict=True):
             status = reply_text(reply[0])

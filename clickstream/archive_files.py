@@ -1,32 +1,36 @@
-"""The on-disk event archive: layout, crash-safe writes, locking, reading, erasure, compaction.
+"""The event archive: layout, crash-safe writes, locking, reading, erasure, compaction.
 
-Layout of one tenant's archive (``<events dir>/<tenant>/``)::
+The archive lives in the artifact store's ``events`` folder (``store.artifacts.events_store``:
+the data dir, or an object store). Layout of one tenant's archive (keys under ``<tenant>/``)::
 
     date=YYYY-MM-DD/<first>_<last>.parquet   committed events; first/last are Redis stream ids
     _quarantine/<first>_<last>.jsonl         entries of that batch that could not become rows
     _staging/<batch>/...                     a batch being written; never read, see archiver.py
-    .lock                                    flock: shared by readers, exclusive for writers
-    .<name>.<random>.tmp                     a file being written, renamed into place when whole
+    .lock                                    local store only: flock, shared by readers,
+                                             exclusive for writers
+    .<name>.<random>.tmp                     local store only: a file being written
 
-Every file appears under its final name only complete and fsynced (temp file, fsync, atomic
-rename, fsync of the directory: ``store.artifacts.durable``, the one durability level of all
-Offerwise files), so a crash leaves at worst a temp file, which is garbage.
+Every file appears under its final key only complete (``ArtifactStore.write_file``: temp file,
+fsync, atomic rename and fsync of the directory on a local disk; one PUT on an object store), so
+a crash leaves at worst a temp file, which is garbage.
 File names carry the stream-id range of their rows. Ranges of files in one partition never
-overlap, except for the moment after compaction renamed a merged file into place and before it
-removed the files it merged: a file whose range lies inside another file's range is therefore
-redundant, and both readers and recovery ignore or delete it. That rule makes compaction crash
-safe without any other bookkeeping.
+overlap, except for the moment after compaction wrote a merged file and before it removed the
+files it merged: a file whose range lies inside another file's range is therefore redundant, and
+both readers and recovery ignore or delete it. That rule makes compaction crash safe without any
+other bookkeeping.
 
-The flock serialises writers (archiver batches, compaction, erasure) against each other and against
-readers on one host or a shared POSIX file system. An object-store deployment would replace it with
-the store's conditional writes; the naming rules stay the same.
+Locking. On a local (or shared POSIX) file system the store's flock serialises writers (archiver
+batches, compaction, erasure) against each other and against readers. An object store has no
+flock: there every writer holds the tenant's archiver lock in Redis (``archiver.Archiver`` and
+``archiver.erase_events`` take it; ``compact_tenant`` and ``erase_from_archive`` must only be
+called under it), and a reader that lists a file which compaction then merged away re-lists and
+reads again (``read_archive``): the merged file holds the same rows, so the result is the same.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,12 +44,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickstream.event_table import SCHEMA, conform
-from store.artifacts import atomic_write, fsync_dir, fsync_file
+from store.artifacts import ArtifactNotFound, ArtifactStore, LocalArtifacts, join_key
 from store.tenants import validate_name
 
 STAGING = "_staging"
 QUARANTINE = "_quarantine"
-LOCK_FILE = ".lock"
+# Where callers name the archive: its store, or (tests, tools) a local events folder.
+Events = ArtifactStore | Path | str
+# A listed file vanished before it was read (compaction merged it) this many times in a row.
+READ_RETRIES = 5
 PARQUET_COMPRESSION = "zstd"
 _FILE_RE = re.compile(r"^(\d+)-(\d+)_(\d+)-(\d+)\.(parquet|jsonl)$")
 _PARTITION_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
@@ -86,29 +93,38 @@ class StreamId:
 
 @dataclass(frozen=True)
 class ArchiveFile:
-    path: Path
+    key: str  # relative to the events store: <tenant>/date=.../<name>
     date: str  # partition date, "" for quarantine files
     first: StreamId
     last: StreamId
 
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
     def covers(self, other: ArchiveFile) -> bool:
-        return self.first <= other.first and other.last <= self.last and self.path != other.path
+        return self.first <= other.first and other.last <= self.last and self.key != other.key
 
 
 def range_name(first: StreamId, last: StreamId, suffix: str = "parquet") -> str:
     return f"{first}_{last}.{suffix}"
 
 
-def parse_name(path: Path, date: str = "") -> ArchiveFile | None:
-    m = _FILE_RE.match(path.name)
+def parse_name(key: str, date: str = "") -> ArchiveFile | None:
+    m = _FILE_RE.match(key.rsplit("/", 1)[-1])
     if not m:
         return None
     a, b, c, d = (int(g) for g in m.groups()[:4])
-    return ArchiveFile(path, date, StreamId(a, b), StreamId(c, d))
+    return ArchiveFile(key, date, StreamId(a, b), StreamId(c, d))
+
+
+def as_store(events: Events) -> ArtifactStore:
+    """The archive's store: given, or a local events folder made one."""
+    return events if isinstance(events, ArtifactStore) else LocalArtifacts(Path(events))
 
 
 def tenant_dir(events_dir: Path | str, tenant: str) -> Path:
-    """The tenant's archive folder; the name is validated so it can never escape the events dir."""
+    """A local archive's tenant folder; the name is validated so it can never escape."""
     return Path(events_dir) / validate_name(tenant)
 
 
@@ -126,83 +142,59 @@ def _as_date(value: dt.date | str | None, name: str) -> str | None:
 
 
 # -- durable writes --------------------------------------------------------------------------
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write and fsync (not atomic by itself: callers write to a temp or staging name)."""
-    pq.write_table(table, path, compression=PARQUET_COMPRESSION)
-    fsync_file(path)
+def write_table(store: ArtifactStore, key: str, table: pa.Table) -> None:
+    store.write_file(key, lambda p: pq.write_table(table, p, compression=PARQUET_COMPRESSION))
 
 
-def atomic_write_table(table: pa.Table, final: Path) -> None:
-    atomic_write(final, lambda p: pq.write_table(table, p, compression=PARQUET_COMPRESSION))
-
-
-def atomic_write_lines(lines: Iterable[bytes], final: Path) -> None:
-    def write(p: Path) -> None:
-        with open(p, "wb") as fh:
-            for line in lines:
-                fh.write(line + b"\n")
-
-    atomic_write(final, write)
+def write_lines(store: ArtifactStore, key: str, lines: Iterable[bytes]) -> None:
+    store.write_bytes(key, b"".join(line + b"\n" for line in lines))
 
 
 # -- locking ---------------------------------------------------------------------------------
 @contextlib.contextmanager
 def tenant_lock(
-    tdir: Path,
+    store: ArtifactStore,
+    tenant: str,
     exclusive: bool,
     timeout: float | None = None,
     on_wait: Callable[[], None] | None = None,
 ) -> Iterator[None]:
-    """flock on the tenant's lock file; ``on_wait`` runs about every second while waiting.
-
-    Raises ArchiveBusy after ``timeout`` seconds (None waits forever).
-    """
-    tdir.mkdir(parents=True, exist_ok=True)
-    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-    with open(tdir / LOCK_FILE, "a+b") as fh:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        next_ping = time.monotonic() + 1.0
-        while True:
-            try:
-                fcntl.flock(fh, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    raise ArchiveBusy(
-                        f"archive of {tdir.name!r} is locked by another writer"
-                    ) from None
-                if on_wait is not None and now >= next_ping:
-                    on_wait()
-                    next_ping = now + 1.0
-                time.sleep(0.02)
-        try:
+    """The store's lock on the tenant's folder (see the module docstring); ``on_wait`` runs
+    about every second while waiting. Raises ArchiveBusy after ``timeout`` seconds."""
+    try:
+        with store.lock(validate_name(tenant), exclusive, timeout, on_wait):
             yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    except TimeoutError:
+        raise ArchiveBusy(f"archive of {tenant!r} is locked by another writer") from None
 
 
 # -- listing ---------------------------------------------------------------------------------
 def partitions(
-    tdir: Path, start: str | None = None, end: str | None = None
-) -> list[tuple[str, Path]]:
-    if not tdir.is_dir():
-        return []
+    store: ArtifactStore, tenant: str, start: str | None = None, end: str | None = None
+) -> list[tuple[str, str]]:
+    """(date, key) of the tenant's date partitions between two dates."""
     found = []
-    for p in tdir.iterdir():
-        m = _PARTITION_RE.match(p.name)
-        if m and p.is_dir() and (start is None or m[1] >= start) and (end is None or m[1] <= end):
-            found.append((m[1], p))
+    for name in store.versions(validate_name(tenant)):
+        m = _PARTITION_RE.match(name)
+        if m and (start is None or m[1] >= start) and (end is None or m[1] <= end):
+            found.append((m[1], join_key(tenant, name)))
     return sorted(found)
 
 
-def list_files(tdir: Path, start: str | None = None, end: str | None = None) -> list[ArchiveFile]:
-    """Committed Parquet files (including redundant ones), by date then stream id."""
+def list_files(
+    store: ArtifactStore, tenant: str, start: str | None = None, end: str | None = None
+) -> list[ArchiveFile]:
+    """Committed Parquet files (including redundant ones), by date then stream id. One listing
+    of the tenant's folder (on an object store, one paged LIST rather than one per day)."""
     files = []
-    for date, pdir in partitions(tdir, start, end):
-        for p in pdir.iterdir():
-            f = parse_name(p, date)
-            if f is not None and p.suffix == ".parquet":
+    for rel in store.files(validate_name(tenant)):
+        folder, _, name = rel.rpartition("/")
+        m = _PARTITION_RE.match(folder)
+        if not m or not name.endswith(".parquet"):
+            continue
+        if (start is None or m[1] >= start) and (end is None or m[1] <= end):
+            f = parse_name(join_key(tenant, rel), m[1])
+            if f is not None:
                 files.append(f)
     return sorted(files, key=lambda f: (f.date, f.first, f.last))
 
@@ -227,47 +219,43 @@ def split_covered(files: Sequence[ArchiveFile]) -> tuple[list[ArchiveFile], list
     return sorted(live, key=lambda f: (f.date, f.first)), covered
 
 
-def quarantine_files(tdir: Path) -> list[Path]:
-    qdir = tdir / QUARANTINE
-    return (
-        sorted(p for p in qdir.glob("*.jsonl") if not p.name.startswith("."))
-        if qdir.is_dir()
-        else []
-    )
+def quarantine_files(store: ArtifactStore, tenant: str) -> list[str]:
+    """Keys of the tenant's quarantine files."""
+    qkey = join_key(validate_name(tenant), QUARANTINE)
+    return [join_key(qkey, n) for n in store.list_names(qkey) if n.endswith(".jsonl")]
 
 
-def watermark(tdir: Path) -> StreamId | None:
+def watermark(store: ArtifactStore, tenant: str) -> StreamId | None:
     """The last stream id present in any committed file (Parquet or quarantine)."""
-    marks = [f.last for f in list_files(tdir)]
-    marks += [f.last for f in (parse_name(p) for p in quarantine_files(tdir)) if f is not None]
+    marks = [f.last for f in list_files(store, tenant)]
+    marks += [
+        f.last for f in (parse_name(k) for k in quarantine_files(store, tenant)) if f is not None
+    ]
     return max(marks, default=None)
 
 
-def clean_leftovers(tdir: Path) -> dict[str, int]:
+def clean_leftovers(store: ArtifactStore, tenant: str) -> dict[str, int]:
     """Delete temp files and redundant (covered) files; caller holds the exclusive lock."""
     temps = 0
-    dirs = [p for _, p in partitions(tdir)] + [tdir / QUARANTINE]
-    for d in dirs:
-        if not d.is_dir():
-            continue
-        for p in d.glob(".*.tmp"):
-            p.unlink(missing_ok=True)
-            temps += 1
-    _, covered = split_covered(list_files(tdir))
+    for key in [k for _, k in partitions(store, tenant)] + [join_key(tenant, QUARANTINE)]:
+        temps += len(store.clean_staging(key))
+    _, covered = split_covered(list_files(store, tenant))
     for f in covered:
-        f.path.unlink(missing_ok=True)
-    for d in {f.path.parent for f in covered} | (
-        {d for d in dirs if d.is_dir()} if temps else set()
-    ):
-        fsync_dir(d)
+        store.delete(f.key)
     return {"temp_files": temps, "redundant_files": len(covered)}
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _read_file(path: Path, columns: Sequence[str]) -> pa.Table:
-    pf = pq.ParquetFile(path)
-    present = [c for c in columns if c in pf.schema_arrow.names]
-    return conform(pf.read(columns=present), columns)
+def _read_file(store: ArtifactStore, key: str, columns: Sequence[str]) -> pa.Table:
+    with store.open(key) as fh:
+        pf = pq.ParquetFile(fh)
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        return conform(pf.read(columns=present), columns)
+
+
+def _read_whole(store: ArtifactStore, key: str) -> pa.Table:
+    with store.open(key) as fh:
+        return pq.read_table(fh)
 
 
 def dedupe_events(table: pa.Table) -> pa.Table:
@@ -285,7 +273,7 @@ def dedupe_events(table: pa.Table) -> pa.Table:
 
 
 def read_archive(
-    events_dir: Path | str,
+    events: Events,
     tenant: str,
     start_date: dt.date | str | None = None,
     end_date: dt.date | str | None = None,
@@ -304,18 +292,49 @@ def read_archive(
     if unknown:
         raise ValueError(f"unknown archive column(s) {unknown}; known: {SCHEMA.names}")
     read_cols = wanted + [c for c in ("visitor", "id") if dedupe and c not in wanted]
-    tdir = tenant_dir(events_dir, tenant)
+    store = as_store(events)
+    validate_name(tenant)
     tables = []
-    if tdir.is_dir():
-        with tenant_lock(tdir, exclusive=False):
-            live, _ = split_covered(list_files(tdir, start, end))
-            tables = [_read_file(f.path, read_cols) for f in live]
+    if store.exists(tenant):
+        with tenant_lock(store, tenant, exclusive=False):
+            tables = _read_live(store, tenant, start, end, read_cols)
     if not tables:
         return conform(SCHEMA.empty_table(), wanted)
     table = pa.concat_tables(tables)
     if dedupe:
         table = dedupe_events(table).select(wanted)
     return table
+
+
+def _read_live(
+    store: ArtifactStore, tenant: str, start: str | None, end: str | None, columns: list[str]
+) -> list[pa.Table]:
+    """The live files' rows. Without a lock (object store) a file listed can be merged away
+    before it is read: then list again; the merged file holds the same rows."""
+    for attempt in range(READ_RETRIES):
+        live, _ = split_covered(list_files(store, tenant, start, end))
+        try:
+            return [_read_file(store, f.key, columns) for f in live]
+        except (ArtifactNotFound, FileNotFoundError):
+            if attempt == READ_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    return []
+
+
+def live_file_keys(
+    events: Events,
+    tenant: str,
+    start: dt.date | str | None = None,
+    end: dt.date | str | None = None,
+) -> list[str]:
+    """Keys (relative to the events store) of the tenant's live archive files between two UTC
+    dates: what a partitioned reader (Dask) reads; redundant files are left out."""
+    store = as_store(events)
+    live, _ = split_covered(
+        list_files(store, validate_name(tenant), _as_date(start, "start"), _as_date(end, "end"))
+    )
+    return [f.key for f in live]
 
 
 # -- erasure ---------------------------------------------------------------------------------
@@ -327,7 +346,7 @@ def _erase_mask(table: pa.Table, visitors: pa.Array, customers: pa.Array) -> pa.
 
 
 def erase_from_archive(
-    events_dir: Path | str,
+    events: Events,
     tenant: str,
     visitor_ids: Iterable[str] = (),
     customer_ids: Iterable[str] = (),
@@ -344,53 +363,61 @@ def erase_from_archive(
     """
     visitors = {str(v) for v in visitor_ids}
     customers = {str(c) for c in customer_ids}
-    tdir = tenant_dir(events_dir, tenant)
-    if not (visitors or customers) or not tdir.is_dir():
+    store = as_store(events)
+    validate_name(tenant)
+    if not (visitors or customers) or not store.exists(tenant):
         return 0
-    with tenant_lock(tdir, exclusive=True):
-        return erase_locked(tdir, visitors, customers, linked_visitors)
+    with tenant_lock(store, tenant, exclusive=True):
+        return erase_locked(store, tenant, visitors, customers, linked_visitors)
 
 
-def erase_locked(tdir: Path, visitors: set[str], customers: set[str], linked_visitors: bool) -> int:
+def erase_locked(
+    store: ArtifactStore,
+    tenant: str,
+    visitors: set[str],
+    customers: set[str],
+    linked_visitors: bool,
+) -> int:
     """``erase_from_archive`` for a caller that already holds the exclusive tenant lock."""
-    clean_leftovers(tdir)
-    staged = sorted((tdir / STAGING).rglob("*")) if (tdir / STAGING).is_dir() else []
-    parquet = [f.path for f in list_files(tdir)] + [
-        p for p in staged if p.suffix == ".parquet" and not p.name.startswith(".")
+    clean_leftovers(store, tenant)
+    skey = join_key(tenant, STAGING)
+    staged = [join_key(skey, k) for k in store.files(skey)]
+    parquet = [f.key for f in list_files(store, tenant)] + [
+        k for k in staged if k.endswith(".parquet")
     ]
-    jsonl = quarantine_files(tdir) + [
-        p for p in staged if p.suffix == ".jsonl" and not p.name.startswith(".")
-    ]
+    jsonl = quarantine_files(store, tenant) + [k for k in staged if k.endswith(".jsonl")]
     customer_set = pa.array(sorted(customers), type=pa.string())
     if customers and linked_visitors:
-        for path in parquet:
-            keys = _read_file(path, ["visitor", "customer"])
+        for key in parquet:
+            keys = _read_file(store, key, ["visitor", "customer"])
             hit = pc.fill_null(pc.is_in(keys["customer"], value_set=customer_set), False)
             visitors.update(v for v in pc.filter(keys["visitor"], hit).to_pylist() if v)
     visitor_set = pa.array(sorted(visitors), type=pa.string())
     removed = 0
-    for path in parquet:
-        mask = _erase_mask(_read_file(path, ["visitor", "customer"]), visitor_set, customer_set)
+    for key in parquet:
+        mask = _erase_mask(
+            _read_file(store, key, ["visitor", "customer"]), visitor_set, customer_set
+        )
         n = pc.sum(mask).as_py() or 0
         if n:
-            table = pq.read_table(path)
-            atomic_write_table(table.filter(pc.invert(mask)), path)
+            write_table(store, key, _read_whole(store, key).filter(pc.invert(mask)))
             removed += n
     needles = [orjson.dumps(x).decode() for x in visitors | customers]
-    for path in jsonl:
-        lines = path.read_bytes().splitlines()
+    for key in jsonl:
+        lines = store.read_bytes(key).splitlines()
         keep = [
             ln for ln in lines if not any(s in orjson.loads(ln).get("payload", "") for s in needles)
         ]
         if len(keep) != len(lines):
-            atomic_write_lines(keep, path)
+            write_lines(store, key, keep)
             removed += len(lines) - len(keep)
     return removed
 
 
 # -- compaction ------------------------------------------------------------------------------
 def compact_locked(
-    tdir: Path,
+    store: ArtifactStore,
+    tenant: str,
     dates: Iterable[str] | None = None,
     today: str | None = None,
     target_bytes: int = COMPACT_TARGET_BYTES,
@@ -405,14 +432,14 @@ def compact_locked(
     today = today or dt.datetime.now(dt.UTC).date().isoformat()
     wanted = None if dates is None else set(dates)
     merged_away = 0
-    for date, pdir in partitions(tdir):
+    for date, pkey in partitions(store, tenant):
         if wanted is not None and date not in wanted:
             continue
-        live, _ = split_covered([f for f in list_files(tdir, date, date)])
+        live, _ = split_covered(list_files(store, tenant, date, date))
         need = 2 if date < today else max(2, min_files)
         runs: list[list[tuple[ArchiveFile, int]]] = [[]]
         for f in live:
-            size = f.path.stat().st_size
+            size = store.size(f.key)
             run = runs[-1]
             if size >= target_bytes // 2:
                 runs.append([])
@@ -424,27 +451,26 @@ def compact_locked(
             if len(run) < need:
                 continue
             files = [f for f, _ in run]
-            table = pa.concat_tables([conform(pq.read_table(f.path)) for f in files])
-            atomic_write_table(table, pdir / range_name(files[0].first, files[-1].last))
+            table = pa.concat_tables([conform(_read_whole(store, f.key)) for f in files])
+            write_table(store, join_key(pkey, range_name(files[0].first, files[-1].last)), table)
             if hook:
                 hook("compacted")
             for f in files:
-                f.path.unlink(missing_ok=True)
-            fsync_dir(pdir)
+                store.delete(f.key)
             merged_away += len(files)
     return merged_away
 
 
 def compact_tenant(
-    events_dir: Path | str,
+    events: Events,
     tenant: str,
     dates: Iterable[str] | None = None,
     target_bytes: int = COMPACT_TARGET_BYTES,
     min_files: int = COMPACT_MIN_FILES,
 ) -> int:
     """Merge small archive files of a tenant (all dates, or the given ``YYYY-MM-DD`` dates)."""
-    tdir = tenant_dir(events_dir, tenant)
-    if not tdir.is_dir():
+    store = as_store(events)
+    if not store.exists(validate_name(tenant)):
         return 0
-    with tenant_lock(tdir, exclusive=True):
-        return compact_locked(tdir, dates, target_bytes=target_bytes, min_files=min_files)
+    with tenant_lock(store, tenant, exclusive=True):
+        return compact_locked(store, tenant, dates, target_bytes=target_bytes, min_files=min_files)

@@ -8,11 +8,13 @@ One batch, in this order:
 
 1. read up to ``batch_size`` entries after the cursor (``XRANGE`` with an exclusive start);
 2. *stage*: write one Parquet file per UTC date of ``server_ts`` (plus a JSON-lines file for
-   entries that cannot become rows) under ``_staging/<batch>/``; fsync files and directories;
+   entries that cannot become rows) under ``_staging/<batch>/``, each written whole and durably
+   through the artifact store (the data dir or an object store: ``archive_files``);
 3. *commit*: one Lua call sets ``cursor`` and ``batch``, but only while this archiver still holds
    the lock and the cursor is still the one it read from (compare-and-set). This is the single
    point at which the batch becomes archived;
-4. *promote*: rename the staged files into their ``date=`` partitions, fsync, drop the staging dir;
+4. *promote*: move the staged files into their ``date=`` partitions (a rename on a disk, a
+   server-side copy then delete on an object store), drop the staging folder;
 5. *trim*: ``XTRIM MINID`` just past the cursor.
 
 Recovery, at the start of every run under both locks, makes any crash harmless: a staging dir
@@ -30,13 +32,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TypedDict, Unpack, cast
 
 import orjson
@@ -46,7 +45,9 @@ from clickstream.archive_files import (
     QUARANTINE,
     STAGING,
     ArchiveBusy,
+    Events,
     StreamId,
+    as_store,
     clean_leftovers,
     compact_locked,
     compact_tenant,
@@ -54,15 +55,16 @@ from clickstream.archive_files import (
     erase_locked,
     range_name,
     read_archive,
-    tenant_dir,
     tenant_lock,
     watermark,
-    write_parquet,
+    write_lines,
+    write_table,
 )
 from clickstream.event_table import entries_to_tables
 from store import keys
-from store.artifacts import fsync_dir, fsync_file
-from store.redis_client import reply_text
+from store.artifacts import ArtifactStore, join_key
+from store.persistence import request_rewrite
+from store.redis_client import is_cluster, reply_text
 from store.tenants import list_tenants, validate_name
 
 __all__ = [
@@ -138,7 +140,7 @@ class TenantResult:
     events: int = 0  # entries archived (rows + quarantined)
     quarantined: int = 0
     batches: int = 0
-    files: list[str] = field(default_factory=list)  # written, relative to the events dir
+    files: list[str] = field(default_factory=list)  # written, keys in the events store
     cursor: str | None = None
     pending: int = 0  # entries left in the stream after the run
     skipped: str | None = None  # why nothing was done (another archiver holds the lock)
@@ -177,6 +179,24 @@ class _Lock:
         self._release(keys=[self.key], args=[self.token])
 
 
+class _FlatRange:
+    """XRANGE in the raw reply's shape (``_RawRange``) from a Redis Cluster client."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+
+    def xrange(self, name: str, min: str, max: str, count: int) -> _RawRange:
+        return [
+            (
+                sid,
+                [x for pair in fields.items() for x in pair]
+                if isinstance(fields, dict)
+                else fields,
+            )
+            for sid, fields in cast(_Range, self.r.xrange(name, min=min, max=max, count=count))
+        ]
+
+
 class _TenantOptions(TypedDict, total=False):
     """``Archiver.archive_tenant``'s options, as ``archive_all`` passes them on."""
 
@@ -187,7 +207,8 @@ class _TenantOptions(TypedDict, total=False):
 
 
 class Archiver:
-    """Archives tenants' event streams into ``events_dir``; see the module doc for the protocol.
+    """Archives tenants' event streams into ``events`` (the events store, or a local events
+    folder); see the module doc for the protocol.
 
     ``hook(step)`` is called after each protocol step ("staged", "committed", "moved",
     "trimmed", "compacted"); the crash-safety tests make it raise or kill the process there.
@@ -196,7 +217,7 @@ class Archiver:
     def __init__(
         self,
         r: redis.Redis,
-        events_dir: Path | str,
+        events: Events,
         batch_size: int = DEFAULT_BATCH_SIZE,
         lock_ttl_ms: int = DEFAULT_LOCK_TTL_MS,
         fs_lock_timeout: float = FS_LOCK_TIMEOUT_S,
@@ -205,7 +226,7 @@ class Archiver:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.r = r
-        self.events_dir = Path(events_dir)
+        self.store: ArtifactStore = as_store(events)
         self.batch_size = batch_size
         self.lock_ttl_ms = lock_ttl_ms
         self.fs_lock_timeout = fs_lock_timeout
@@ -218,9 +239,14 @@ class Archiver:
         self._release = r.register_script(_RELEASE)
         self._commit_script = r.register_script(_COMMIT)
         # Same pool, but XRANGE replies stay raw lists: redis-py's per-entry dicts cost more than
-        # the rest of reading a batch.
-        self._raw = redis.Redis(connection_pool=r.connection_pool)
-        self._raw.set_response_callback("XRANGE", lambda response, **_: response)
+        # the rest of reading a batch. A cluster client parses on each node's own client, which
+        # is shared, so there the dicts are flattened back instead.
+        self._raw: redis.Redis | _FlatRange
+        if is_cluster(r):
+            self._raw = _FlatRange(r)
+        else:
+            self._raw = redis.Redis(connection_pool=r.connection_pool)
+            self._raw.set_response_callback("XRANGE", lambda response, **_: response)
 
     # -- state -----------------------------------------------------------------------------
     def cursor(self, tenant: str) -> StreamId | None:
@@ -271,42 +297,32 @@ class Archiver:
         self.r.xtrim(keys.event_stream(tenant), minid=str(cursor.next()), approximate=False)
 
     # -- protocol steps --------------------------------------------------------------------
-    def _promote(self, tdir: Path, sdir: Path) -> list[Path]:
-        """Rename a committed batch's staged files into place; idempotent after a crash."""
-        moved, parents = [], set()
-        for src in sorted(p for p in sdir.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            dst = tdir / src.relative_to(sdir)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
+    def _promote(self, tenant: str, skey: str) -> list[str]:
+        """Move a committed batch's staged files into place; idempotent after a crash."""
+        moved = []
+        for rel in self.store.files(skey):
+            dst = join_key(tenant, rel)
+            self.store.move(join_key(skey, rel), dst)
             moved.append(dst)
-            parents.add(dst.parent)
-        for d in parents:
-            fsync_dir(d)
-        fsync_dir(tdir)
-        shutil.rmtree(sdir, ignore_errors=True)
-        fsync_dir(sdir.parent)
+        self.store.delete(skey)
         return moved
 
-    def _recover(self, tenant: str, tdir: Path, lock: _Lock) -> dict:
+    def _recover(self, tenant: str, lock: _Lock) -> dict:
         """Finish or undo what a crashed run left behind; caller holds both locks."""
         out: dict = {}
         batch = self._committed_batch(tenant)
-        staging = tdir / STAGING
-        if staging.is_dir():
-            for d in sorted(staging.iterdir()):
-                if batch and d.name == batch:
-                    self._promote(tdir, d)
-                    out["rolled_forward"] = out.get("rolled_forward", 0) + 1
-                else:
-                    if d.is_dir():
-                        shutil.rmtree(d)
-                    else:
-                        d.unlink()
-                    out["discarded_batches"] = out.get("discarded_batches", 0) + 1
-            fsync_dir(staging)
-        out.update({k: v for k, v in clean_leftovers(tdir).items() if v})
+        staging = join_key(tenant, STAGING)
+        for name in self.store.list_names(staging):
+            if batch and name == batch:
+                self._promote(tenant, join_key(staging, name))
+                out["rolled_forward"] = out.get("rolled_forward", 0) + 1
+            else:
+                self.store.delete(join_key(staging, name))
+                out["discarded_batches"] = out.get("discarded_batches", 0) + 1
+        self.store.clean_staging(staging)
+        out.update({k: v for k, v in clean_leftovers(self.store, tenant).items() if v})
         cursor = self.cursor(tenant)
-        mark = watermark(tdir)
+        mark = watermark(self.store, tenant)
         if mark is not None and (cursor is None or mark > cursor):
             log.warning(
                 "archive of %s reaches %s but the cursor says %s: restoring it from the files",
@@ -319,12 +335,14 @@ class Archiver:
             self._trim(tenant, cursor)
         return out
 
-    def _fs_lock(self, tdir: Path, lock: _Lock):
-        return tenant_lock(tdir, exclusive=True, timeout=self.fs_lock_timeout, on_wait=lock.renew)
+    def _fs_lock(self, tenant: str, lock: _Lock):
+        return tenant_lock(
+            self.store, tenant, exclusive=True, timeout=self.fs_lock_timeout, on_wait=lock.renew
+        )
 
     def _archive_batch(
-        self, tenant: str, tdir: Path, lock: _Lock, cursor: StreamId | None, end: str
-    ) -> tuple[StreamId, int, int, list[Path]] | None:
+        self, tenant: str, lock: _Lock, cursor: StreamId | None, end: str
+    ) -> tuple[StreamId, int, int, list[str]] | None:
         stream = keys.event_stream(tenant)
         start = f"({cursor}" if cursor else "-"
         entries = cast(
@@ -335,32 +353,24 @@ class Archiver:
         first, last = StreamId.parse(entries[0][0]), StreamId.parse(entries[-1][0])
         tables, bad = entries_to_tables(entries)
         batch = f"{first}_{last}.{lock.token}"
-        with self._fs_lock(tdir, lock):
-            sdir = tdir / STAGING / batch
-            sdir.mkdir(parents=True, exist_ok=True)
+        with self._fs_lock(tenant, lock):
+            skey = join_key(tenant, STAGING, batch)
             for date, table in sorted(tables.items()):
-                pdir = sdir / f"date={date}"
-                pdir.mkdir(exist_ok=True)
-                write_parquet(table, pdir / range_name(first, last))
-                fsync_dir(pdir)
+                write_table(
+                    self.store, join_key(skey, f"date={date}", range_name(first, last)), table
+                )
             if bad:
-                qdir = sdir / QUARANTINE
-                qdir.mkdir(exist_ok=True)
-                qfile = qdir / range_name(first, last, "jsonl")
-                qfile.write_bytes(b"".join(q.to_json() + b"\n" for q in bad))
-                fsync_file(qfile)
-                fsync_dir(qdir)
-                log.warning("%s: %d stream entries quarantined in %s", tenant, len(bad), qfile.name)
-            fsync_dir(sdir)
-            fsync_dir(sdir.parent)
+                qkey = join_key(skey, QUARANTINE, range_name(first, last, "jsonl"))
+                write_lines(self.store, qkey, [q.to_json() for q in bad])
+                log.warning("%s: %d stream entries quarantined in %s", tenant, len(bad), qkey)
             self.hook("staged")
             try:
                 self._commit(lock, tenant, cursor, last, batch, len(entries))
             except ArchiveLockLost:
-                shutil.rmtree(sdir, ignore_errors=True)
+                self.store.delete(skey)
                 raise
             self.hook("committed")
-            moved = self._promote(tdir, sdir)
+            moved = self._promote(tenant, skey)
             self.hook("moved")
         self._trim(tenant, last)
         self.hook("trimmed")
@@ -386,33 +396,35 @@ class Archiver:
         if not lock.acquire(lock_wait_s):
             result.skipped = "locked"
             return result
-        tdir = tenant_dir(self.events_dir, tenant)
         touched: set[str] = set()
         try:
-            with self._fs_lock(tdir, lock):
-                result.recovered = self._recover(tenant, tdir, lock)
+            with self._fs_lock(tenant, lock):
+                result.recovered = self._recover(tenant, lock)
             last_entry = self.r.xrevrange(keys.event_stream(tenant), count=1)
             end = reply_text(last_entry[0][0]) if last_entry else None
             cursor = self.cursor(tenant)
             while end and (max_batches is None or result.batches < max_batches):
-                done = self._archive_batch(tenant, tdir, lock, cursor, end)
+                done = self._archive_batch(tenant, lock, cursor, end)
                 if done is None:
                     break
                 cursor, n, n_bad, moved = done
                 result.batches += 1
                 result.events += n
                 result.quarantined += n_bad
-                for p in moved:
-                    result.files.append(str(p.relative_to(self.events_dir)))
-                    if p.parent.name.startswith("date="):
-                        touched.add(p.parent.name[5:])
+                for key in moved:
+                    result.files.append(key)
+                    folder = key.split("/")[-2]
+                    if folder.startswith("date="):
+                        touched.add(folder[5:])
                 if progress:
                     progress(n)
                 lock.renew()
             if compact:
                 yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
-                with self._fs_lock(tdir, lock):
-                    result.compacted = compact_locked(tdir, touched | {yesterday}, hook=self.hook)
+                with self._fs_lock(tenant, lock):
+                    result.compacted = compact_locked(
+                        self.store, tenant, touched | {yesterday}, hook=self.hook
+                    )
             result.cursor = str(cursor) if cursor else None
             result.pending = int(self.r.xlen(keys.event_stream(tenant)))
         finally:
@@ -472,13 +484,12 @@ def _purge_deleted(r: redis.Redis, stream: str) -> None:
     r.eval(_PURGE, 2, stream, stream + ":purge")
     # The append-only file still holds the original XADDs: rewrite it (best effort; a managed
     # Redis may refuse, and then its own rewrite schedule applies).
-    with contextlib.suppress(redis.RedisError):
-        r.bgrewriteaof()
+    request_rewrite(r)
 
 
 def erase_events(
     r: redis.Redis,
-    events_dir: Path | str,
+    events: Events,
     tenant: str,
     visitor_ids: Iterable[str] = (),
     customer_ids: Iterable[str] = (),
@@ -492,7 +503,7 @@ def erase_events(
     """
     visitors = {str(v) for v in visitor_ids}
     customers = {str(c) for c in customer_ids}
-    archiver = Archiver(r, events_dir)
+    archiver = Archiver(r, events)
     lock = _Lock(archiver, tenant)
     if not lock.acquire(lock_wait_s):
         raise ArchiveBusy(f"the archiver of {tenant!r} is busy; retry the erasure later")
@@ -501,12 +512,11 @@ def erase_events(
         parsed = list(_scan_stream(r, stream)) if (visitors or customers) else []
         if linked_visitors:
             visitors.update(v for _, v, c in parsed if c in customers and isinstance(v, str))
-        tdir = tenant_dir(events_dir, tenant)
         rows = 0
-        if tdir.is_dir() and (visitors or customers):
-            with archiver._fs_lock(tdir, lock):
-                archiver._recover(tenant, tdir, lock)
-                rows = erase_locked(tdir, visitors, customers, linked_visitors)
+        if archiver.store.exists(tenant) and (visitors or customers):
+            with archiver._fs_lock(tenant, lock):
+                archiver._recover(tenant, lock)
+                rows = erase_locked(archiver.store, tenant, visitors, customers, linked_visitors)
         doomed = [
             sid for sid, v, c in parsed if v in visitors or (c is not None and c in customers)
         ]

@@ -13,6 +13,7 @@ import io
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 import redis
@@ -177,6 +178,13 @@ def parse_upload(body: bytes, content_type: str | None) -> CatalogReport:
     return parse_csv(text)
 
 
+_SWAP = """
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('RENAME', KEYS[3], KEYS[4])
+return redis.call('INCR', KEYS[5])
+"""
+
+
 def replace_catalog(r: redis.Redis, tenant: str, products: list[dict]) -> int:
     """Swap in a whole new catalog atomically; returns the new version number."""
     if not products:
@@ -184,27 +192,40 @@ def replace_catalog(r: redis.Redis, tenant: str, products: list[dict]) -> int:
     staging = keys.catalog_products_staging(tenant)
     staging_cat = keys.catalog_categories_staging(tenant)
     pipe = r.pipeline(transaction=False)
-    pipe.delete(staging, staging_cat)
+    pipe.delete(staging)  # one key per DEL: redis-py's cluster pipeline takes no more
+    pipe.delete(staging_cat)
     for start in range(0, len(products), 1000):
         chunk = products[start : start + 1000]
         pipe.hset(staging, mapping={p["product_id"]: orjson.dumps(p) for p in chunk})
         pipe.hset(staging_cat, mapping={p["product_id"]: p["category"] for p in chunk})
     pipe.execute()
-    swap = r.pipeline(transaction=True)
-    swap.rename(staging, catalog_key(tenant))
-    swap.rename(staging_cat, category_key(tenant))
-    swap.incr(version_key(tenant))
-    return int(swap.execute()[-1])
+    # One script rather than a MULTI: redis-py refuses RENAME in a Redis Cluster pipeline
+    # (all five keys are the tenant's, so one slot either way).
+    swapped = r.eval(
+        _SWAP,
+        5,
+        staging,
+        catalog_key(tenant),
+        staging_cat,
+        category_key(tenant),
+        version_key(tenant),
+    )
+    return int(cast(int, swapped))
 
 
 def load_catalog(r: redis.Redis, tenant: str) -> tuple[int, dict[str, dict]]:
-    pipe = r.pipeline(transaction=True)
-    pipe.get(version_key(tenant))
-    pipe.hgetall(catalog_key(tenant))
-    version, raw = pipe.execute()
+    # The version and the products read at one instant. A script rather than a MULTI: redis-py's
+    # cluster transactions hand back HGETALL's reply unparsed (a flat list), so both paths read it so.
+    version, flat = cast(list, r.eval(_LOAD, 2, version_key(tenant), catalog_key(tenant)))
     return int(version or 0), {
-        (k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in raw.items()
+        (k.decode() if isinstance(k, bytes) else k): orjson.loads(v)
+        for k, v in zip(flat[::2], flat[1::2], strict=True)
     }
+
+
+_LOAD = """
+return {redis.call('GET', KEYS[1]) or 0, redis.call('HGETALL', KEYS[2])}
+"""
 
 
 @dataclass(frozen=True)

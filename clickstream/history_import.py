@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 import redis
 from marshmallow import ValidationError, fields
 
+from clickstream.archive_files import Events
 from clickstream.archiver import Archiver, read_archive
 from clickstream.schemas import ID_VALIDATORS, EventSchema, Text, flatten_errors
 from store import keys
@@ -178,8 +179,8 @@ def _coerce(row: dict) -> dict:
     return out
 
 
-def _archived_pairs(events_dir: Path, tenant: str) -> set[tuple[str, str]]:
-    table = read_archive(events_dir, tenant, columns=["visitor", "id"])
+def _archived_pairs(events: Events, tenant: str) -> set[tuple[str, str]]:
+    table = read_archive(events, tenant, columns=["visitor", "id"])
     return set(
         zip(table.column("visitor").to_pylist(), table.column("id").to_pylist(), strict=True)
     )
@@ -187,7 +188,7 @@ def _archived_pairs(events_dir: Path, tenant: str) -> set[tuple[str, str]]:
 
 def import_history(
     r: redis.Redis,
-    events_dir: Path,
+    events: Events,
     tenant: Tenant,
     path: Path,
     *,
@@ -199,8 +200,8 @@ def import_history(
     Raises ``HistoryImportError`` for a file that cannot be read at all."""
     started = time.perf_counter()
     report = ImportReport(tenant.name, path.name)
-    archiver = archiver or Archiver(r, events_dir)
-    seen = _archived_pairs(events_dir, tenant.name)
+    archiver = archiver or Archiver(r, events)
+    seen = _archived_pairs(events, tenant.name)
     stream = keys.event_stream(tenant.name)
     now_ms = int(time.time() * 1000)
     chunk: list[bytes] = []

@@ -46,6 +46,8 @@ DAY_S = 86400
 MAX_STREAM_LEN = 5_000_000
 # How often an active visitor's profile keys get their expiry pushed back (see the script).
 TTL_REFRESH_S = 3600
+# The per-minute traffic of a day (the dashboard shows the last hour) is kept two days.
+TRAFFIC_TTL_S = 2 * DAY_S
 WEIGHTS = weights.WEIGHTS  # the table at import, for callers that name it here
 
 # Per-batch aggregation: one HMGET per dedupe day and one HSET for the new ids, one ZINCRBY
@@ -64,27 +66,31 @@ local now, growth, ttl = ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local profile = ARGV[4] == '1'
 local weights = $weights
 local out, types, pop, aff, uncat, views = {}, {}, {}, {}, {}, {}
+local impressions = 0  -- verified offer impressions (an unverified one arrives without product)
 local touched = {}
 -- Segment-level popularity (cold start for visitors who gave a ZIP): the key is derived from
 -- KEYS[4] as store.keys.segment_popularity names it, so it shares KEYS[4]'s hash tag and the
 -- script stays within one cluster slot.
-local seg, fresh = false, false
+local seg, fresh, identified = false, false, false
 if profile then
-  local h = redis.call('HMGET', KEYS[6], 'zip_segment_id', 'ttl_at')
+  local h = redis.call('HMGET', KEYS[6], 'zip_segment_id', 'ttl_at', 'customer')
   seg = h[1]
+  -- A ZIP sent in this batch counts for the batch's own events (ARGV[14]: its segment).
+  if ARGV[14] ~= '' then seg = ARGV[14] end
   fresh = h[2] and tonumber(now) - tonumber(h[2]) < tonumber(ARGV[10])
+  identified = h[3]
 end
--- KEYS[11..]: the visitor's dedupe hashes (event id -> 1), today's first (see DEDUPE_DAYS).
-local n = (#ARGV - 10) / 5
+-- KEYS[15..]: the visitor's dedupe hashes (event id -> 1), today's first (see DEDUPE_DAYS).
+local n = (#ARGV - 14) / 5
 local ids = {}
-for i = 1, n do ids[i] = ARGV[10 + (i - 1) * 5 + 1] end
+for i = 1, n do ids[i] = ARGV[14 + (i - 1) * 5 + 1] end
 local known, new_ids = {}, {}
-for k = 11, #KEYS do
+for k = 15, #KEYS do
   local m = redis.call('HMGET', KEYS[k], unpack(ids))
   for i = 1, n do if m[i] then known[ids[i]] = true end end
 end
 for i = 1, n do
-  local b = 10 + (i - 1) * 5
+  local b = 14 + (i - 1) * 5
   local id, payload, etype, pid, cat = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   if not known[id] then
     known[id] = true  -- a second copy within the batch is a duplicate too
@@ -94,6 +100,7 @@ for i = 1, n do
     if store_events then redis.call('XADD', KEYS[2], '*', 'e', payload) end
     types[etype] = (types[etype] or 0) + 1
     if pid ~= '' then
+      if etype == 'offer_impression' then impressions = impressions + 1 end
       local w = weights[etype]
       if w then pop[pid] = (pop[pid] or 0) + w end
       if profile then
@@ -116,8 +123,8 @@ for i = 1, n do
     out[i] = 0
   end
 end
-if #new_ids > 0 and redis.call('HSET', KEYS[11], unpack(new_ids)) == redis.call('HLEN', KEYS[11]) then
-  redis.call('EXPIREAT', KEYS[11], ARGV[6])  -- a new hash: it lives until its last check
+if #new_ids > 0 and redis.call('HSET', KEYS[15], unpack(new_ids)) == redis.call('HLEN', KEYS[15]) then
+  redis.call('EXPIREAT', KEYS[15], ARGV[6])  -- a new hash: it lives until its last check
 end
 for pid, w in pairs(pop) do
   redis.call('ZINCRBY', KEYS[4], w * growth, pid)
@@ -128,6 +135,26 @@ for etype, c in pairs(types) do
   if redis.call('HINCRBY', KEYS[3], etype, c) == c then new_stats = true end
 end
 if new_stats then redis.call('EXPIRE', KEYS[3], 400 * 86400) end
+-- The dashboard's overview (KEYS[11..14]): events and impressions per minute, visitors and
+-- identified visitors of the day, events per ZIP segment. Each key's TTL is set when a write
+-- creates its field or changes its estimate, not on every batch.
+local total = #new_ids / 2
+if total > 0 then
+  local minute = ARGV[11]
+  if redis.call('HINCRBY', KEYS[11], minute, total) == total then
+    redis.call('EXPIRE', KEYS[11], ARGV[12])
+  end
+  if impressions > 0 then redis.call('HINCRBY', KEYS[11], minute .. ':imp', impressions) end
+  if profile then
+    if redis.call('PFADD', KEYS[12], ARGV[13]) == 1 then redis.call('EXPIRE', KEYS[12], 8 * 86400) end
+    if (identified or types['identify']) and redis.call('PFADD', KEYS[13], ARGV[13]) == 1 then
+      redis.call('EXPIRE', KEYS[13], 8 * 86400)
+    end
+    if seg and tonumber(redis.call('ZINCRBY', KEYS[14], total, seg)) == total then
+      redis.call('EXPIRE', KEYS[14], 8 * 86400)
+    end
+  end
+end
 if profile then
   if #uncat > 0 then
     local ids = {}
@@ -188,10 +215,34 @@ def ingest_script(table: Mapping[str, float]) -> str:
     )
 
 
+# What a volunteered ZIP's lookup status says to the visitor who typed it (collect's answer).
+ZIP_ANSWER_STATUS = {"ok": "ok", "invalid": "invalid", "not_found": "unknown"}
+
+
+def zip_answer(block: Mapping[str, object], zip_code: str) -> dict[str, str]:
+    """``{status, reason}`` of a ZIP's profile block, for the visitor: ok, invalid (not the
+    form of a postal code), unknown (well formed, but no such ZIP in the data) or unavailable
+    (no data to look it up in: offers stay general)."""
+    raw = str(block.get("status") or "unavailable")
+    status = ZIP_ANSWER_STATUS.get(raw, "unavailable")
+    if status == "ok":
+        place = ", ".join(str(block[k]) for k in ("place", "state_code") if block.get(k))
+        return {"status": status, "reason": f"Offers for {place or zip_code}"}
+    if status == "unknown":
+        reason = f"{zip_code} is not a ZIP code we know; offers stay general"
+    elif status == "invalid":
+        reason = f"{block.get('reason') or 'not a postal code'}; offers stay general"
+    else:
+        reason = "ZIP codes cannot be looked up right now; offers stay general"
+    return {"status": status, "reason": reason[:1].upper() + reason[1:]}
+
+
 @dataclass
 class IngestResult:
     accepted: list[dict] = field(default_factory=list)
     duplicates: int = 0
+    # The last accepted ZIP event's answer (see ``zip_answer``), when the batch had one.
+    zip: dict[str, str] | None = None
 
 
 # Named in store.keys; kept here under the names callers import.
@@ -210,10 +261,11 @@ def dedupe_keys(tenant: str, visitor: str, now: float) -> list[str]:
 class Ingestor:
     """Stores validated batches for any tenant; one per process (holds the script handle)."""
 
-    def __init__(self, r: redis.Redis) -> None:
+    def __init__(self, r: redis.Redis, wait_replicas: int = 0, wait_timeout_ms: int = 500) -> None:
         self.r = r
         # The table as it is now (not at import), so a test can change it and see this follow.
-        self._script = HotScript(r, ingest_script(weights.WEIGHTS))
+        # With ``wait_replicas`` a batch is stored once that many replicas confirm it (WAIT).
+        self._script = HotScript(r, ingest_script(weights.WEIGHTS), wait_replicas, wait_timeout_ms)
 
     def ingest(
         self,
@@ -235,20 +287,31 @@ class Ingestor:
         now_ms = int(now * 1000)
         name = tenant.name
         vk = visitor_keys(name, visitor)
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
         script_keys = [
             rate_key(name, now),
             keys.event_stream(name),
-            stats_key(name, time.strftime("%Y-%m-%d", time.gmtime(now))),
+            stats_key(name, day),
             popularity_key(name),
             catalog.category_key(name),
             vk["profile"], vk["recent"], vk["cart"], vk["bought"], vk["aff"],
+            keys.traffic_minutes(name, day), keys.daily_visitors(name, day),
+            keys.daily_identified(name, day), keys.segment_events(name, day),
             *dedupe_keys(name, visitor, now),
         ]  # fmt: skip
         # Today's hash is last checked at the end of the day DEDUPE_DAYS - 1 days from now.
         forget_at = (int(now // DAY_S) + DEDUPE_DAYS) * DAY_S
+        # A ZIP in the batch is enriched first, so its segment counts for the batch's events.
+        zips = [e for e in events if e["type"] == "zip"] if track and on_zip else []
+        zip_block = (
+            on_zip(zips[-1]["zip"], zips[-1].get("country", "US")) if on_zip and zips else None
+        )
+        batch_segment = (zip_block or {}).get("segment_id")
         args: list[EncodableT] = [
             tenant.rate_limit, int(now), repr(growth(now)), int(track), PROFILE_TTL_S,
             forget_at, RECENT_ITEMS, int(track), MAX_STREAM_LEN, TTL_REFRESH_S,
+            int(now) % DAY_S // 60, TRAFFIC_TTL_S, visitor,
+            "" if batch_segment is None else str(batch_segment),
         ]  # fmt: skip
         records = []
         for event in events:
@@ -282,7 +345,19 @@ class Ingestor:
             else:
                 result.duplicates += 1
         if track:
-            self._link_identity_and_zip(name, visitor, result.accepted, on_zip)
+            known = {(zips[-1]["zip"], zips[-1].get("country", "US")): zip_block} if zips else {}
+
+            def enrich(zip_code: str, country: str) -> dict:
+                found = known.get((zip_code, country))
+                return found if found is not None else (on_zip(zip_code, country) if on_zip else {})
+
+            result.zip = self._link_identity_and_zip(name, visitor, result.accepted, enrich)
+        elif on_zip is not None:
+            # No profile is kept, but the visitor who typed a ZIP still hears whether it is one.
+            last = next((e for e in reversed(events) if e["type"] == "zip"), None)
+            if last is not None:
+                block = on_zip(last["zip"], last.get("country", "US"))
+                result.zip = zip_answer(block, last["zip"])
         return result
 
     def _link_identity_and_zip(
@@ -291,10 +366,12 @@ class Ingestor:
         visitor: str,
         accepted: list[dict],
         on_zip: Callable[[str, str], dict] | None,
-    ) -> None:
-        """Rare events that change who the visitor is or where they live: one extra round trip."""
+    ) -> dict[str, str] | None:
+        """Rare events that change who the visitor is or where they live: one extra round trip.
+        Returns the last ZIP's answer (``zip_answer``), if there was one."""
         updates: dict[str, object] = {}
         customers: list[str] = []
+        answer = None
         for record in accepted:
             if record["type"] == "identify":
                 updates["customer"] = record["customer"]
@@ -302,10 +379,12 @@ class Ingestor:
             elif record["type"] == "zip":
                 country = record.get("country", "US")
                 block = on_zip(record["zip"], country) if on_zip else {}
+                if on_zip is not None:
+                    answer = zip_answer(block, record["zip"])
                 updates.update({"zip": record["zip"], "country": country})
                 updates.update({f"{ZIP_PREFIX}{k}": v for k, v in block.items() if v is not None})
         if not updates:
-            return
+            return answer
         profile_key = visitor_keys(tenant, visitor)["profile"]
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(
@@ -320,3 +399,4 @@ class Ingestor:
             pipe.sadd(customer_visitors_key(tenant, customer), visitor)
             pipe.expire(customer_visitors_key(tenant, customer), PROFILE_TTL_S)
         pipe.execute()
+        return answer

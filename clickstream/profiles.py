@@ -138,19 +138,23 @@ def merge_profiles(primary: VisitorProfile, others: list[VisitorProfile]) -> Vis
     return merged
 
 
-def with_identity(r: redis.Redis, tenant: str, profile: VisitorProfile) -> VisitorProfile:
+def with_identity(
+    r: redis.Redis, tenant: str, profile: VisitorProfile, linked: list | None = None
+) -> VisitorProfile:
     """An identified visitor's profile merged with the other visitors linked to the customer.
 
-    Costs one more round trip, and only for identified visitors; the links are written by
+    Costs one more round trip, and only for identified visitors (two when ``linked``, the
+    customer's visitors, was not read by the caller already); the links are written by
     ``identify`` events, so behaviour carries over between devices without copying it.
     """
     if not profile.customer:
         return profile
-    # With a count, SRANDMEMBER replies with a list (redis-py types every form of the command).
-    linked = cast(
-        "list[bytes | str]",
-        r.srandmember(customer_visitors_key(tenant, profile.customer), MAX_LINKED_VISITORS + 1),
-    )
+    if linked is None:
+        # With a count, SRANDMEMBER replies with a list (redis-py types every form of it).
+        linked = cast(
+            "list[bytes | str]",
+            r.srandmember(customer_visitors_key(tenant, profile.customer), MAX_LINKED_VISITORS + 1),
+        )
     others = [reply_text(v) for v in linked or [] if reply_text(v) != profile.visitor][
         :MAX_LINKED_VISITORS
     ]

@@ -241,6 +241,17 @@ class RejectedEventSchema(Schema):
     reason = fields.String()
 
 
+class ZipAnswerSchema(Schema):
+    status = fields.String(
+        metadata={
+            "description": "ok; invalid (not the form of a postal code); unknown (well formed, "
+            "but no such code in the data); unavailable (no data to look it up in)",
+            "enum": ["ok", "invalid", "unknown", "unavailable"],
+        }
+    )
+    reason = fields.String(metadata={"description": "A sentence for the visitor."})
+
+
 class CollectResultSchema(Schema):
     accepted = fields.Integer(metadata={"description": "New events stored durably."})
     duplicates = fields.Integer(
@@ -248,6 +259,10 @@ class CollectResultSchema(Schema):
     )
     rejected = fields.List(fields.Nested(RejectedEventSchema))
     profile = fields.Boolean(metadata={"description": "False when DNT/GPC asked for no profile."})
+    zip = fields.Nested(
+        ZipAnswerSchema,
+        metadata={"description": "When the batch held a ZIP event: what its last ZIP is."},
+    )
 
 
 _event_schema = EventSchema()

@@ -156,7 +156,8 @@ class CurrentArtifact(Generic[T]):
             if entry is not None and entry[1] == version:
                 self._entries[key] = (now, version, entry[2])
                 return entry[2]
-            # Memory-mapped arrays need a real file: demographics are local-only for now.
+            # Memory-mapped arrays need a real file: local_path gives the file itself, or with an
+            # object store a local cached copy of the published (never changing) version.
             value = self.opener(store.local_path(join_key(prefix, version))) if version else None
             self._entries[key] = (now, version, value)
             return value

@@ -556,3 +556,39 @@ def list_segments(settings: Settings) -> list[dict]:
     if seg is None:
         return []
     return [{**s, "version": seg.version} for s in seg.segments]
+
+
+MAP_MAX_POINTS = 20_000
+_maps: dict[tuple, list[list]] = {}
+
+
+def segment_map(settings: Settings, limit: int = 4000) -> dict:
+    """ZIP centroids coloured by segment, for a map-like scatter: ``points`` are
+    ``[zip, latitude, longitude, segment]``, an even sample of at most ``limit`` of the US ZIPs
+    that have both a GeoNames centroid and a segment (the same sample for the same limit), and
+    ``total`` how many such ZIPs there are. Empty without a segmentation or the US postal file."""
+    from enrichment.geo import GeoError, country_index
+
+    seg = segmentation(settings)
+    if seg is None:
+        return {"version": None, "total": 0, "points": []}
+    key = (seg.version, settings.geo_dir)
+    every = _maps.get(key)
+    if every is None:
+        try:
+            index = country_index("US", settings)
+        except GeoError:
+            index = {}
+        every = []
+        for code, place in sorted(index.items()):
+            if not (len(code) == 5 and code.isdigit()) or place.latitude is None:
+                continue
+            s = int(seg.assign[int(code)])
+            if s >= 0 and place.longitude is not None:
+                every.append([code, place.latitude, place.longitude, s])
+        _maps.clear()
+        _maps[key] = every
+    limit = max(1, min(limit, MAP_MAX_POINTS))
+    step = max(1.0, len(every) / limit)
+    points = [every[int(i * step)] for i in range(min(limit, len(every)))]
+    return {"version": seg.version, "total": len(every), "points": points}

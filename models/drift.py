@@ -158,6 +158,8 @@ class Reference:
         )
 
     def save(self, folder: Path) -> None:
+        """Into a local folder being built (a staged version); a published version's file is
+        written through the store (``registry.write_version_file``)."""
         text = self.to_json()
         atomic_write(folder / DRIFT_FILE, lambda path: path.write_text(text))
 
@@ -217,11 +219,19 @@ class LiveSample:
         self._offers = [0] * 11  # lists: a numpy scalar update costs ten times more
         self._score_sum = [0.0] * 11
 
-    def observe(self, x: np.ndarray, identified: bool, offers: Iterable[ServedOffer]) -> None:
-        """Count 1 in ``every`` calls; the others cost an increment and a modulo."""
+    def observe(
+        self,
+        x: np.ndarray | Callable[[], np.ndarray],
+        identified: bool,
+        offers: Iterable[ServedOffer],
+    ) -> None:
+        """Count 1 in ``every`` calls; the others cost an increment and a modulo. ``x`` may be
+        a function that builds the vector, called only for a counted request."""
         self._seen += 1  # unlocked: a lost increment only moves which request is sampled
         if self._seen % self.every:
             return
+        if callable(x):
+            x = x()
         idx = (x[:, None] > self._edges).sum(axis=1)  # count_nonzero(axis=) is slower
         idx[np.isnan(x)] = MISSING
         kind = KINDS["identified" if identified else "anonymous"]

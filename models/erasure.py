@@ -21,6 +21,7 @@ from clickstream.profiles import customer_visitors_key, erase_visitor
 from enrichment.crm import erase_customer
 from models import lineage, registry
 from store import keys
+from store.artifacts import events_store
 from store.config import Settings
 from store.persistence import PersistenceError, rewrite_append_only_file
 from store.redis_client import reply_text
@@ -100,7 +101,7 @@ def _erase(
         crm = erase_customer(r, settings, tenant.name, customer_hash)
     events = erase_events(
         r,
-        settings.events_dir,
+        events_store(settings),
         tenant.name,
         visitor_ids=sorted(visitors),
         customer_ids=[customer_hash] if customer_hash else [],

@@ -28,7 +28,7 @@ import hmac
 import math
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -41,7 +41,7 @@ from clickstream.archiver import read_archive
 from enrichment.crm.errors import CrmError
 from enrichment.crm.versions import CUSTOMERS, HOLDINGS, get_version
 from store import keys
-from store.artifacts.durable import atomic_write
+from store.artifacts import events_store
 from store.config import Settings
 from store.redis_client import reply_text
 from store.tenants import Tenant
@@ -154,15 +154,21 @@ def training_people(settings: Settings, tenant: str, crm_version: str | None) ->
             if path.is_file() and "customer_hash" in pq.read_schema(path).names:
                 column = pq.read_table(path, columns=["customer_hash"]).column(0)
                 customers.update(v for v in column.to_pylist() if v)
-    events = read_archive(settings.events_dir, tenant, columns=["visitor", "customer"])
+    events = read_archive(events_store(settings), tenant, columns=["visitor", "customer"])
     visitors = {v for v in events.column("visitor").to_pylist() if v}
     customers.update(v for v in events.column("customer").to_pylist() if v)
     return {"customers": customers, "visitors": visitors}
 
 
-def record(settings: Settings, tenant: Tenant, folder: Path, crm_version: str | None) -> dict:
-    """Write ``folder``/lineage.bloom for a version trained on ``crm_version`` and the
-    archive; returns what the registry keeps of it.
+def record(
+    settings: Settings,
+    tenant: Tenant,
+    crm_version: str | None,
+    write: Callable[[str, bytes], None],
+) -> dict:
+    """Write the version's lineage.bloom (by ``write(name, data)``, into the published version)
+    for a version trained on ``crm_version`` and the archive; returns what the registry keeps
+    of it.
 
     When the data cannot be read again (the CRM version was pruned meanwhile) no filter is
     written: a partial one would miss people, and a version without lineage is listed for
@@ -175,7 +181,7 @@ def record(settings: Settings, tenant: Tenant, folder: Path, crm_version: str | 
     items = [customer_item(c) for c in people["customers"]]
     items += [visitor_item(v) for v in people["visitors"]]
     bloom = BloomFilter.build(items, _key(tenant))
-    atomic_write(folder / LINEAGE_FILE, lambda path: path.write_bytes(bloom.to_bytes()))
+    write(LINEAGE_FILE, bloom.to_bytes())
     return {
         "recorded": True,
         "customers": len(people["customers"]),

@@ -15,8 +15,10 @@ from operator import itemgetter
 
 import redis
 
+from clickstream.decay import growth
 from clickstream.ingest import segment_popularity_key
 from clickstream.profiles import VisitorProfile
+from models.ranking import Context, Ranked, arrange, offerable
 from store.redis_client import reply_text
 
 AFFINITY_BOOST = 1.0
@@ -25,6 +27,9 @@ MAX_OFFERS = 50
 # Enough candidates for the largest request: n <= MAX_OFFERS, 50 excluded ids, CANDIDATE_PAD.
 SNAPSHOT_SIZE = MAX_OFFERS + 50 + CANDIDATE_PAD + 10
 MAX_SNAPSHOTS = 10_000
+# k of the segment popularity's shrinkage (``blend``): a segment with k weighted events (a
+# view counts 1, a purchase more: clickstream.weights) is trusted half.
+SHRINKAGE_EVENTS = 30.0
 
 
 @dataclass
@@ -113,18 +118,71 @@ def popularity_offers(
     profile: VisitorProfile,
     blocked: frozenset[str] | set[str],
     n: int,
+    *,
+    segment: int | str | None = None,
+    rules: dict | None = None,
+    ctx: Context | None = None,
+    now: float | None = None,
 ) -> list[Offer]:
-    """Segment popularity when the visitor gave a ZIP, else global popularity, then catalog."""
+    """Popularity in the visitor's ZIP segment blended with global popularity (see
+    ``blend``), nudged by affinities, then catalog products; with ``rules`` (and ``ctx``) the
+    model path's rules apply too (eligibility, pins, at most k per category), so the two
+    paths compare fairly. ``segment``: the segment of the ZIP serving uses (``zip_block_for``);
+    default the one the visitor typed."""
+    if segment is None:
+        segment = profile.attributes.get("zip_segment_id")
     local = False
-    segment = profile.attributes.get("zip_segment_id")
-    if segment is not None:
-        # Cold start, first step: what is popular in the visitor's ZIP segment.
+    if segment not in (None, ""):
         by_segment = snapshots.get(r, segment_popularity_key(tenant, segment))
-        if len(by_segment) >= n:
-            popular, local = by_segment, True
-    return PopularityRecommender.rank_and_fill(
-        products, active_ids, popular, profile, blocked, n, local
+        popular, weight = blend(by_segment, popular, now)
+        local = weight >= 0.5
+    if rules is None:
+        return PopularityRecommender.rank_and_fill(
+            products, active_ids, popular, profile, blocked, n, local
+        )
+    # More candidates than offers: the rules may drop some (eligibility, category cap).
+    wanted = min(len(products), n * max(2, int(rules.get("max_per_category", 2))) + CANDIDATE_PAD)
+    pool = PopularityRecommender.rank_and_fill(
+        products, active_ids, popular, profile, blocked, wanted, local
     )
+    ctx = ctx or Context(blocked=set(blocked))
+    by_id = {o.product["product_id"]: o for o in pool}
+    ordered = [
+        Ranked(pid, o.score, o.score, o.reason, o.reason_code)
+        for pid, o in by_id.items()
+        if offerable(pid, products, rules, ctx)
+    ]
+    out = []
+    for c in arrange(ordered, products, rules, n):
+        offer = by_id[c.product_id]
+        offer.reason, offer.reason_code = c.reason, c.reason_code
+        out.append(offer)
+    return out
+
+
+def blend(
+    by_segment: list[tuple[str, float]],
+    overall: list[tuple[str, float]],
+    now: float | None = None,
+    k: float = SHRINKAGE_EVENTS,
+) -> tuple[list[tuple[str, float]], float]:
+    """Segment popularity shrunk towards global popularity: each product's share of its
+    segment's weighted events, weighted n / (n + k) by the segment's (decayed, weighted) event
+    count n, plus (1 - that) x its share of all events. A segment with a handful of events
+    leans on the global list; one with many ranks by its own. Returns the blended list, best
+    first, and the segment's weight."""
+    g = growth(time.time() if now is None else now)
+    n_seg = sum(score for _, score in by_segment) / g
+    weight = n_seg / (n_seg + k) if n_seg > 0 else 0.0
+    seg_total = sum(score for _, score in by_segment) or 1.0
+    all_total = sum(score for _, score in overall) or 1.0
+    mixed: dict[str, float] = {}
+    for pid, score in overall:
+        mixed[pid] = (1.0 - weight) * score / all_total
+    for pid, score in by_segment:
+        mixed[pid] = mixed.get(pid, 0.0) + weight * score / seg_total
+    ranked = sorted(mixed.items(), key=lambda kv: kv[1], reverse=True)
+    return ranked, weight
 
 
 def _reason(category: str, affinity: float, local: bool) -> tuple[str, str]:

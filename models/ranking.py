@@ -70,26 +70,38 @@ def rank(
     per_product = rules.get("products", {})
     candidates: list[Ranked] = []
     for pid, score in zip(product_ids, scores, strict=True):
-        product = catalog.get(pid)
-        if product is None or not product.get("active", True) or pid in ctx.blocked:
+        if not offerable(pid, catalog, rules, ctx):
             continue
         rule = per_product.get(pid)
-        if not _eligible(rule, ctx):
-            continue
+        product = catalog[pid]
         priority = float(rule.get("priority", 1.0)) if rule else 1.0
         value = float(score) * _weight(product, rules.get("weight", "margin")) * priority
         text, code = (reasons or {}).get(pid, ("Picked for you", "model"))
         candidates.append(Ranked(pid, float(score), value, text, code))
     candidates.sort(key=lambda c: c.value, reverse=True)
-    pinned = [p for p in rules.get("pinned", []) if p in {c.product_id for c in candidates}]
-    ordered = [c for p in pinned for c in candidates if c.product_id == p]
-    for c in ordered:
+    return arrange(candidates, catalog, rules, n)
+
+
+def offerable(pid: str, catalog: dict[str, dict], rules: dict, ctx: Context) -> bool:
+    """In the catalog and active, not blocked for this person, eligible under the rules."""
+    product = catalog.get(pid)
+    if product is None or not product.get("active", True) or pid in ctx.blocked:
+        return False
+    return _eligible(rules.get("products", {}).get(pid), ctx)
+
+
+def arrange(ordered: list[Ranked], catalog: dict[str, dict], rules: dict, n: int) -> list[Ranked]:
+    """Offerable candidates, best first -> the top ``n``: pinned products first, then at most
+    ``max_per_category`` per category. The model and the popularity paths both end here."""
+    pinned = [p for p in rules.get("pinned", []) if p in {c.product_id for c in ordered}]
+    first = [c for p in pinned for c in ordered if c.product_id == p]
+    for c in first:
         c.reason, c.reason_code = "Featured by the shop", "pinned"
-    ordered += [c for c in candidates if c.product_id not in pinned]
+    first += [c for c in ordered if c.product_id not in pinned]
     cap = int(rules.get("max_per_category", 2))
     taken: list[Ranked] = []
     per_category: dict[str, int] = {}
-    for c in ordered:
+    for c in first:
         category = catalog[c.product_id].get("category", "")
         if per_category.get(category, 0) >= cap:
             continue

@@ -47,12 +47,21 @@ def new_version_id(now: float | None = None) -> str:
     return f"v{stamp}-{secrets.token_hex(2)}"
 
 
-def models_dir(settings: Settings, tenant: str) -> Path:
-    return settings.artifacts_dir / "models" / tenant
+def version_key(tenant: str, version: str) -> str:
+    return join_key(ARTIFACTS, "models", tenant, version)
 
 
 def version_dir(settings: Settings, tenant: str, version: str) -> Path:
-    return models_dir(settings, tenant) / version
+    """A local folder holding the version's files, to read (the folder itself in the local
+    store; a cached copy of the published version with an object store)."""
+    return artifacts_for(settings).local_path(version_key(tenant, version))
+
+
+def write_version_file(
+    settings: Settings, tenant: str, version: str, name: str, data: bytes
+) -> None:
+    """Add or replace one file of a published version (atomically, through the store)."""
+    artifacts_for(settings).write_bytes(join_key(version_key(tenant, version), name), data)
 
 
 def champion(r: redis.Redis, tenant: str) -> str | None:

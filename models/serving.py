@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # serving loads neither at import; the loader passed in build
 
 log = logging.getLogger("offerwise.serving")
 RETRY_FAILED_LOAD_S = 30.0
+REASON_GROUPS = ("crm", "holdings", "zip", "web")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class Bundle:
     # This process's sample of live feature vectors and served scores (models.drift); None
     # for versions trained before training distributions were kept.
     live: LiveSample | None = None
+    # The anonymous visitors' model of the same version (models.anonymous): scores visitors
+    # without CRM data on what they have (web behaviour, ZIP); None in versions without one.
+    anonymous: Bundle | None = None
 
     def threshold_for_top(self, product_id: str, share: float) -> float | None:
         """The score above which a person is in the top ``share`` of the product's scores."""
@@ -65,9 +70,50 @@ class Bundle:
         """Calibrated probabilities, one per product, for one feature vector."""
         return self.scorer.score(x)
 
-    def explain(self, x: np.ndarray, top: int = 3) -> dict[str, list[dict]]:
-        """Top features behind each product's score (tree path contributions)."""
-        contrib = self.scorer.contributions(x)[:, :-1]
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Each product's per-feature contributions to its margin, (products, F + 1), with
+        only the features the visitor has credited: a feature that is missing (NaN) or 0 (a
+        presence flag, holding, view, level or count the visitor does not have) moves its
+        share into the bias (the last column), so no explanation rests on what is absent.
+        Rows still sum to the margins."""
+        contrib = self.scorer.contributions(x)
+        absent = ~np.isfinite(x) | (x == 0)
+        if absent.any():
+            contrib[:, -1] += contrib[:, :-1][:, absent].sum(axis=1)
+            contrib[:, :-1][:, absent] = 0.0
+        return contrib
+
+    @cached_property
+    def _groups(self) -> tuple[list[str], np.ndarray]:
+        """The reason groups and the (features, groups) 0/1 matrix that sums into them."""
+        names = self.builder.feature_names
+        kinds = self.builder.schema.group_of()
+        of = [
+            "holdings" if n.startswith("holds_") else k for n, k in zip(names, kinds, strict=True)
+        ]
+        groups = [g for g in REASON_GROUPS if g in of]
+        matrix = np.zeros((len(names), len(groups)))
+        for j, g in enumerate(of):
+            if g in groups:
+                matrix[j, groups.index(g)] = 1.0
+        return groups, matrix
+
+    def reason_groups(self, contrib: np.ndarray) -> list[str | None]:
+        """Per product, the feature group that raised its score most (crm, holdings, zip,
+        web), from ``contributions``; None when no group the visitor has raised it."""
+        groups, matrix = self._groups
+        if not groups:
+            return [None] * contrib.shape[0]
+        sums = contrib[:, :-1] @ matrix
+        best = sums.argmax(axis=1)
+        return [groups[b] if sums[i, b] > 0 else None for i, b in enumerate(best)]
+
+    def explain(
+        self, x: np.ndarray, top: int = 3, contrib: np.ndarray | None = None
+    ) -> dict[str, list[dict]]:
+        """Top features behind each product's score (tree path contributions, coef x value for
+        linear models), only among the features the visitor has (see ``contributions``)."""
+        contrib = (self.contributions(x) if contrib is None else contrib)[:, :-1]
         names = self.builder.feature_names
         out = {}
         for i, pid in enumerate(self.product_ids):

@@ -36,6 +36,7 @@ import redis
 from enrichment.demographics import demographics
 from models.features import ZipLookup
 from store import keys
+from store.artifacts import events_store
 from store.config import Settings
 
 DAY_S = 86_400
@@ -307,7 +308,7 @@ def install(
     ingest_seconds = time.perf_counter() - started - crm_seconds
     archived = None
     if archive:
-        result = Archiver(r, settings.events_dir).archive_tenant(tenant)
+        result = Archiver(r, events_store(settings)).archive_tenant(tenant)
         archived = result.events
     data.report = {
         "tenant": tenant,

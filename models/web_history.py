@@ -20,7 +20,6 @@ profiles in much the same way; first/last seen then span all of them).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clickstream import weights
+from clickstream.archive_files import Events
 from clickstream.archiver import read_archive
 from clickstream.decay import HALF_LIFE_S
 from clickstream.profiles import PROFILE_TTL_S, RECENT_ITEMS, RECENTLY_BOUGHT_S
@@ -38,11 +38,11 @@ TOP_AFFINITIES = 10
 
 
 def load_events(
-    events_dir: Path | str, tenant: str, start_date: str | None = None, end_date: str | None = None
+    events: Events, tenant: str, start_date: str | None = None, end_date: str | None = None
 ) -> pd.DataFrame:
     """The tenant's archived events as a DataFrame with ``ts``, the event's time in epoch
     milliseconds (int64; see ``events_frame``)."""
-    table = read_archive(events_dir, tenant, start_date, end_date, columns=list(EVENT_COLUMNS))
+    table = read_archive(events, tenant, start_date, end_date, columns=list(EVENT_COLUMNS))
     return events_frame(table)
 
 

@@ -76,6 +76,32 @@ def segment_popularity(tenant: str, segment: int | str) -> str:
     return f"{popularity(tenant)}{SEGMENT_POPULARITY_INFIX}{segment}"
 
 
+# Overview counters for the admin dashboard, kept by the ingest script in the same call as the
+# events (no extra round trip): a few O(1) commands per batch.
+def traffic_minutes(tenant: str, day: str) -> str:
+    """Hash on one UTC day (``YYYY-MM-DD``): minute of the day -> new events, and
+    ``<minute>:imp`` -> offer impressions; written by the ingest script, kept two days."""
+    return tenant_key(tenant, "traffic", day)
+
+
+def daily_visitors(tenant: str, day: str) -> str:
+    """HyperLogLog of the tracked visitors seen on one UTC day (an estimate: no id can be read
+    back out of it); written by the ingest script, kept eight days."""
+    return tenant_key(tenant, "visitors", day)
+
+
+def daily_identified(tenant: str, day: str) -> str:
+    """HyperLogLog of the tracked visitors seen identified (logged in) on one UTC day; the
+    ingest script, kept eight days."""
+    return tenant_key(tenant, "visitors", "identified", day)
+
+
+def segment_events(tenant: str, day: str) -> str:
+    """Sorted set ZIP segment id -> new events of visitors in it on one UTC day; the ingest
+    script, kept eight days."""
+    return tenant_key(tenant, "segev", day)
+
+
 def dedupe_ids(tenant: str, visitor: str, day: int) -> str:
     """Hash event id -> 1: the ids ``visitor`` sent on UTC day number ``day`` (epoch days);
     written by the ingest script. Not under ``dd``, the per-event string keys of earlier
@@ -274,3 +300,15 @@ def campaign_counters_parts(tenant: str) -> tuple[str, str]:
     script derives the counters of the campaigns a batch touches from them."""
     prefix, _, suffix = campaign_counters(tenant, "\0").partition("\0")
     return prefix, suffix
+
+
+def identity_parts(tenant: str) -> dict[str, tuple[str, ...]]:
+    """The pieces the offer request's script derives an identified visitor's keys from, once
+    it has read the customer hash on the profile: ``customer_visitors`` (prefix), the live CRM
+    version's ``crm_profiles`` bucket (before the serving id, between it and the bucket) and the
+    customer's ``person_campaigns`` (prefix). All under the tenant's hash tag, as declared keys."""
+    cv, _, _ = customer_visitors(tenant, "\0").partition("\0")
+    before, _, rest = crm_profiles(tenant, "\0", "\1").partition("\0")
+    between, _, _ = rest.partition("\1")
+    pc, _, _ = person_campaigns(tenant, "c:\0").partition("\0")
+    return {"customer_visitors": (cv,), "crm_profiles": (before, between), "person": (pc,)}

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import redis
+from redis.exceptions import ClusterError
 from redis.typing import EncodableT
 
 from store import keys
@@ -111,8 +112,11 @@ def create_tenant(
     site_key, admin_key = _new_keys()
     if not r.sadd(keys.TENANTS, name):
         raise TenantExists(f"name: tenant {name!r} already exists")
-    pipe = r.pipeline(transaction=True)
-    pipe.hset(
+    # The tenant's config, then the key lookup: one write each, never one transaction, since
+    # on a Redis Cluster the global lookup and the tenant's keys live in different slots. A
+    # crash in between leaves a tenant whose keys do not resolve yet; `tenant rotate-keys`
+    # issues working ones.
+    r.hset(
         keys.tenant_config(name),
         mapping={
             "name": name,
@@ -124,9 +128,10 @@ def create_tenant(
             "admin_key_hash": hash_key(admin_key),
         },
     )
-    pipe.hset(keys.KEY_HASHES, hash_key(site_key), f"site:{name}")
-    pipe.hset(keys.KEY_HASHES, hash_key(admin_key), f"admin:{name}")
-    pipe.execute()
+    r.hset(
+        keys.KEY_HASHES,
+        mapping={hash_key(site_key): f"site:{name}", hash_key(admin_key): f"admin:{name}"},
+    )
     return {"tenant": name, "site_key": site_key, "admin_key": admin_key}
 
 
@@ -188,15 +193,21 @@ def rotate_keys(r: redis.Redis, name: str) -> dict:
     if old[0] is None:
         raise UnknownTenant(f"no tenant named {name!r}")
     site_key, admin_key = _new_keys()
+    # The lookup in one transaction of its own (one key: one slot on a Redis Cluster too), then
+    # the config: the old keys stop working first. A crash in between leaves the config naming
+    # the old hashes, which the next rotation removes again (a no-op), and two lookup entries
+    # for keys that were never shown to anyone.
     pipe = r.pipeline(transaction=True)
     pipe.hdel(keys.KEY_HASHES, *[h for h in old if h])
     pipe.hset(
+        keys.KEY_HASHES,
+        mapping={hash_key(site_key): f"site:{name}", hash_key(admin_key): f"admin:{name}"},
+    )
+    pipe.execute()
+    r.hset(
         cfg_key,
         mapping={"site_key_hash": hash_key(site_key), "admin_key_hash": hash_key(admin_key)},
     )
-    pipe.hset(keys.KEY_HASHES, hash_key(site_key), f"site:{name}")
-    pipe.hset(keys.KEY_HASHES, hash_key(admin_key), f"admin:{name}")
-    pipe.execute()
     return {"tenant": name, "site_key": site_key, "admin_key": admin_key}
 
 
@@ -232,7 +243,7 @@ class KeyResolver:
                 tenant = get_tenant(r, name)
                 if tenant is not None:
                     result = (kind, tenant)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError, ClusterError):
             if hit is None:
                 raise
             return hit[1]

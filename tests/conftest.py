@@ -1,4 +1,11 @@
-"""Shared fixtures: a real redis-server per test session on a free port, never a fake."""
+"""Shared fixtures: a real redis-server per test session on a free port, never a fake.
+
+With ``--redis-cluster`` (``make test-cluster``) the store is a local Redis Cluster instead
+(3 masters, 3 replicas, ``tests/cluster.py``) started once for the session, and the single
+server holds only the job queue, as in a cluster deployment (rq cannot use a cluster). Tests
+marked ``single_redis`` need one server's view (its Unix socket, its embedded life cycle,
+client kills) and are skipped there.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +18,53 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from store.embedded import find_redis_server
+from store.redis_client import cluster_client
+from tests.cluster import LocalCluster
 from tests.helpers import free_port
+from tests.object_store import s3_server, s3_url  # noqa: F401  (fixtures for every package)
 
 SHARED_DATA = Path(
     os.environ.get(
         "OFFERWISE_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     )
 ).resolve()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis-cluster",
+        action="store_true",
+        help="run against a local 3-master, 3-replica Redis Cluster (make test-cluster)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    on_cluster = config.getoption("--redis-cluster")
+    single = pytest.mark.skip(reason="needs a single Redis server (skipped with --redis-cluster)")
+    cluster = pytest.mark.skip(reason="needs --redis-cluster (make test-cluster)")
+    for item in items:
+        if on_cluster and item.get_closest_marker("single_redis"):
+            item.add_marker(single)
+        if not on_cluster and item.get_closest_marker("cluster"):
+            item.add_marker(cluster)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster | None]:
+    """The session's local Redis Cluster with ``--redis-cluster``, else None."""
+    if not request.config.getoption("--redis-cluster"):
+        yield None
+        return
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -54,31 +99,44 @@ METRICS_TOKEN = "metrics-secret-token"
 
 
 @pytest.fixture
-def redis_url(redis_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    """A clean database on the session server. The environment is set too, for what runs in
-    other processes (CLI commands, the worker's spawned jobs, servers); code in this process
-    gets the ``settings`` fixture."""
+def redis_url(
+    redis_server: str,
+    redis_cluster: LocalCluster | None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Iterator[str]:
+    """A clean database on the session server (or cluster). The environment is set too, for
+    what runs in other processes (CLI commands, the worker's spawned jobs, servers); code in
+    this process gets the ``settings`` fixture."""
     client = redis.Redis.from_url(redis_server)
     client.flushall()
-    monkeypatch.setenv("REDIS_URL", redis_server)
+    url = redis_server
+    if redis_cluster is not None:
+        redis_cluster.wait_ok()  # a failover test may have just moved masters
+        redis_cluster.flush()
+        url = redis_cluster.url
+        monkeypatch.setenv("OFFERWISE_QUEUE_REDIS_URL", redis_server)
+    monkeypatch.setenv("REDIS_URL", url)
     monkeypatch.setenv("OFFERWISE_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("OFFERWISE_STAFF_TOKEN", STAFF_TOKEN)
     monkeypatch.setenv("OFFERWISE_METRICS_TOKEN", METRICS_TOKEN)
     from store.redis_client import reset_clients
 
     reset_clients()
-    yield redis_server
+    yield url
     reset_clients()
 
 
 @pytest.fixture
-def settings(redis_url: str, tmp_path: Path):
+def settings(redis_url: str, redis_server: str, tmp_path: Path):
     """The settings of this test's service, passed explicitly (as entry points hand them down)."""
     from store.config import Settings
+    from store.redis_client import is_cluster_url
 
     return Settings(
         data_dir=tmp_path / "var",
         redis_url=redis_url,
+        queue_redis_url=redis_server if is_cluster_url(redis_url) else None,
         staff_token=STAFF_TOKEN,
         metrics_token=METRICS_TOKEN,
     )
@@ -86,7 +144,19 @@ def settings(redis_url: str, tmp_path: Path):
 
 @pytest.fixture
 def r(redis_url: str) -> redis.Redis:
+    """A client of the test's store: one server's, or the cluster's (``RedisCluster``)."""
+    if redis_url.startswith("redis+cluster://"):
+        return cluster_client(redis_url, ClusterForTests)  # type: ignore[return-value]
     return redis.Redis.from_url(redis_url)
+
+
+class ClusterForTests(RedisCluster):
+    """The cluster client, but KEYS asks every master (redis-py asks one node by default), so
+    that a test looking for what was stored sees all of it."""
+
+    def keys(self, pattern="*", **kwargs):  # type: ignore[override]
+        kwargs.setdefault("target_nodes", RedisCluster.PRIMARIES)
+        return super().keys(pattern, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,11 @@ import time
 import urllib.request
 from collections.abc import Callable
 
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from store.redis_client import is_cluster
+
 _ids = itertools.count()
 
 
@@ -78,3 +83,11 @@ def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0, ever
         assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
         time.sleep(every)
     return found
+
+
+def another_client(r: redis.Redis) -> redis.Redis:
+    """A second client of the store behind ``r`` (one server's pool, or the same cluster)."""
+    if is_cluster(r):
+        nodes = [ClusterNode(n.host, n.port) for n in r.get_nodes()]  # type: ignore[attr-defined]
+        return RedisCluster(startup_nodes=nodes)  # type: ignore[return-value]
+    return redis.Redis(connection_pool=r.connection_pool)

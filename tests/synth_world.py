@@ -17,6 +17,7 @@ import redis
 
 from models.synthetic import SyntheticConfig, SyntheticTenant, generate, install
 from store.config import Settings
+from store.redis_client import client_for_url
 
 SEGMENTS_K = 10
 _base: dict[str, Path] = {}
@@ -60,7 +61,7 @@ def make_world(
     data_dir = tmp / "var"
     shutil.copytree(base / "artifacts", data_dir / "artifacts")
     settings = Settings(data_dir=data_dir, geo_dir=geo_dir)
-    r = redis.Redis.from_url(redis_server)
+    r = client_for_url(redis_server)  # one server, or a cluster (redis+cluster://)
     r.flushall()
     data = generate(config, settings)
     if edit is not None:

@@ -6,6 +6,8 @@ from flask import request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
+from app import api_schemas as bodies
+from app.api_docs import BINARY_FILE, ok
 from app.auth import admin_tenant
 from app.request_body import Blueprint
 from app.services import services
@@ -33,12 +35,23 @@ class CatalogPageArgs(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
+class CatalogUploadArgs(Schema):
+    check = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Validate only: the report of what this upload would import "
+            "(version null), the catalog unchanged."
+        },
+    )
+
+
 class StatsArgs(Schema):
     days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=90))
 
 
 @blp.route("/tenant")
 @blp.doc(summary="This tenant's settings")
+@blp.doc(responses=ok(bodies.TenantSchema))
 def tenant_info():
     return admin_tenant().public()
 
@@ -58,20 +71,33 @@ class Catalog(MethodView):
             "required": True,
             "content": {
                 "text/csv": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                # A bare list of products is accepted too; documented as the object so that
+                # generated clients can tell the JSON body from the file.
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["products"],
+                        "properties": {"products": {"type": "array", "items": {"type": "object"}}},
+                    }
+                },
+                "application/octet-stream": BINARY_FILE,
             },
         },
     )
+    @blp.arguments(CatalogUploadArgs, location="query", as_kwargs=True)
     @blp.response(200, CatalogReportSchema)
     @blp.alt_response(422, description="Nothing usable in the upload; the catalog is unchanged")
-    def put(self):
+    def put(self, check: bool):
         tenant = admin_tenant()
         report = catalog.parse_upload(request.get_data(cache=False), request.content_type)
+        if check:
+            return report.as_dict(None)
         version = catalog.replace_catalog(services().redis, tenant.name, report.products)
         return report.as_dict(version)
 
     @blp.doc(summary="Read the catalog, a page at a time")
     @blp.arguments(CatalogPageArgs, location="query", as_kwargs=True)
+    @blp.doc(responses=ok(bodies.CatalogPageSchema))
     def get(self, offset: int, limit: int):
         tenant = admin_tenant()
         version, products = catalog.load_catalog(services().redis, tenant.name)
@@ -86,6 +112,7 @@ class Catalog(MethodView):
 @blp.route("/stats")
 @blp.doc(summary="Events collected per UTC day and type")
 @blp.arguments(StatsArgs, location="query", as_kwargs=True)
+@blp.doc(responses=ok(bodies.DailyStatsSchema))
 def stats(days: int):
     tenant = admin_tenant()
     return {"tenant": tenant.name, "days": daily_counts(services().redis, tenant.name, days)}
@@ -94,6 +121,7 @@ def stats(days: int):
 @blp.route("/rules")
 class Rules(MethodView):
     @blp.doc(summary="This tenant's offer rules")
+    @blp.doc(responses=ok(RulesSchema))
     def get(self):
         tenant = admin_tenant()
         return load_rules(services().redis, tenant.name)
@@ -106,6 +134,7 @@ class Rules(MethodView):
         ),
     )
     @blp.arguments(RulesSchema)
+    @blp.doc(responses=ok(RulesSchema, "The rules as saved"))
     def put(self, body: dict):
         tenant = admin_tenant()
         return save_rules(services().redis, tenant.name, body)

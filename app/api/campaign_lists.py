@@ -10,6 +10,8 @@ from pathlib import Path
 from flask import Response, request
 from marshmallow import Schema, ValidationError, fields, validate
 
+from app import api_schemas as bodies
+from app.api_docs import BINARY_FILE, ok
 from app.auth import admin_tenant
 from app.request_body import Blueprint
 from app.services import services
@@ -119,8 +121,15 @@ def export(name: str):
         "within the attribution window from their assignment; the others are reported (row, "
         "reason). Importing the same file again changes nothing."
     ),
-    requestBody={"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
+    requestBody={
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/octet-stream": BINARY_FILE,
+        },
+    },
 )
+@blp.doc(responses=ok(bodies.ResponsesReportSchema))
 def responses(name: str):
     tenant = admin_tenant()
     # Raised from the small default only now, after the key check.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import request
 from flask.views import MethodView
 
+from app import api_schemas as bodies
+from app.api_docs import ok
 from app.auth import admin_tenant
 from app.request_body import Blueprint
 from app.services import services
@@ -51,6 +53,7 @@ def _out(campaign: cmp.Campaign) -> dict:
 @blp.route("/campaigns")
 class Campaigns(MethodView):
     @blp.doc(summary="This tenant's campaigns, highest priority first")
+    @blp.doc(responses=ok(bodies.CampaignListSchema))
     def get(self):
         tenant = admin_tenant()
         return {"campaigns": [_out(c) for c in cmp.list_campaigns(services().redis, tenant.name)]}
@@ -60,7 +63,7 @@ class Campaigns(MethodView):
         description=LIMITS,
         requestBody={"required": True, "content": {"application/json": {"schema": CampaignSchema}}},
     )
-    @blp.alt_response(201, description="Created")
+    @blp.alt_response(201, schema=bodies.CampaignOutSchema, description="Created")
     @blp.alt_response(409, description="A campaign of that name exists")
     @blp.alt_response(422, description="Invalid definition (the field is named)")
     def post(self):
@@ -72,6 +75,7 @@ class Campaigns(MethodView):
 @blp.route("/campaigns/<string:name>")
 class CampaignOne(MethodView):
     @blp.doc(summary="One campaign, by name or id")
+    @blp.doc(responses=ok(bodies.CampaignOutSchema))
     def get(self, name: str):
         tenant = admin_tenant()
         return _out(cmp.get_campaign(services().redis, tenant.name, name))
@@ -85,6 +89,7 @@ class CampaignOne(MethodView):
             "content": {"application/json": {"schema": CampaignSchema}},
         },
     )
+    @blp.doc(responses=ok(bodies.CampaignOutSchema, "The campaign as changed"))
     def patch(self, name: str):
         tenant = admin_tenant()
         updated = cmp.update_campaign(
@@ -100,18 +105,21 @@ def _status(name: str, status: str) -> dict:
 
 @blp.route("/campaigns/<string:name>/pause", methods=["POST"])
 @blp.doc(summary="Pause a campaign: nobody new is assigned or served it until resumed")
+@blp.doc(responses=ok(bodies.CampaignOutSchema))
 def pause(name: str):
     return _status(name, "paused")
 
 
 @blp.route("/campaigns/<string:name>/resume", methods=["POST"])
 @blp.doc(summary="Resume a paused campaign")
+@blp.doc(responses=ok(bodies.CampaignOutSchema))
 def resume(name: str):
     return _status(name, "running")
 
 
 @blp.route("/campaigns/<string:name>/end", methods=["POST"])
 @blp.doc(summary="End a campaign for good (its report stays)")
+@blp.doc(responses=ok(bodies.CampaignOutSchema))
 def end(name: str):
     return _status(name, "ended")
 
@@ -122,6 +130,7 @@ def end(name: str):
     "revenue; uplift with an always-valid 95% interval, incremental conversions and revenue, "
     "cost and ROI; click-through and conversion by score decile"
 )
+@blp.doc(responses=ok(bodies.CampaignReportSchema))
 def report(name: str):
     tenant = admin_tenant()
     r = services().redis
@@ -130,6 +139,7 @@ def report(name: str):
 
 @blp.route("/holdout/report")
 @blp.doc(summary="Personalization as a whole against the tenant-wide holdout (popularity only)")
+@blp.doc(responses=ok(bodies.HoldoutReportSchema))
 def holdout():
     tenant = admin_tenant()
     return holdout_report(services().redis, tenant.name, tenant.holdout_share)

@@ -160,4 +160,6 @@ def store_batch(
     }
     if checked is not None and checked.flagged:
         answer["flagged"] = checked.flagged
+    if result.zip is not None:
+        answer["zip"] = result.zip
     return answer

@@ -9,6 +9,8 @@ from flask import request
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
+from app import api_schemas as bodies
+from app.api_docs import BINARY_FILE, ok
 from app.auth import admin_tenant
 from app.jobs import crm_import_job, enqueue, job_status
 from app.request_body import Blueprint
@@ -100,6 +102,7 @@ def _spool(tenant: str) -> tuple:
         "required": True,
         "content": {
             "text/csv": {"schema": {"type": "string"}},
+            "application/octet-stream": BINARY_FILE,
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -113,8 +116,11 @@ def _spool(tenant: str) -> tuple:
     },
 )
 @blp.arguments(CrmArgs, location="query", as_kwargs=False)
-@blp.alt_response(202, description="Queued: poll /v1/admin/jobs/{id}")
+@blp.alt_response(
+    202, schema=bodies.JobQueuedSchema, description="Queued: poll /v1/admin/jobs/{id}"
+)
 @blp.alt_response(422, description="The file cannot be imported; the previous version stays live")
+@blp.doc(responses=ok(bodies.CrmImportSchema, "Imported: the report, bad rows listed"))
 def upload(args: dict):
     tenant = admin_tenant()
     options = _options(args)
@@ -145,6 +151,7 @@ def upload(args: dict):
 
 @blp.route("/crm/versions")
 @blp.doc(summary="Kept CRM versions, newest first, and which is live")
+@blp.doc(responses=ok(bodies.CrmVersionsSchema))
 def versions():
     tenant = admin_tenant()
     return versions_info(services().redis, tenant.name, services().settings)
@@ -152,6 +159,7 @@ def versions():
 
 @blp.route("/crm/rollback", methods=["POST"])
 @blp.doc(summary="Make the previous CRM version live again")
+@blp.doc(responses=ok(bodies.CrmSwitchSchema))
 def do_rollback():
     tenant = admin_tenant()
     return rollback(services().redis, tenant.name, services().settings)
@@ -159,6 +167,7 @@ def do_rollback():
 
 @blp.route("/jobs/<string:job_id>")
 @blp.doc(summary="Status of a background job of this tenant")
+@blp.doc(responses=ok(bodies.JobSchema))
 def job(job_id: str):
     tenant = admin_tenant()
     return job_status(services().queue_redis, job_id, tenant.name)

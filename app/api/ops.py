@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 
+from app import api_schemas as bodies
+from app.api_docs import ok
 from app.model_health import ModelHealth
 from app.observability import metrics_response
 from app.request_body import Blueprint
@@ -14,6 +16,7 @@ blp = Blueprint("ops", __name__, description="Health and metrics")
 
 @blp.route("/healthz")
 @blp.doc(summary="Liveness: the process answers")
+@blp.doc(responses=ok(bodies.StatusSchema))
 def healthz():
     return {"status": "ok"}
 
@@ -21,6 +24,7 @@ def healthz():
 @blp.route("/readyz")
 @blp.doc(summary="Readiness: the store is reachable")
 @blp.alt_response(503, description="Store unreachable")
+@blp.doc(responses=ok(bodies.ReadySchema))
 def readyz():
     try:
         services().redis.ping()
@@ -30,6 +34,14 @@ def readyz():
 
 
 @blp.route("/metrics")
-@blp.doc(summary="Prometheus metrics")
+@blp.doc(
+    summary="Prometheus metrics",
+    responses={
+        "200": {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics():
     return metrics_response(ModelHealth(services().redis, services().settings))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from app import api_schemas as bodies
+from app.api_docs import ok
 from app.auth import admin_tenant
 from app.request_body import Blueprint
 from app.services import services
@@ -44,6 +46,7 @@ class ReceiptArgs(Schema):
 )
 @blp.arguments(EraseSchema)
 @blp.alt_response(409, description="The archiver is busy; retry")
+@blp.doc(responses=ok(bodies.ErasureReceiptSchema, "The erasure receipt"))
 def erase(body: dict):
     tenant = admin_tenant()
     return erase_person(
@@ -59,6 +62,7 @@ def erase(body: dict):
 class Receipts(MethodView):
     @blp.doc(summary="Erasure receipts, newest first")
     @blp.arguments(ReceiptArgs, location="query", as_kwargs=True)
+    @blp.doc(responses=ok(bodies.ReceiptListSchema))
     def get(self, limit: int):
         tenant = admin_tenant()
         return {"receipts": list_receipts(services().redis, tenant.name, limit)}

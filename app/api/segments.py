@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app import api_schemas as bodies
+from app.api_docs import ok
 from app.auth import admin_tenant
 from app.request_body import Blueprint
 from app.services import services
@@ -14,6 +16,7 @@ blp = Blueprint(
 
 @blp.route("/segments")
 @blp.doc(summary="The live ZIP micro-segmentation: label, description, size, mean profile")
+@blp.doc(responses=ok(bodies.SegmentsSchema))
 def segments():
     admin_tenant()
     settings = services().settings

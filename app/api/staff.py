@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
+from app import api_schemas as bodies
+from app.api_docs import ok
 from app.auth import require_staff
 from app.request_body import Blueprint
 from app.services import services
@@ -63,6 +65,7 @@ def _no_origin_warning(name: str) -> str:
 @blp.route("/tenants")
 class Tenants(MethodView):
     @blp.doc(summary="List tenants")
+    @blp.doc(responses=ok(bodies.TenantListSchema))
     def get(self):
         require_staff()
         return {"tenants": [t.public() for t in tenants.list_tenants(services().redis)]}
@@ -86,6 +89,7 @@ class Tenants(MethodView):
 class TenantOne(MethodView):
     @blp.doc(summary="Change a tenant's origins, rate limit or holdout share")
     @blp.arguments(TenantPatchSchema)
+    @blp.doc(responses=ok(bodies.TenantSchema, "The tenant as changed"))
     def patch(self, body: dict, name: str):
         require_staff()
         tenant = tenants.update_tenant(

@@ -6,6 +6,8 @@ from flask import request
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
+from app import api_schemas as bodies
+from app.api_docs import ok
 from app.auth import require_staff
 from app.jobs import enqueue, job_status, retrain_erased_job, train_job
 from app.request_body import Blueprint
@@ -13,7 +15,7 @@ from app.services import services
 from campaigns.report import model_monitor
 from clickstream.schemas import ID_VALIDATORS
 from models import drift, registry
-from models.training import TrainingResult, comparison
+from models.training import TrainingResult, comparison, gains_curves
 from store.tenants import get_tenant
 
 blp = Blueprint(
@@ -32,6 +34,7 @@ def _tenant(name: str) -> None:
 
 @blp.route("/tenants/<string:name>/models")
 @blp.doc(summary="Model versions of a tenant, newest first")
+@blp.doc(responses=ok(bodies.ModelVersionsSchema))
 def versions(name: str):
     _tenant(name)
     return {
@@ -43,6 +46,7 @@ def versions(name: str):
 
 @blp.route("/tenants/<string:name>/models/<string:version>/promote", methods=["POST"])
 @blp.doc(summary="Make a version the champion")
+@blp.doc(responses=ok(bodies.ChampionChangeSchema))
 def promote(name: str, version: str):
     _tenant(name)
     return registry.promote(services().redis, name, version, "staff")
@@ -50,6 +54,7 @@ def promote(name: str, version: str):
 
 @blp.route("/tenants/<string:name>/models/rollback", methods=["POST"])
 @blp.doc(summary="Go back to the previous champion")
+@blp.doc(responses=ok(bodies.ChampionChangeSchema))
 def rollback(name: str):
     _tenant(name)
     return registry.rollback(services().redis, name)
@@ -60,7 +65,9 @@ def rollback(name: str):
     summary="Retrain without the erased: a new version replaces those trained on people since "
     "erased (202 + job id)"
 )
-@blp.alt_response(202, description="Queued: poll /v1/staff/jobs/{id}")
+@blp.alt_response(
+    202, schema=bodies.JobQueuedSchema, description="Queued: poll /v1/staff/jobs/{id}"
+)
 def retrain_erased(name: str):
     _tenant(name)
     job_id = enqueue(
@@ -74,6 +81,7 @@ def retrain_erased(name: str):
 
 @blp.route("/jobs/<string:job_id>")
 @blp.doc(summary="Status of a background job")
+@blp.doc(responses=ok(bodies.JobSchema))
 def job(job_id: str):
     require_staff()
     return job_status(services().queue_redis, job_id)
@@ -93,7 +101,9 @@ class TrainSchema(Schema):
 @blp.route("/tenants/<string:name>/train", methods=["POST"])
 @blp.doc(summary="Train a new model version in the background (202 + job id)")
 @blp.arguments(TrainSchema)
-@blp.alt_response(202, description="Queued: poll /v1/staff/jobs/{id}")
+@blp.alt_response(
+    202, schema=bodies.JobQueuedSchema, description="Queued: poll /v1/staff/jobs/{id}"
+)
 def train(body: dict, name: str):
     _tenant(name)
     job_id = enqueue(
@@ -111,7 +121,10 @@ def train(body: dict, name: str):
 @blp.doc(
     summary="Evaluation of a version (default: the champion): holdout figures of XGBoost and "
     "baselines side by side, drift of live features from training (PSI per feature) and live "
-    "calibration by score decile"
+    "calibration by score decile; cumulative gains curves of each candidate"
+)
+@blp.doc(
+    responses=ok(bodies.ModelEvaluationSchema, "Holdout figures, gains, live drift and calibration")
 )
 def evaluation(name: str):
     _tenant(name)
@@ -119,10 +132,16 @@ def evaluation(name: str):
     version = request.args.get("version") or registry.champion(r, name)
     if version is None:
         abort(404, message="version: this tenant has no model yet")
-    folder = registry.version_dir(services().settings, name, version)
     try:
+        folder = registry.version_dir(services().settings, name, version)
         result = TrainingResult.load(folder)
     except (OSError, ValueError):
         abort(404, message=f"version: no readable model version {version!r}")
     live = drift.live_report(r, folder, name, version, model_monitor(r, name, version))
-    return {"tenant": name, "version": version, "products": comparison(result), **live}
+    return {
+        "tenant": name,
+        "version": version,
+        "products": comparison(result),
+        "gains": gains_curves(result),
+        **live,
+    }

@@ -14,6 +14,7 @@ import click
 
 from app.cli.output import fail
 from store.embedded import EmbeddedRedisError
+from store.redis_client import StoreConfigError
 
 
 def _module_commands(module: object) -> list[click.Command]:
@@ -46,5 +47,5 @@ _register()
 def main() -> None:
     try:
         cli(prog_name="offerwise")
-    except EmbeddedRedisError as err:  # any command may have to start the store: say why not
+    except (EmbeddedRedisError, StoreConfigError) as err:  # the store: say why not, and the fix
         fail(str(err))

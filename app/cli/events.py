@@ -9,6 +9,7 @@ import click
 from app.cli.output import emit, exit_if_rows_rejected, fail, store
 from app.settings import load_settings
 from clickstream.history_import import HistoryImportError, import_history
+from store.artifacts import events_store
 from store.tenants import get_tenant
 
 
@@ -35,7 +36,7 @@ def import_(tenant_name: str, path: Path) -> None:
     if tenant is None:
         fail(f"no tenant named {tenant_name!r}")
     try:
-        report = import_history(r, settings.events_dir, tenant, path)
+        report = import_history(r, events_store(settings), tenant, path)
     except HistoryImportError as err:
         fail(str(err))
     emit(report.to_dict())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tempfile
 from pathlib import Path
 
 import click
@@ -11,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.cli.output import emit, fail, store
 from app.settings import load_settings
+from models import registry
 from models.pipeline import train_and_register
 from models.training import (
     TrainingError,
@@ -19,12 +22,10 @@ from models.training import (
     comparison,
     evaluate_result,
     latest_result_dir,
-    results_root,
     save_result,
     train_tenant,
     write_gains_chart,
 )
-from store.artifacts.durable import atomic_write
 
 
 class _Bar:
@@ -103,6 +104,11 @@ def _train(tenant: str, products: str | None, labels: str, params: TrainParams, 
 @click.option(
     "--no-promote", is_flag=True, help="Register the version but never promote it automatically."
 )
+@click.option("--dask-scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Train large tenants on this Dask cluster (default: OFFERWISE_DASK_SCHEDULER).")  # fmt: skip
+@click.option("--dask-min-rows", type=click.IntRange(min=0), default=None,
+              help="Customers from which a tenant trains on the cluster (default: "
+                   "OFFERWISE_DASK_MIN_ROWS, 1,000,000; 0: always).")  # fmt: skip
 def train(
     tenant: str,
     products: str | None,
@@ -112,6 +118,8 @@ def train(
     max_train_rows: int | None,
     quiet: bool,
     no_promote: bool,
+    dask_scheduler: str | None,
+    dask_min_rows: int | None,
 ) -> None:
     """Train one model per product (XGBoost and baselines); print the JSON summary.
 
@@ -121,6 +129,12 @@ def train(
     """
     params = _params(label_days=label_days, max_rounds=max_rounds, max_train_rows=max_train_rows)
     settings = load_settings()
+    if dask_scheduler is not None or dask_min_rows is not None:
+        settings = dataclasses.replace(
+            settings,
+            dask_scheduler=dask_scheduler or settings.dask_scheduler,
+            dask_min_rows=settings.dask_min_rows if dask_min_rows is None else dask_min_rows,
+        )
     wanted = [p for p in (products or "").split(",") if p.strip()] or None
     with _Bar(not quiet) as bar:
         try:
@@ -139,7 +153,7 @@ def train(
             fail(str(err))
     summary = out["summary"]
     summary["registry"] = out["registry"]
-    summary["path"] = str(results_root(settings, tenant) / out["version"])
+    summary["path"] = str(registry.version_dir(settings, tenant, out["version"]))
     emit(summary)
 
 
@@ -160,7 +174,10 @@ def evaluate(tenant: str, version: str | None, png: Path | None, labels: str, qu
     settings = load_settings()
     r = store()
     if version is not None:
-        folder = results_root(settings, tenant) / version
+        try:
+            folder = registry.version_dir(settings, tenant, version)
+        except ValueError as err:  # not a valid version name
+            fail(str(err))
         if not (folder / "result.json").is_file():
             fail(f"tenant {tenant!r} has no training result {version!r}")
     else:
@@ -175,10 +192,18 @@ def evaluate(tenant: str, version: str | None, png: Path | None, labels: str, qu
                 evaluate_result(r, settings, result, progress=bar)
         except TrainingError as err:
             fail(str(err))
-    # The version folder is published already: replace the file in it atomically.
-    payload = json.dumps(result.evaluation)
-    atomic_write(folder / "evaluation.json", lambda path: path.write_text(payload))
-    chart = write_gains_chart(result, png or folder / "gains.png")
+    # The version is published already: its files are replaced through the store, atomically.
+    payload = json.dumps(result.evaluation).encode()
+    registry.write_version_file(settings, tenant, result.version, "evaluation.json", payload)
+    if png is not None:
+        chart = write_gains_chart(result, png)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            drawn = write_gains_chart(result, Path(tmp) / "gains.png")
+            registry.write_version_file(
+                settings, tenant, result.version, "gains.png", drawn.read_bytes()
+            )
+        chart = registry.version_dir(settings, tenant, result.version) / "gains.png"
     emit(
         {
             "tenant": tenant,

@@ -13,6 +13,7 @@ from app.observability import configure_logging
 from app.settings import load_settings
 from app.worker import ARCHIVE_MAX_DELAY_S, ArchiverLoop, run_worker
 from clickstream.archiver import DEFAULT_BATCH_SIZE, ArchiveBusy, ArchiveLockLost, Archiver
+from store.artifacts import events_store
 from store.tenants import TenantError, get_tenant, list_tenants, validate_name
 
 
@@ -71,7 +72,7 @@ def archive(
     settings = load_settings()
     r = store()
     names = _tenants(r, tenants)
-    archiver = Archiver(r, settings.events_dir, batch_size=batch_size)
+    archiver = Archiver(r, events_store(settings), batch_size=batch_size)
     if not once:
         _loop(r, archiver, names if tenants else None, interval)
         return

@@ -14,7 +14,7 @@ from enrichment.crm.erase import erase_customer, erase_customers
 from enrichment.crm.errors import CrmBusy, CrmError, CrmImportError, CrmNothingToRollBack
 from enrichment.crm.importer import ImportOptions, import_crm
 from enrichment.crm.live import activate, rollback, versions_info
-from enrichment.crm.serving import current_version, get_customer
+from enrichment.crm.serving import current_version, customer_from_reads, get_customer
 from enrichment.crm.tables import LiveTables, hash_customer_ids, live_tables
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "LiveTables",
     "activate",
     "current_version",
+    "customer_from_reads",
     "erase_customer",
     "erase_customers",
     "get_customer",

@@ -177,11 +177,10 @@ def go_live(r: redis.Redis, tenant: str, sid: str) -> str | None:
 def drop_namespace(r: redis.Redis, tenant: str, sid: str) -> None:
     """Delete a namespace's keys; UNLINK frees the memory in Redis' background thread."""
     names = [meta_key(tenant, sid)] + [bucket_key(tenant, sid, b) for b in BUCKETS]
-    pipe = r.pipeline(transaction=False)
+    # A call per chunk, not a pipeline: redis-py's cluster pipeline takes one key per UNLINK.
     for i in range(0, len(names), UNLINK_BATCH):
-        pipe.unlink(*names[i : i + UNLINK_BATCH])
-    pipe.srem(namespaces_key(tenant), sid)
-    pipe.execute()
+        r.unlink(*names[i : i + UNLINK_BATCH])
+    r.srem(namespaces_key(tenant), sid)
     _meta_cache.pop(sid, None)
 
 
@@ -250,9 +249,29 @@ def get_customer(r: redis.Redis, tenant: str, customer_hash: str) -> dict | None
     if live != sid:
         _live_cache[tenant] = sid = live
         blob = r.hget(bucket_key(tenant, sid, bucket), customer_hash)
+    return _customer(r, tenant, customer_hash, live, blob)
+
+
+def customer_from_reads(
+    r: redis.Redis, tenant: str, customer_hash: str, live: str | None, blob: bytes | None
+) -> dict | None:
+    """``get_customer``'s answer from the live serving id and the customer's blob read together
+    by the caller (the offer request's script reads them in its one call)."""
+    if not isinstance(customer_hash, str) or not HASH_RE.match(customer_hash):
+        return None
+    if live is None:
+        _live_cache.pop(tenant, None)
+        return None
+    _live_cache[tenant] = live
+    return _customer(r, tenant, customer_hash, live, blob)
+
+
+def _customer(
+    r: redis.Redis, tenant: str, customer_hash: str, live: str, blob: bytes | None
+) -> dict | None:
     if blob is None:
         return None
-    meta = _meta(r, tenant, live)  # live is sid by now
+    meta = _meta(r, tenant, live)
     if meta is None:
         return None
     values = orjson.loads(blob)

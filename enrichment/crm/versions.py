@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -23,7 +23,7 @@ from redis.exceptions import LockError
 
 from enrichment.crm.errors import CrmBusy, CrmError
 from store import keys
-from store.artifacts import CRM, Staged, artifacts_for, join_key
+from store.artifacts import CRM, ArtifactStore, LocalArtifacts, Staged, artifacts_for, join_key
 from store.config import Settings
 
 VERSION_RE = re.compile(r"^v(\d+)$")
@@ -38,8 +38,15 @@ LOCK_TTL = 600  # seconds; renewed while an import makes progress
 @dataclass(frozen=True)
 class Version:
     number: int
-    path: Path  # local folder, for readers that need real files (pyarrow)
+    store: ArtifactStore = field(repr=False, compare=False)
     key: str  # in the artifact store
+
+    @property
+    def path(self) -> Path:
+        """A local folder with the version's files, for readers that need real files: the
+        folder itself in the local store; with an object store, a cached copy fetched on first
+        use (listing versions fetches nothing)."""
+        return self.store.local_path(self.key)
 
     @property
     def name(self) -> str:
@@ -47,7 +54,7 @@ class Version:
 
     def manifest(self) -> dict:
         try:
-            return orjson.loads((self.path / MANIFEST).read_bytes())
+            return orjson.loads(self.store.read_bytes(join_key(self.key, MANIFEST)))
         except (OSError, orjson.JSONDecodeError):
             return {}
 
@@ -63,7 +70,9 @@ def tenant_dir(settings: Settings, tenant: str) -> Path:
 
 
 def spool_dir(settings: Settings, tenant: str) -> Path:
-    return tenant_dir(settings, tenant) / ".incoming"
+    """Uploads being received: always a local folder (a hidden one beside the versions in the
+    local store), whichever store keeps the versions."""
+    return settings.crm_dir / artifact_prefix(tenant).split("/", 1)[1] / ".incoming"
 
 
 def list_versions(settings: Settings, tenant: str) -> list[Version]:
@@ -73,7 +82,7 @@ def list_versions(settings: Settings, tenant: str) -> list[Version]:
         m = VERSION_RE.match(name)
         key = join_key(prefix, name)
         if m and store.exists(join_key(key, MANIFEST)):
-            found.append(Version(int(m.group(1)), store.local_path(key), key))
+            found.append(Version(int(m.group(1)), store, key))
     return sorted(found, key=lambda v: v.number)
 
 
@@ -87,14 +96,18 @@ def get_version(settings: Settings, tenant: str, name: str) -> Version:
 
 
 def next_number(settings: Settings, tenant: str) -> int:
-    # Staging folders hold numbers too, and only a directory scan sees them (listings skip them).
-    base = tenant_dir(settings, tenant)
+    # Local staging folders hold numbers too, and only a directory scan sees them (listings skip
+    # them); an object store stages in private temp folders and lists only versions.
+    store, prefix = artifacts_for(settings), artifact_prefix(tenant)
+    names = list(store.versions(prefix))
+    if isinstance(store, LocalArtifacts):
+        base = store.local_path(prefix)
+        names += [child.name for child in base.iterdir()] if base.is_dir() else []
     numbers = [0]
-    if base.is_dir():
-        for child in base.iterdir():
-            m = VERSION_RE.match(child.name) or STAGING_RE.match(child.name)
-            if m:
-                numbers.append(int(m.group(1)))
+    for name in names:
+        m = VERSION_RE.match(name) or STAGING_RE.match(name)
+        if m:
+            numbers.append(int(m.group(1)))
     return max(numbers) + 1
 
 
@@ -125,7 +138,7 @@ def publish(settings: Settings, staged: Staged) -> Version:
     key = store.publish(staged)
     m = VERSION_RE.match(staged.name or "")
     assert m is not None, staged.name
-    return Version(int(m.group(1)), store.local_path(key), key)
+    return Version(int(m.group(1)), store, key)
 
 
 def remove_stale(settings: Settings, tenant: str) -> list[str]:

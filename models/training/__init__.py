@@ -36,8 +36,19 @@ from models.training.dataset import (
     split_of,
 )
 from models.training.fit import fit_xgboost, new_version_id, train_tenant
-from models.training.holdout import comparison, evaluate_result, write_gains_chart
-from models.training.params import CANDIDATES, ProgressFn, TrainingError, TrainParams
+from models.training.holdout import (
+    comparison,
+    evaluate_result,
+    gains_curves,
+    write_gains_chart,
+)
+from models.training.params import (
+    CANDIDATES,
+    ProgressFn,
+    TrainingEngine,
+    TrainingError,
+    TrainParams,
+)
 from models.training.results import (
     RESULT_FORMAT,
     RESULT_VERSION,
@@ -59,11 +70,13 @@ __all__ = [
     "ProductResult",
     "ProgressFn",
     "TrainParams",
+    "TrainingEngine",
     "TrainingError",
     "TrainingResult",
     "comparison",
     "evaluate_result",
     "fit_xgboost",
+    "gains_curves",
     "headline",
     "latest_result_dir",
     "list_results",

@@ -35,17 +35,23 @@ def save_result(settings: Settings, result: TrainingResult) -> Path:
     return store.local_path(key)
 
 
+def result_versions(settings: Settings, tenant: str) -> list[str]:
+    """The tenant's saved results' versions, oldest first (version ids sort by time)."""
+    store, prefix = artifacts_for(settings), results_prefix(tenant)
+    return [v for v in store.versions(prefix) if store.exists(join_key(prefix, v, "result.json"))]
+
+
 def list_results(settings: Settings, tenant: str) -> list[Path]:
-    """The tenant's saved results, oldest first (version ids sort by time)."""
-    root = results_root(settings, tenant)
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "result.json").is_file())
+    """The tenant's saved results as local folders, oldest first."""
+    store, prefix = artifacts_for(settings), results_prefix(tenant)
+    return [store.local_path(join_key(prefix, v)) for v in result_versions(settings, tenant)]
 
 
 def latest_result_dir(settings: Settings, tenant: str) -> Path | None:
-    found = list_results(settings, tenant)
-    return found[-1] if found else None
+    found = result_versions(settings, tenant)
+    if not found:
+        return None
+    return artifacts_for(settings).local_path(join_key(results_prefix(tenant), found[-1]))
 
 
 def _write_model(path: Path, model: ProductModel) -> None:

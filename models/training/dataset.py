@@ -29,8 +29,15 @@ from models.features import (
     draft_schema,
     holdings_matrix,
 )
-from models.training.params import ProgressFn, TrainingError, TrainParams, _progress
+from models.training.params import (
+    ProgressFn,
+    TrainingEngine,
+    TrainingError,
+    TrainParams,
+    _progress,
+)
 from models.web_history import load_events, purchases, web_columns
+from store.artifacts import events_store
 from store.config import Settings
 from store.tenants import get_tenant
 
@@ -70,9 +77,11 @@ def prepare(
     schema: FeatureSchema | None = None,
     snapshot: dict | None = None,
     progress: ProgressFn | None = None,
+    engine: TrainingEngine | None = None,
 ) -> Dataset:
     """Everything the models learn from; with ``schema`` and ``snapshot`` of an earlier run,
-    the same rows, features and labels again (re-evaluation)."""
+    the same rows, features and labels again (re-evaluation). ``engine`` reads the archive
+    (a Dask cluster, in partitions) instead of this process."""
     label_rules.check_source(params.label_source)
     _progress(progress, "reading CRM, catalog and events", 0, 4)
     if get_tenant(r, tenant) is None:
@@ -119,7 +128,7 @@ def prepare(
             f"tenant {tenant!r} has no products to model: import a catalog (or holdings) first"
         )
     _progress(progress, "reading CRM, catalog and events", 1, 4)
-    events = load_events(settings.events_dir, tenant)
+    events = (engine.load_events if engine else load_events)(events_store(settings), tenant)
     last_event = float(events["ts"].max()) / 1000 if len(events) else None
     first_event = float(events["ts"].min()) / 1000 if len(events) else None
     if snapshot:

@@ -19,7 +19,13 @@ from models.evaluation import auc, evaluate_scores, log_loss
 from models.fast_scorer import MultiProductScorer
 from models.training import selection
 from models.training.dataset import Dataset, prepare
-from models.training.params import ProgressFn, TrainingError, TrainParams, _progress
+from models.training.params import (
+    ProgressFn,
+    TrainingEngine,
+    TrainingError,
+    TrainParams,
+    _progress,
+)
 from models.training.results import Candidate, ProductResult, TrainingResult, headline
 from store.config import Settings
 
@@ -130,6 +136,7 @@ def _train_product(
     j: int,
     params: TrainParams,
     rng: np.random.Generator,
+    fit_booster=fit_xgboost,
 ) -> tuple[ProductResult, dict[str, Candidate], dict]:
     product = data.products[j]
     started = time.perf_counter()
@@ -171,7 +178,7 @@ def _train_product(
     if cv:
         cands = _select_by_cv(data, y, rows, masked, params, rng, res)
     else:
-        cands = _select_on_validation(data, y, rows, masked, params, rng, res)
+        cands = _select_on_validation(data, y, rows, masked, params, rng, res, fit_booster)
     return _finish(data, y, rows, cands, res, started)
 
 
@@ -183,9 +190,11 @@ def _select_on_validation(
     params: TrainParams,
     rng: np.random.Generator,
     res: ProductResult,
+    fit_booster=fit_xgboost,
 ) -> dict[str, Candidate]:
     """Large data: every candidate learns from the training split, is calibrated and
-    compared on the validation split (thousands of positives: differences are real)."""
+    compared on the validation split (thousands of positives: differences are real).
+    ``fit_booster``: XGBoost here, or on a Dask cluster (``distributed.DaskEngine``)."""
     names = data.schema.feature_names
     tr = _train_rows(y, rows["train"], params.max_train_rows, rng)
     res.rows["train"] = int(tr.size)
@@ -196,7 +205,7 @@ def _select_on_validation(
         X_va[:, masked] = np.nan
     y_tr, y_va = y[tr], y[rows["validation"]]
     cands: dict[str, Candidate] = {}
-    booster, info = fit_xgboost(X_tr, y_tr, X_va, y_va, names, params)
+    booster, info = fit_booster(X_tr, y_tr, X_va, y_va, names, params)
     cands["xgboost"] = Candidate("xgboost", booster, Platt(), info)
     base = _train_rows(y_tr, np.arange(y_tr.size), params.max_baseline_rows, rng)
     X_b, y_b = (X_tr, y_tr) if base.size == y_tr.size else (X_tr[base], y_tr[base])
@@ -305,10 +314,13 @@ def train_tenant(
     *,
     params: TrainParams | None = None,
     progress: ProgressFn | None = None,
+    engine: TrainingEngine | None = None,
 ) -> TrainingResult:
     """Train, choose, calibrate and evaluate every product's model; see the module docstring.
 
     ``progress(stage, done, total)`` is called as work advances (for a progress bar).
+    ``engine`` (a Dask cluster: ``models.training.distributed``) reads the archive and fits
+    XGBoost instead of this process; everything else is the same.
     Raises ``TrainingError`` for an unknown tenant, no CRM data, or when no product could be
     trained (``err.result`` then holds each product's reason).
     """
@@ -319,7 +331,9 @@ def train_tenant(
     except label_rules.LabelError as err:
         raise TrainingError(str(err)) from None
     started = time.perf_counter()
-    data = prepare(r, settings, tenant, products=products, params=params, progress=progress)
+    data = prepare(
+        r, settings, tenant, products=products, params=params, progress=progress, engine=engine
+    )
     prepared = time.perf_counter()
     rng = np.random.default_rng(params.seed)
     results: dict[str, ProductResult] = {}
@@ -328,7 +342,9 @@ def train_tenant(
     P = len(data.products)
     for j, product in enumerate(data.products):
         _progress(progress, f"training {product}", j, P)
-        res, cands, ev = _train_product(data, j, params, rng)
+        res, cands, ev = _train_product(
+            data, j, params, rng, engine.fit_xgboost if engine else fit_xgboost
+        )
         results[product] = res
         if cands:
             candidates[product] = cands
@@ -359,6 +375,7 @@ def train_tenant(
         "customers": int(data.X.shape[0]),
         "features": int(data.X.shape[1]),
         "products": P,
+        **(engine.describe() if engine else {"engine": "local"}),
     }
     return result
 

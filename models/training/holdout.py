@@ -98,3 +98,22 @@ def write_gains_chart(result: TrainingResult, path: Path | str) -> Path:
     served = {p: res.chosen for p, res in result.products.items() if res.chosen}
     return gains_chart(curves, path, served=served,
                        title=f"{result.tenant} {result.version}: cumulative gains on the holdout")  # fmt: skip
+
+
+def gains_curves(result: TrainingResult, points: int = 20) -> dict[str, dict]:
+    """Per product, each candidate's cumulative gains on the holdout (share of the positives
+    found in the top k% of the list) at ``points`` + 1 evenly spaced k, and the served one;
+    what the dashboard draws (the full curves are 101 points per candidate)."""
+    out: dict[str, dict] = {}
+    for product, cands in result.evaluation.items():
+        curves = {}
+        for name, ev in cands.items():
+            curve = list(ev.get("gains") or [])
+            if len(curve) > 1:
+                last = len(curve) - 1
+                curves[name] = [
+                    round(float(curve[round(i * last / points)]), 4) for i in range(points + 1)
+                ]
+        res = result.products.get(product)
+        out[product] = {"served": res.chosen if res else None, "curves": curves}
+    return out

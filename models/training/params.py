@@ -3,12 +3,16 @@ raises when it cannot train."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
     from models.training.results import TrainingResult
+    from store.artifacts import ArtifactStore
 
 CANDIDATES = ("xgboost", "logistic", "tree", "popularity")
 ProgressFn = Callable[[str, int, int], None]
@@ -59,6 +63,25 @@ class TrainParams:
         d = asdict(self)
         d["baselines"] = list(self.baselines)
         return d
+
+
+class TrainingEngine(Protocol):
+    """Where the heavy steps of a run happen when not in this process (a Dask cluster:
+    ``models.training.distributed``): reading the archive and fitting XGBoost."""
+
+    def load_events(self, store: ArtifactStore, tenant: str) -> pd.DataFrame: ...
+
+    def fit_xgboost(
+        self,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        feature_names: Sequence[str],
+        params: TrainParams,
+    ) -> tuple[Any, dict]: ...
+
+    def describe(self) -> dict: ...
 
 
 def _progress(fn: ProgressFn | None, stage: str, done: int, total: int) -> None:

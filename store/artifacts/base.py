@@ -1,8 +1,8 @@
 """The artifact store's interface: files addressed by relative POSIX keys, always written whole.
 
 A key names a file or a folder relative to the store's root, like
-``crm/acme/v3/customers.parquet``; never an absolute ``Path``, so that an object-store
-implementation (``s3://bucket/prefix``, issue 15) can stand behind the same calls. The promises
+``crm/acme/v3/customers.parquet``; never an absolute ``Path``, so that the object-store
+implementation (``s3://bucket/prefix``: ``s3.py``) stands behind the same calls. The promises
 every implementation keeps:
 
 - a write is atomic and durable: a reader sees the old content or the new, never part of it,
@@ -119,10 +119,29 @@ class ArtifactStore(ABC):
     def versions(self, prefix: str) -> list[str]:
         """Names of the published version folders directly under ``prefix``, sorted."""
 
+    @abstractmethod
+    def files(self, prefix: str = "") -> list[str]:
+        """Keys (relative to ``prefix``) of every file under it, at any depth, sorted; hidden
+        names and what lies under them skipped."""
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """The file's size in bytes; ArtifactNotFound when there is none."""
+
     def local_path(self, key: str) -> Path:
-        """Local only: a real path for readers that need one (pyarrow datasets, memory-mapped
-        numpy). An object store has none and raises NoLocalPath."""
+        """A real path for readers that need one (memory-mapped numpy, XGBoost's loader). The
+        local store gives the file itself; an object store a local cached copy of what the key
+        holds now, refreshed on every call (read it, never write into it)."""
         raise NoLocalPath(f"{type(self).__name__} keeps no local copy of {key!r}")
+
+    @abstractmethod
+    def dataset_location(self, key: str) -> tuple[Any, str]:
+        """(pyarrow file system, path) of ``key`` (``""`` is the root), for readers that take a
+        file system, like ``dask.dataframe.read_parquet(..., filesystem=fs)``."""
+
+    @abstractmethod
+    def sub(self, prefix: str) -> ArtifactStore:
+        """The same store rooted at ``prefix``: its keys are relative to that folder."""
 
     # -- writing -------------------------------------------------------------------------
     @abstractmethod
@@ -133,6 +152,11 @@ class ArtifactStore(ABC):
     def write_bytes(self, key: str, data: bytes) -> None:
         """Atomic, durable write of ``data``."""
         self.write_file(key, lambda path: path.write_bytes(data))
+
+    @abstractmethod
+    def move(self, src: str, dst: str) -> None:
+        """Give the file ``src`` the key ``dst`` (replacing it): ``dst`` appears whole, durably;
+        ``src`` is gone afterwards. ArtifactNotFound when ``src`` is not there."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -158,6 +182,19 @@ class ArtifactStore(ABC):
     def clean_staging(self, prefix: str) -> list[str]:
         """Remove staging and deletion leftovers of crashed writers under ``prefix`` (call only
         while no writer of that prefix runs); returns what was removed."""
+
+    @abstractmethod
+    def lock(
+        self,
+        key: str,
+        exclusive: bool,
+        timeout: float | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> contextlib.AbstractContextManager[None]:
+        """A lock on the folder ``key``: shared for readers, exclusive for writers (flock in the
+        local store; none in an object store, whose writers a caller serialises another way).
+        ``on_wait`` runs about every second while waiting; raises TimeoutError after
+        ``timeout`` seconds (None waits forever)."""
 
     @contextlib.contextmanager
     def staging(self, prefix: str, name: str | None = None) -> Iterator[Staged]:

@@ -9,13 +9,16 @@ in the middle of removing it never leaves a half-empty version that looks publis
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from store.artifacts.base import (
     ArtifactExists,
@@ -31,6 +34,7 @@ from store.artifacts.durable import atomic_write, fsync_dir, fsync_tree, make_di
 STAGING_SUFFIX = ".staging"
 DELETING_SUFFIX = ".deleting"
 TEMP_SUFFIX = ".tmp"
+LOCK_FILE = ".lock"
 
 
 class LocalArtifacts(ArtifactStore):
@@ -39,6 +43,14 @@ class LocalArtifacts(ArtifactStore):
 
     def __repr__(self) -> str:
         return f"LocalArtifacts({str(self.root)!r})"
+
+    def sub(self, prefix: str) -> LocalArtifacts:
+        return LocalArtifacts(self._path(prefix, root_ok=True))
+
+    def dataset_location(self, key: str) -> tuple[Any, str]:
+        from pyarrow import fs as pafs
+
+        return pafs.LocalFileSystem(), str(self._path(key, root_ok=True))
 
     def _path(self, key: str, root_ok: bool = False) -> Path:
         key = check_key(key, root_ok=root_ok)
@@ -78,9 +90,35 @@ class LocalArtifacts(ArtifactStore):
     def versions(self, prefix: str) -> list[str]:
         return sorted(e.name for e in self._children(prefix) if e.is_dir())
 
+    def files(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix, root_ok=True)
+        out = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            here = Path(dirpath).relative_to(base)
+            out += [str(here / n) for n in filenames if not n.startswith(".")]
+        return sorted(out)
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as err:
+            raise ArtifactNotFound(err.errno, "no artifact", key) from None
+
     # -- writing -------------------------------------------------------------------------
     def write_file(self, key: str, write: Callable[[Path], object]) -> None:
         atomic_write(self._path(key), write)
+
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        make_dirs(target.parent)
+        try:
+            os.replace(source, target)
+        except FileNotFoundError as err:
+            raise ArtifactNotFound(err.errno, "no artifact", src) from None
+        fsync_dir(target.parent)
+        if source.parent != target.parent:
+            fsync_dir(source.parent)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -144,3 +182,36 @@ class LocalArtifacts(ArtifactStore):
                 continue
             removed.append(name)
         return removed
+
+    @contextlib.contextmanager
+    def lock(
+        self,
+        key: str,
+        exclusive: bool,
+        timeout: float | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> Iterator[None]:
+        """flock on ``<key>/.lock``; serialises writers and readers on one host or a shared
+        POSIX file system."""
+        folder = self._path(key, root_ok=True)
+        make_dirs(folder)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        with open(folder / LOCK_FILE, "a+b") as fh:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            next_ping = time.monotonic() + 1.0
+            while True:
+                try:
+                    fcntl.flock(fh, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    now = time.monotonic()
+                    if deadline is not None and now >= deadline:
+                        raise TimeoutError(f"{folder} is locked by another writer") from None
+                    if on_wait is not None and now >= next_ping:
+                        on_wait()
+                        next_ping = now + 1.0
+                    time.sleep(0.02)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

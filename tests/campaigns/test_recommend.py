@@ -30,6 +30,10 @@ def traffic(client, acme, acme_catalog):
 
 
 def test_ranks_by_decayed_popularity(client, acme, traffic):
+    # p3, p6 and p9 share a category: allow three of it (the default cap is 2, see below).
+    rules = client.put("/v1/admin/rules", json={"max_per_category": 3},
+                       headers={"Authorization": f"Bearer {acme['admin_key']}"})  # fmt: skip
+    assert rules.status_code == 200, rules.json
     res = client.get(f"/v1/recommend?site={acme['site_key']}&visitor=newbie&n=3")
     assert res.status_code == 200, res.json
     offers = res.json["offers"]
@@ -40,7 +44,22 @@ def test_ranks_by_decayed_popularity(client, acme, traffic):
     assert res.json["source"] == "popularity"
 
 
+def test_popularity_keeps_the_rules_category_cap(client, acme, traffic):
+    """Issue 13 item 4: the popularity path applies the model path's rules."""
+    res = client.get(f"/v1/recommend?site={acme['site_key']}&visitor=newbie&n=3")
+    assert [o["product_id"] for o in res.json["offers"]][:2] == ["p3", "p6"]
+    categories = [o["category"] for o in res.json["offers"]]
+    assert max(categories.count(c) for c in categories) <= 2
+
+
+def _no_category_cap(client, acme) -> None:
+    res = client.put("/v1/admin/rules", json={"max_per_category": 50},
+                     headers={"Authorization": f"Bearer {acme['admin_key']}"})  # fmt: skip
+    assert res.status_code == 200, res.json
+
+
 def test_never_offers_cart_or_recent_purchase_or_inactive_or_excluded(client, acme, traffic):
+    _no_category_cap(client, acme)  # so every offerable product can be listed
     send(
         client,
         acme["site_key"],

@@ -48,6 +48,31 @@ def test_zip_event_puts_geo_demographics_and_segment_on_profile(client, r, acme,
     assert read_profile(r, "acme", "typo").zip_block()["status"] == "invalid"
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "says"),
+    [
+        ("10001", "ok", "Offers for New York, NY"),
+        ("00000", "unknown", "00000 is not a ZIP code we know"),
+        ("1O0O1", "invalid", "US ZIP code must be 5 digits"),
+    ],
+)
+def test_collect_answer_says_what_a_zip_is(client, acme, enriched, code, status, says):
+    res = client.post("/v1/collect", json=batch(acme["site_key"], "v", [event("zip", zip=code)]))
+    assert res.status_code == 200
+    assert res.json["zip"]["status"] == status
+    assert says in res.json["zip"]["reason"]
+    # Without a profile (GPC), the visitor who typed it still hears the same.
+    res = client.post(
+        "/v1/collect",
+        json=batch(acme["site_key"], "w", [event("zip", zip=code)]),
+        headers={"Sec-GPC": "1"},
+    )
+    assert res.json["profile"] is False and res.json["zip"]["status"] == status
+    # A batch without a ZIP says nothing about one.
+    res = client.post("/v1/collect", json=batch(acme["site_key"], "v", [event("page_view")]))
+    assert "zip" not in res.json
+
+
 def test_segments_api_lists_described_segments(client, acme, enriched):
     res = client.get("/v1/admin/segments", headers=admin(acme))
     assert res.status_code == 200

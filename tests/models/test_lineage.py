@@ -218,7 +218,9 @@ def test_no_filter_is_written_when_the_training_data_is_gone(world, tmp_path):
     """A partial filter would miss people: without the CRM version, the version has no lineage
     and every erasure lists it."""
     tenant = get_tenant(world.r, world.tenant)
-    out = lineage.record(world.settings, tenant, tmp_path, "v999")
+    out = lineage.record(
+        world.settings, tenant, "v999", lambda name, data: (tmp_path / name).write_bytes(data)
+    )
     assert out["recorded"] is False and "v999" in out["why"]
     assert not (tmp_path / lineage.LINEAGE_FILE).exists()
     assert lineage.saw(tenant, tmp_path, "0" * 32, []) is None

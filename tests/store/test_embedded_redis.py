@@ -14,6 +14,9 @@ from store import embedded as embedded_module
 from store.embedded import EmbeddedRedis
 from tests.helpers import event, free_port, wait_for_workers, wait_until_ok
 
+# The embedded server is one process on one data dir: nothing of it changes with a cluster store.
+pytestmark = pytest.mark.single_redis
+
 REPO = Path(__file__).resolve().parents[2]
 
 

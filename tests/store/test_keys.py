@@ -32,6 +32,10 @@ PINNED: dict[str, tuple[tuple, str]] = {
     "event_type_counts": (("2026-03-01",), "{t:acme}:stats:2026-03-01"),
     "popularity": ((), "{t:acme}:pop"),
     "segment_popularity": ((7,), "{t:acme}:pop:seg:7"),
+    "traffic_minutes": (("2026-03-01",), "{t:acme}:traffic:2026-03-01"),
+    "daily_visitors": (("2026-03-01",), "{t:acme}:visitors:2026-03-01"),
+    "daily_identified": (("2026-03-01",), "{t:acme}:visitors:identified:2026-03-01"),
+    "segment_events": (("2026-03-01",), "{t:acme}:segev:2026-03-01"),
     "dedupe_ids": (("vis-1", 20_500), "{t:acme}:dedupe:vis-1:20500"),
     "visitor_key": (("vis-1", "cart"), "{t:acme}:v:vis-1:cart"),
     "customer_visitors": ((HASH,), f"{{t:acme}}:cv:{HASH}"),
@@ -67,7 +71,13 @@ PINNED: dict[str, tuple[tuple, str]] = {
     "campaign_responses": (("c1",), "{t:acme}:cmp:c1:resp"),
 }
 # The tag, its builder, and visitor_keys (a dict of visitor_key names, checked on its own).
-BUILDERS = {"tenant_prefix", "tenant_key", "visitor_keys", "campaign_counters_parts"}
+BUILDERS = {
+    "tenant_prefix",
+    "tenant_key",
+    "visitor_keys",
+    "campaign_counters_parts",
+    "identity_parts",
+}
 
 
 def _tenant_functions() -> dict[str, Callable]:
@@ -180,3 +190,14 @@ def test_campaign_counter_parts_rebuild_the_counter_key() -> None:
     prefix, suffix = keys.campaign_counters_parts("acme")
     assert prefix + "c1" + suffix == keys.campaign_counters("acme", "c1")
     assert keys.person_campaigns("acme", "c:") + HASH == keys.person_campaigns("acme", f"c:{HASH}")
+
+
+@pytest.mark.parametrize("tenant", ["acme", "shop-2"])
+def test_identity_parts_rebuild_the_keys_they_stand_for(tenant: str) -> None:
+    """The offer request's script joins these pieces to the customer hash and serving id."""
+    parts = keys.identity_parts(tenant)
+    customer, sid = "0123456789abcdef0123456789abcdef", "v3.deadbeef"
+    assert parts["customer_visitors"][0] + customer == keys.customer_visitors(tenant, customer)
+    before, between = parts["crm_profiles"]
+    assert before + sid + between + customer[:3] == keys.crm_profiles(tenant, sid, customer[:3])
+    assert parts["person"][0] + customer == keys.person_campaigns(tenant, f"c:{customer}")

@@ -41,6 +41,7 @@ class CollectLoad:
     base_url: str
     site_key: str
     clients: int = 4
+    prefix: str = ""  # before every visitor and event id: several loads on one tenant
     batches: list[Batch] = field(default_factory=list)
     answers: collections.Counter = field(default_factory=collections.Counter)
     unexpected: list[str] = field(default_factory=list)
@@ -91,8 +92,8 @@ class CollectLoad:
         session = requests.Session()
         seq = 0
         while not self._stop.is_set():
-            visitor = f"c{n}-v{seq % VISITORS_PER_CLIENT}"
-            ids = [f"c{n}-b{seq}-e{j}" for j in range(EVENTS_PER_BATCH)]
+            visitor = f"{self.prefix}c{n}-v{seq % VISITORS_PER_CLIENT}"
+            ids = [f"{self.prefix}c{n}-b{seq}-e{j}" for j in range(EVENTS_PER_BATCH)]
             ts = int(time.time() * 1000)
             events = [
                 {"id": i, "type": "product_view", "ts": ts, "product_id": f"p{(seq + j) % 50}"}

@@ -1,5 +1,8 @@
 """The real service as an operator runs it: ``offerwise serve`` and ``offerwise worker`` on the
-embedded Redis of one data dir, each a process of its own with its output in a log file."""
+embedded Redis of one data dir, each a process of its own with its output in a log file.
+
+With ``REDIS_URL`` in ``env`` the processes use that store instead (one server, or a cluster
+with the job queue on ``OFFERWISE_QUEUE_REDIS_URL``), as app nodes of a larger deployment do."""
 
 from __future__ import annotations
 
@@ -13,8 +16,10 @@ from pathlib import Path
 import orjson
 import psutil
 import redis
+from rq import Worker
 
 from store.embedded import EmbeddedRedis
+from store.redis_client import client_for_url
 from tests.helpers import free_port, wait_for, wait_for_workers, wait_until_ok
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +32,7 @@ class Service:
         self.env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
         self.env["OFFERWISE_DATA_DIR"] = str(data_dir)
         self.env.update(env or {})
+        self.external = self.env.get("REDIS_URL")
         self.embedded = EmbeddedRedis(data_dir / "redis")
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -53,7 +59,13 @@ class Service:
         ).stdout  # fmt: skip
 
     def redis(self) -> redis.Redis:
+        if self.external:
+            return client_for_url(self.external)
         return self.embedded.client()
+
+    def queue_redis(self) -> redis.Redis:
+        url = self.env.get("OFFERWISE_QUEUE_REDIS_URL") or self.external
+        return redis.Redis.from_url(url) if url else self.embedded.client()
 
     # -- processes --------------------------------------------------------------------------
     def start_serve(self, workers: int = 2) -> None:
@@ -79,9 +91,22 @@ class Service:
         return proc
 
     def wait_for_worker(self, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-        """Until the worker holds its lease on the embedded Redis (it has started)."""
-        lease = self.embedded.leases_dir / f"{proc.pid}.worker"
-        wait_for(lambda: lease.exists() or proc.poll() is not None, "the worker starting", timeout)
+        """Until the worker holds its lease on the embedded Redis, or with an external store
+        has registered with rq (it has started)."""
+        if self.external:
+            queue = self.queue_redis()
+
+            def started() -> bool:
+                return proc.poll() is not None or any(
+                    w.pid == proc.pid for w in Worker.all(connection=queue)
+                )
+        else:
+            lease = self.embedded.leases_dir / f"{proc.pid}.worker"
+
+            def started() -> bool:
+                return lease.exists() or proc.poll() is not None
+
+        wait_for(started, "the worker starting", timeout)
         assert proc.poll() is None, f"the worker exited with {proc.returncode}"
 
     def gunicorn_workers(self) -> list[psutil.Process]:
@@ -102,7 +127,8 @@ class Service:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        self.embedded.release()
+        if not self.external:
+            self.embedded.release()
 
     def log_tails(self, chars: int = 1500) -> str:
         files = [*sorted(self.logs.glob("*.log")), self.data_dir / "redis" / "redis.log"]

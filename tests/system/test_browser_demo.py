@@ -1,29 +1,118 @@
-"""The snippet in a real browser: the demo shop sends beacons, renders offers, sets no cookie."""
+"""The demo shop in a real browser: the snippet sends beacons and shows offers that change, with
+their reason, when the visitor gives a ZIP from another segment, browses a category or logs in as
+a demo customer; an unknown ZIP is told; no cookie is ever set.
+
+One demo tenant is installed for the module, as `offerwise demo` installs it (CRM import,
+seeded traffic, trained models, a campaign), on the real ZIP census table with the test
+suite's small segmentation. It owns the session's Redis while the module runs (see
+tests/synth_world.py), so these tests do not use the ``r``/``app`` fixtures, which flush it.
+"""
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import dataclass
+from itertools import count
 
 import orjson
 import pytest
+import redis
 
 from campaigns import tokens
+from campaigns.assignment import HOLDOUT, TREATED, draw
 from store import keys
+from store.config import Settings
 from store.tenants import get_tenant
 from tests.browser import browser, require_chromium, serve_in_thread
 from tests.helpers import free_port
+from tests.synth_world import base_artifacts
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture
-def demo_site(app, monkeypatch):
+@dataclass
+class Shop:
+    base: str
+    r: redis.Redis
+    world: dict
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def shop(redis_server, shared_data, geo_dir, tmp_path_factory):
     require_chromium()
-    from app.cli.demo import prepare_demo
+    from app import create_app
+    from app.demo.setup import prepare_demo, read_world
 
+    tmp = tmp_path_factory.mktemp("demo-shop")
+    base_dir = base_artifacts(shared_data, geo_dir, tmp.parent)
+    shutil.copytree(base_dir / "artifacts", tmp / "var" / "artifacts")
+    settings = Settings(data_dir=tmp / "var", redis_url=redis_server, geo_dir=geo_dir, demo=True)
+    r = redis.Redis.from_url(redis_server)
+    r.flushall()
     port = free_port()
-    monkeypatch.setenv("OFFERWISE_DEMO", "1")
-    prepare_demo(port, seed_visitors=60)
-    with serve_in_thread(app, port) as base:
-        yield base
+    base = f"http://127.0.0.1:{port}"
+    demo = prepare_demo(r, settings, base)
+    assert demo.steps["models"].startswith("trained"), demo.steps
+    app = create_app(settings)
+    with serve_in_thread(app, port) as served:
+        assert served == base
+        yield Shop(base, r, read_world(settings), settings)
+    r.flushall()
+
+
+_visitors = count()
+
+
+def visitor_outside_holdout(shop: Shop) -> str:
+    """A visitor id the tenant-wide holdout (5% served popularity only) does not draw, so the
+    test sees what personalization does; the snippet takes it from localStorage."""
+    tenant = get_tenant(shop.r, "demo")
+    assert tenant is not None
+    while True:
+        visitor = f"browser-{time.time_ns()}-{next(_visitors)}"
+        if draw(tenant.id_secret, HOLDOUT, f"v:{visitor}", tenant.holdout_share) == TREATED:
+            return visitor
+
+
+def new_page(b, shop: Shop, visitor: str | None = None):
+    context = b.new_context()
+    if visitor:
+        context.add_init_script(f"localStorage.setItem('ow_vid', {orjson.dumps(visitor).decode()})")
+    return context.new_page()
+
+
+def offer_ids(page) -> list[str]:
+    return page.eval_on_selector_all(
+        "#offers .offerwise-offer", "els => els.map(e => e.dataset.productId)"
+    )
+
+
+def reasons(page) -> list[str]:
+    return page.eval_on_selector_all(
+        "#offers .offerwise-reason", "els => els.map(e => e.textContent)"
+    )
+
+
+def wait_for_change(page, before: list[str], timeout: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = offer_ids(page)
+        if now and now != before:
+            return now
+        page.wait_for_timeout(200)
+    return offer_ids(page)
+
+
+def give_zip(page, code: str) -> str:
+    page.fill(".offerwise-zip input", code)
+    page.click(".offerwise-zip button")
+    status = page.locator(".offerwise-zip-status")
+    page.wait_for_function(
+        "() => document.querySelector('.offerwise-zip-status').textContent !== ''", timeout=10_000
+    )
+    return status.text_content() or ""
 
 
 def _events(r, until: int, timeout: float = 10.0) -> list[dict]:
@@ -35,11 +124,12 @@ def _events(r, until: int, timeout: float = 10.0) -> list[dict]:
         time.sleep(0.1)
 
 
-def test_demo_shop_sends_beacons_and_shows_offers(demo_site, r):
+def test_demo_shop_sends_beacons_and_shows_offers(shop):
+    r = shop.r
     seeded = r.xlen(keys.event_stream("demo"))
     with browser() as b:
         page = b.new_page()
-        page.goto(f"{demo_site}/demo/")
+        page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
         offers = page.locator("#offers .offerwise-offer")
         assert offers.count() == 4
@@ -51,7 +141,9 @@ def test_demo_shop_sends_beacons_and_shows_offers(demo_site, r):
         page.click("button.cart[data-id='p-stove']")
         page.wait_for_timeout(1500)  # an impression counts once an offer was in view for 1 s
         first_offer = offers.first.get_attribute("data-product-id")
+        assert offers.first.get_attribute("href") == f"{shop.base}/demo/p/{first_offer}"
         offers.first.click()  # the offer link navigates away; its click beacon must still arrive
+        page.wait_for_url(f"{shop.base}/demo/p/{first_offer}")  # and stays in the shop
         events = [e for e in _events(r, seeded + 6) if e["visitor"] == visitor]
         types = [e["type"] for e in events]
         assert {
@@ -68,18 +160,109 @@ def test_demo_shop_sends_beacons_and_shows_offers(demo_site, r):
         assert page.context.cookies() == []
 
 
-def test_global_privacy_control_means_no_profile(demo_site, r):
-    seeded = r.xlen(keys.event_stream("demo"))
+def test_global_privacy_control_means_no_profile(shop):
+    seeded = shop.r.xlen(keys.event_stream("demo"))
     with browser() as b:
         context = b.new_context()
         context.add_init_script(
             "Object.defineProperty(navigator, 'globalPrivacyControl', {get: () => true})"
         )
         page = context.new_page()
-        page.goto(f"{demo_site}/demo/")
+        page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
         page.click("button.view[data-id='p-tent-2p']")
         assert page.evaluate("localStorage.getItem('ow_vid')") is None
         time.sleep(1.0)
     # The snippet saw GPC and said so in its beacons: counted, but nothing per visitor kept.
-    assert r.xlen(keys.event_stream("demo")) == seeded
+    assert shop.r.xlen(keys.event_stream("demo")) == seeded
+
+
+def test_a_zip_from_another_segment_changes_the_offers(shop):
+    first, second = shop.world["segments"][0], shop.world["segments"][-1]
+    assert first["id"] != second["id"]
+    with browser() as b:
+        page = new_page(b, shop, visitor_outside_holdout(shop))
+        page.goto(f"{shop.base}/demo/")
+        page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
+        anonymous = offer_ids(page)
+        assert give_zip(page, first["example_zip"]) == f"Showing offers for {first['example_zip']}."
+        here = wait_for_change(page, anonymous)
+        assert here != anonymous
+        assert "Popular with people like you nearby" in reasons(page)
+        # The page lists a ZIP per segment; its button fills the snippet's ZIP prompt.
+        page.click(f"button.try-zip[data-zip='{second['example_zip']}']")
+        page.wait_for_function(
+            f"() => document.querySelector('.offerwise-zip-status').textContent"
+            f" === 'Showing offers for {second['example_zip']}.'",
+            timeout=10_000,
+        )
+        there = wait_for_change(page, here)
+        assert there != here, (first, second)
+        assert all(reasons(page)), "every offer shows its reason"
+        assert page.locator("#why li").count() == len(there)
+        assert page.context.cookies() == []
+
+
+def test_an_unknown_zip_is_told(shop):
+    with browser() as b:
+        page = new_page(b, shop)
+        page.goto(f"{shop.base}/demo/")
+        page.wait_for_selector(".offerwise-zip input", timeout=10_000)
+        said = give_zip(page, "00000")  # five digits, but no such ZIP: the service says so
+        assert said == "00000 is not a ZIP code we know; offers stay general", said
+        assert page.get_attribute(".offerwise-zip input", "aria-invalid") == "true"
+        assert give_zip(page, "1234") == "Please enter a 5-digit ZIP code."  # the snippet's own
+        assert give_zip(page, "10001").startswith("Showing offers for 10001")
+        assert page.get_attribute(".offerwise-zip input", "aria-invalid") == "false"
+        assert page.context.cookies() == []
+
+
+def test_browsing_a_category_changes_the_offers(shop):
+    with browser() as b:
+        page = new_page(b, shop, visitor_outside_holdout(shop))
+        page.goto(f"{shop.base}/demo/")
+        page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
+        before = offer_ids(page)
+        # Into the climbing category, and from its page into three of its products.
+        page.click("header nav a[href$='/demo/c/climbing']")
+        for pid in ("p-rope", "p-harness", "p-helmet"):
+            page.click(f".card h3 a[href$='/demo/p/{pid}']")
+            page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
+            page.go_back()
+        page.click("#refresh")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#offers .offerwise-reason')]"
+            ".some(e => e.textContent.includes('climbing'))",
+            timeout=10_000,
+        )
+        assert offer_ids(page) != before
+        assert any("climbing" in reason for reason in reasons(page)), reasons(page)
+        assert page.context.cookies() == []
+
+
+def test_logging_in_as_a_demo_customer_changes_the_offers(shop):
+    listed = shop.world["customers"]
+    assert len(listed) >= 3
+    treated = next(c for c in listed if c["campaign_group"] == "treated")
+    with browser() as b:
+        page = new_page(b, shop, visitor_outside_holdout(shop))
+        page.goto(f"{shop.base}/demo/")
+        page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
+        anonymous = offer_ids(page)
+        page.click(f"button.login[data-customer='{treated['customer_id']}']")
+        assert page.text_content("#who") == f"Logged in as {treated['customer_id']}."
+        page.wait_for_function(
+            "() => document.querySelector('#why').textContent.includes('Welcome back')",
+            timeout=10_000,
+        )
+        known = offer_ids(page)
+        assert known != anonymous
+        assert known[0] == "p-bottle"  # the campaign's offer, first, for its treated group
+        assert not set(known) & set(treated["holdings"])  # nothing they hold already
+        assert "Picked for you from your purchase history" in reasons(page) or any(
+            "interest" in reason for reason in reasons(page)
+        ), reasons(page)
+        # Every page of the session, and still no cookie on any origin.
+        page.goto(f"{shop.base}/demo/cart")
+        page.goto(f"{shop.base}/demo/p/p-kayak")
+        assert page.context.cookies() == []
