@@ -61,7 +61,7 @@ from store.artifacts import events_store
 INTEREST = ("product_view", "add_to_cart", "purchase", "offer_click")
 MAX_VISITORS = 200_000  # a uniform sample above this (by visitor hash)
 MIN_VISITORS = 50
-_COLUMNS = ("type", "server_ts", "stream_id", "visitor", "product_id", "category", "zip")
+_COLUMNS = ("type", "ts", "server_ts", "stream_id", "visitor", "product_id", "category", "zip")
 
 
 def _hash(visitor: str) -> str:
@@ -78,7 +78,11 @@ def load_visitor_events(events_dir: Events, tenant: str) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "type": table.column("type").to_pandas(),
-            "ts": pc.cast(table.column("server_ts"), "int64").to_numpy(),
+            # The event's own time (capped at its receipt), as web_history.events_frame: an
+            # imported history was all received at once.
+            "ts": pc.min_element_wise(
+                pc.cast(table.column("ts"), "int64"), pc.cast(table.column("server_ts"), "int64")
+            ).to_numpy(),
             "stream": table.column("stream_id").to_pandas(),
             "visitor": table.column("visitor").to_pandas(),
             "product_id": table.column("product_id").to_pandas(),

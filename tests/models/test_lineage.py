@@ -24,6 +24,10 @@ from models.training import TrainParams
 from store.tenants import get_tenant
 from tests.synth_world import make_world
 
+# Training a small tenant cross-validates its candidates (models/training/selection.py):
+# minutes on a busy shared 2-core machine.
+pytestmark = pytest.mark.timeout(1200)
+
 FAST = TrainParams(max_rounds=30, early_stopping=5)
 
 

@@ -18,6 +18,10 @@ from models.synthetic import SyntheticConfig
 from models.training import TrainingError, TrainParams
 from tests.synth_world import make_world
 
+# Training a small tenant cross-validates its candidates (models/training/selection.py):
+# minutes on a busy shared 2-core machine.
+pytestmark = pytest.mark.timeout(1200)
+
 FAST = TrainParams(max_rounds=60, early_stopping=10)
 
 

@@ -282,8 +282,13 @@ def test_cli_train_and_evaluate(world: World, monkeypatch: pytest.MonkeyPatch) -
     report = json.loads(out.stdout)
     assert report["version"] == summary["version"] and report["trained_now"] is False
     side = report["products"]["p1"]["candidates"]
-    assert set(side) == {"xgboost", "logistic", "tree", "popularity"}
+    assert set(side) == {"xgboost", "logistic", "tree", "popularity", "blend"}
     assert "verdict" in report["products"]["p1"]["xgboost_vs_logistic"]
+    shown = runner.invoke(cli, ["models", "show", "--tenant", world.tenant, summary["version"]])
+    assert shown.exit_code == 0, shown.output
+    p1 = json.loads(shown.stdout)["products"]["p1"]
+    assert p1["selection"]["method"] == "cross-validation" and "served" in p1["note"]
+    assert {"auc_mean", "auc_sd", "folds"} <= set(p1["candidates"][p1["served"]]["cv"])
     assert Path(report["gains_chart"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = runner.invoke(cli, ["train", "--tenant", "ghost", "--quiet"])
     assert bad.exit_code == 2 and "no tenant named 'ghost'" in bad.output
