@@ -42,6 +42,7 @@ from clickstream.archive_files import Events
 from clickstream.archiver import Archiver, read_archive
 from clickstream.schemas import ID_VALIDATORS, EventSchema, Text, flatten_errors
 from store import keys
+from store.redis_client import reply_text
 from store.tenants import Tenant
 
 CHUNK_EVENTS = 10_000  # stream entries per archive round (the archiver's batch is 20,000)
@@ -202,6 +203,7 @@ def import_history(
     report = ImportReport(tenant.name, path.name)
     archiver = archiver or Archiver(r, events)
     seen = _archived_pairs(events, tenant.name)
+    erased = {reply_text(m) for m in r.smembers(keys.erased_people(tenant.name))}
     stream = keys.event_stream(tenant.name)
     now_ms = int(time.time() * 1000)
     chunk: list[bytes] = []
@@ -237,6 +239,9 @@ def import_history(
         seen.add(pair)
         if "customer_id" in event:  # the raw CRM id never reaches storage
             event["customer"] = tenant.hash_customer_id(event.pop("customer_id"))
+        if erased and erased & set(tenant.erased_marks(event.get("customer"), [event["visitor"]])):
+            report.reject(number, raw.get("id"), "visitor", "this person was erased; not imported")
+            continue
         event["server_ts"] = now_ms
         ts = event["ts"]
         report.first_ts = ts if report.first_ts is None else min(report.first_ts, ts)

@@ -92,6 +92,8 @@ def _erase(
         campaign_ids = [reply_text(c) for c in r.hkeys(keys.campaign_definitions(tenant.name))]
         for cid in campaign_ids:
             live_keys += int(r.hdel(keys.campaign_responses(tenant.name, cid), customer_hash))
+    # Remembered (hashed) so that a history import of older analytics cannot bring them back.
+    r.sadd(keys.erased_people(tenant.name), *tenant.erased_marks(customer_hash, visitors))
     for visitor in sorted(visitors):
         live_keys += erase_visitor(r, tenant.name, visitor)
         dedupe_keys += _erase_dedupe_keys(r, tenant.name, visitor)

@@ -238,6 +238,12 @@ def erasure_receipts(tenant: str) -> str:
     return tenant_key(tenant, "erasures")
 
 
+def erased_people(tenant: str) -> str:
+    """Set of keyed hashes of the people erased (``c:<customer hash>``, ``v:<keyed hash of a
+    visitor id>``), so a history import cannot bring them back; written by models.erasure."""
+    return tenant_key(tenant, "erased")
+
+
 def erasures_running(tenant: str) -> str:
     """Sorted set receipt id -> start time of the erasures under way (a training that
     overlaps one is flagged for retraining); models.erasure."""

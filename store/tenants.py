@@ -12,6 +12,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -69,6 +70,12 @@ class Tenant:
         return hmac.new(self.id_secret, customer_id.strip().encode(), hashlib.sha256).hexdigest()[
             :32
         ]
+
+    def erased_marks(self, customer_hash: str | None, visitors: Iterable[str]) -> list[str]:
+        """The members of ``store.keys.erased_people`` naming this person: the customer's hash
+        and keyed hashes of their visitor ids (no raw id is kept)."""
+        marks = [f"v:{self.hash_customer_id('visitor:' + v)}" for v in visitors]
+        return marks + ([f"c:{customer_hash}"] if customer_hash else [])
 
     def allows_origin(self, origin: str | None) -> bool:
         """Browser requests must come from an allowed origin; server-side calls send none."""

@@ -117,3 +117,24 @@ def test_cli_exit_codes(r, settings, tenant, tmp_path):
     refused.write_text("id,type\n")
     assert runner.invoke(cli, ["events", "import", "--tenant", "acme", str(refused)]).exit_code == 2
     assert runner.invoke(cli, ["events", "import", "--tenant", "ghost", str(good)]).exit_code == 2
+
+
+def test_erased_people_are_not_brought_back(r, settings, tenant, tmp_path):
+    """An erasure is remembered as keyed hashes; the tenant's older analytics export that still
+    names the person imports everyone else."""
+    from models.erasure import erase_person
+
+    erase_person(r, settings, tenant, customer_id="CRM-9")
+    erase_person(r, settings, tenant, visitor_id="gone")
+    members = {m.decode() for m in r.smembers(keys.erased_people("acme"))}
+    assert members and not any("CRM-9" in m or "gone" in m for m in members)  # no raw id kept
+    t0 = int(time.time() * 1000) - 30 * DAY_MS
+    path = _csv(tmp_path / "history.csv", [
+        f"e1,identify,{t0},v9,,CRM-9,,",  # the erased customer, on another device
+        f"e2,product_view,{t0 + 1000},gone,p1,,,",  # the erased visitor
+        f"e3,product_view,{t0 + 2000},v3,p1,,,",  # someone else
+    ])  # fmt: skip
+    report = import_history(r, settings.events_dir, tenant, path).to_dict()
+    assert (report["imported"], report["rejected"]) == (1, 2)
+    assert {(e["row"], e["field"]) for e in report["errors"]} == {(1, "visitor"), (2, "visitor")}
+    assert [row["id"] for row in read_archive(settings.events_dir, "acme").to_pylist()] == ["e3"]

@@ -59,6 +59,7 @@ PINNED: dict[str, tuple[tuple, str]] = {
     "models_to_retrain": ((), "{t:acme}:models:retrain"),
     "model_drift": (("v1",), "{t:acme}:models:drift:v1"),
     "erasure_receipts": ((), "{t:acme}:erasures"),
+    "erased_people": ((), "{t:acme}:erased"),
     "erasures_running": ((), "{t:acme}:erasures:running"),
     "offer_rules": ((), "{t:acme}:rules"),
     "offer_rules_version": ((), "{t:acme}:rules:version"),
