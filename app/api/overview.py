@@ -134,9 +134,9 @@ def model_evaluation(tenant: str, version: str | None) -> dict:
     version = version or registry.champion(here.redis, tenant)
     if version is None:
         abort(404, message="version: this tenant has no model yet")
-    folder = registry.version_dir(here.settings, tenant, version)
     try:
-        result = TrainingResult.load(folder)
+        # Inside the try: a version that cannot be a file name (a NUL, '..') is a 404 too.
+        result = TrainingResult.load(registry.version_dir(here.settings, tenant, version))
     except (OSError, ValueError):
         abort(404, message=f"version: no readable model version {version!r}")
     return {

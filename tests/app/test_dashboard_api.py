@@ -139,6 +139,10 @@ def test_models_without_a_model(client, acme) -> None:
     assert res.status_code == 404 and res.json["message"].startswith("version:")
     res = client.get("/v1/admin/models/evaluation?version=nope", headers=_admin(acme))
     assert res.status_code == 404 and "nope" in res.json["message"]
+    # A version that cannot name a file (the fuzzer sent a NUL) is not found either, not a 500.
+    for odd in ("%00%5B", "..", "a%2F..%2Fb"):
+        res = client.get(f"/v1/admin/models/evaluation?version={odd}", headers=_admin(acme))
+        assert res.status_code == 404 and res.json["message"].startswith("version:"), odd
 
 
 def test_a_catalog_check_reports_without_replacing(client, acme, acme_catalog) -> None:
