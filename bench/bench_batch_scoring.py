@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.child_processes import die_with_parent
-from bench.shared_data import shared_data
+from bench.shared_data import shared_data, writable_geonames
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "batch_scoring.json"
@@ -294,10 +294,7 @@ def run(args: argparse.Namespace, running: list) -> int:
     shared = shared_data()
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     running.append(work)
-    geo_dir = work / "geo"
-    shutil.copytree(shared / "geonames", geo_dir)
-    for f in geo_dir.iterdir():
-        f.chmod(0o644)
+    geo_dir = writable_geonames(shared, work)
     redis_proc, url = start_private_redis(work, preexec_fn=die_with_parent)
     running.append(redis_proc)
     settings = Settings(data_dir=work / "var", geo_dir=geo_dir)

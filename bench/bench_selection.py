@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.shared_data import shared_data
+from bench.shared_data import shared_data, writable_geonames
 
 HOLDOUT_SHARE = 0.2
 COMMON = 2  # products p0, p1: common holdings (cross-sell features of the targets)
@@ -120,10 +120,7 @@ def main() -> None:
 
     shared = shared_data()
     work = Path(tempfile.mkdtemp(prefix="bench-selection-"))
-    geo_dir = work / "geo"
-    shutil.copytree(shared / "geonames", geo_dir)
-    for f in geo_dir.iterdir():
-        f.chmod(0o644)
+    geo_dir = writable_geonames(shared, work)
     proc, url = start_private_redis(work)
     try:
         settings = Settings(data_dir=work / "var", geo_dir=geo_dir)

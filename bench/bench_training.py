@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.shared_data import shared_data
+from bench.shared_data import shared_data, writable_geonames
 
 TARGET_SECONDS_1M = 600.0
 TARGET_ROW_US = 200.0
@@ -53,10 +53,7 @@ def main() -> None:
 
     shared = shared_data()
     work = Path(tempfile.mkdtemp(prefix="bench-training-"))
-    geo_dir = work / "geo"
-    shutil.copytree(shared / "geonames", geo_dir)
-    for f in geo_dir.iterdir():
-        f.chmod(0o644)
+    geo_dir = writable_geonames(shared, work)
     proc, url = start_private_redis(work)
     try:
         from store.config import Settings
