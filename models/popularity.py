@@ -134,9 +134,9 @@ def popularity_offers(
     local: frozenset[str] = frozenset()
     if segment not in (None, ""):
         by_segment = snapshots.get(r, segment_popularity_key(tenant, segment))
-        overall = popular
-        popular, weight = blend(by_segment, overall, now)
-        local = owed_to_segment(by_segment, overall, weight)
+        seg_part, global_part, _ = _blend_parts(by_segment, popular, now, SHRINKAGE_EVENTS)
+        popular = _ranked(seg_part, global_part)
+        local = owed_to_segment(seg_part, global_part)
     if rules is None:
         return PopularityRecommender.rank_and_fill(
             products, active_ids, popular, profile, blocked, n, local
@@ -161,6 +161,31 @@ def popularity_offers(
     return out
 
 
+def _blend_parts(
+    by_segment: list[tuple[str, float]],
+    overall: list[tuple[str, float]],
+    now: float | None,
+    k: float,
+) -> tuple[dict[str, float], dict[str, float], float]:
+    """Each product's part of the blend from its segment's list and from the global list, and
+    the segment's weight (see ``blend``)."""
+    g = growth(time.time() if now is None else now)
+    seg_total = sum(score for _, score in by_segment)
+    n_seg = seg_total / g
+    weight = n_seg / (n_seg + k) if n_seg > 0 else 0.0
+    all_total = sum(score for _, score in overall) or 1.0
+    seg_part = {pid: weight * score / (seg_total or 1.0) for pid, score in by_segment}
+    global_part = {pid: (1.0 - weight) * score / all_total for pid, score in overall}
+    return seg_part, global_part, weight
+
+
+def _ranked(seg_part: dict[str, float], global_part: dict[str, float]) -> list[tuple[str, float]]:
+    mixed = dict(global_part)
+    for pid, part in seg_part.items():
+        mixed[pid] = mixed.get(pid, 0.0) + part
+    return sorted(mixed.items(), key=lambda kv: kv[1], reverse=True)
+
+
 def blend(
     by_segment: list[tuple[str, float]],
     overall: list[tuple[str, float]],
@@ -172,34 +197,15 @@ def blend(
     count n, plus (1 - that) x its share of all events. A segment with a handful of events
     leans on the global list; one with many ranks by its own. Returns the blended list, best
     first, and the segment's weight."""
-    g = growth(time.time() if now is None else now)
-    n_seg = sum(score for _, score in by_segment) / g
-    weight = n_seg / (n_seg + k) if n_seg > 0 else 0.0
-    seg_total = sum(score for _, score in by_segment) or 1.0
-    all_total = sum(score for _, score in overall) or 1.0
-    mixed: dict[str, float] = {}
-    for pid, score in overall:
-        mixed[pid] = (1.0 - weight) * score / all_total
-    for pid, score in by_segment:
-        mixed[pid] = mixed.get(pid, 0.0) + weight * score / seg_total
-    ranked = sorted(mixed.items(), key=lambda kv: kv[1], reverse=True)
-    return ranked, weight
+    seg_part, global_part, weight = _blend_parts(by_segment, overall, now, k)
+    return _ranked(seg_part, global_part), weight
 
 
-def owed_to_segment(
-    by_segment: list[tuple[str, float]], overall: list[tuple[str, float]], weight: float
-) -> frozenset[str]:
+def owed_to_segment(seg_part: dict[str, float], global_part: dict[str, float]) -> frozenset[str]:
     """The products whose blended score owes more to the segment's list than to the global
     one: their reason speaks of the visitor's area. Judged per product, since a segment still
     leaning on the global list can lift its own favourite to the top."""
-    seg_total = sum(score for _, score in by_segment) or 1.0
-    all_total = sum(score for _, score in overall) or 1.0
-    global_share = {pid: score / all_total for pid, score in overall}
-    return frozenset(
-        pid
-        for pid, score in by_segment
-        if weight * score / seg_total > (1.0 - weight) * global_share.get(pid, 0.0)
-    )
+    return frozenset(pid for pid, part in seg_part.items() if part > global_part.get(pid, 0.0))
 
 
 def _reason(category: str, affinity: float, local: bool) -> tuple[str, str]:
