@@ -11,7 +11,7 @@ under the tenant's rules; without one, segment popularity, then popularity, then
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,9 @@ class Recommendation:
     # Answered from this process's last copies because the store was unreachable.
     degraded: bool = False
     holdout_group: str | None = None  # the person's group in the tenant-wide holdout
+    # Gives the model's offers their reasons; called on the offers finally shown, so the
+    # slots campaigns take are not explained for nothing.
+    tell_reasons: Callable[[list[Offer]], None] | None = field(default=None, repr=False)
 
 
 class StoreUnavailable(RuntimeError):
@@ -223,6 +226,8 @@ class Recommender:
         self.exposures.flush_if_due(r, now)
         if applied is not None and applied.placed:
             result.offers = settle(applied, recorded, result.offers, n)
+        if result.tell_reasons is not None:
+            result.tell_reasons(result.offers)
         return result
 
     @staticmethod
@@ -288,14 +293,7 @@ class Recommender:
         # zip_block is chosen as training chose it (CRM ZIP first, then the typed one).
         x = bundle.builder.live_vector(profile if profile.known else None, customer, zip_block, now)
         scores = bundle.scores(x)
-        contrib = bundle.contributions(x)
-        groups = bundle.reason_groups(contrib)
-        reasons = {
-            pid: _reason(products[pid], group, profile)
-            for pid, group in zip(bundle.product_ids, groups, strict=True)
-            if pid in products
-        }
-        ranked = rank(bundle.product_ids, scores, products, rules, ctx, n, reasons)
+        ranked = rank(bundle.product_ids, scores, products, rules, ctx, n)
         offers = [
             Offer(
                 products[x_.product_id], x_.score, x_.reason, x_.reason_code,
@@ -311,9 +309,21 @@ class Recommender:
             version.live.observe(view, customer is not None, offers)
         explanations = {}
         if explain:
-            all_expl = bundle.explain(x, contrib=contrib)
-            explanations = {
-                o.product["product_id"]: all_expl.get(o.product["product_id"], []) for o in offers
-            }
+            explanations = bundle.explain(x, products=[o.product["product_id"] for o in offers])
         by_product = dict(zip(bundle.product_ids, (float(s) for s in scores), strict=True))
-        return Recommendation(offers, f"model:{bundle.version}", explanations), by_product
+        result = Recommendation(offers, f"model:{bundle.version}", explanations)
+        unexplained = {id(o) for o in offers if o.reason_code != "pinned"}
+
+        def tell_reasons(shown: list[Offer]) -> None:
+            # Reasons come from the explanation of each shown model offer's score, once the
+            # campaigns have taken their places: only those few products' trees are walked.
+            told = [o for o in shown if id(o) in unexplained]
+            if not told:
+                return
+            rows = [bundle.positions[o.product["product_id"]] for o in told]
+            groups = bundle.reason_groups(bundle.contributions(x, rows))
+            for o, group in zip(told, groups, strict=True):
+                o.reason, o.reason_code = _reason(o.product, group, profile)
+
+        result.tell_reasons = tell_reasons
+        return result, by_product

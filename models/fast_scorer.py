@@ -326,9 +326,11 @@ class MultiProductScorer:
         filled = np.where(np.isnan(X)[:, None, :], self._fill, X[:, None, :].astype(np.float64))
         return (filled * self._coef).sum(axis=2) + self._intercept
 
-    def contributions(self, x) -> np.ndarray:
+    def contributions(self, x, products: Sequence[int] | None = None) -> np.ndarray:
         """Per-feature contributions to each product's margin, shape (n_products, F + 1);
-        the last column is the bias, and each row sums to that product's margin.
+        the last column is the bias, and each row sums to that product's margin. With
+        ``products`` (positions in ``product_ids``), only those rows, in that order: serving
+        explains the few products it offers, and walks only their trees.
 
         Trees use the path attribution (Saabas) that xgboost computes with
         ``pred_contribs=True, approx_contribs=True``; linear products give coef * value
@@ -337,36 +339,69 @@ class MultiProductScorer:
         x = self._check_row(x)
         F = self.n_features
         P = len(self.product_ids)
-        out = np.zeros((P, F + 1), dtype=np.float64)
+        rows = np.arange(P) if products is None else np.asarray(products, dtype=np.intp)
+        if rows.size and (rows.min() < 0 or rows.max() >= P):
+            raise ScorerError(f"product positions must be in [0, {P})")
+        # where[c]: this product's row in the output, or -1 when it is not asked for
+        where = np.full(P, -1, dtype=np.intp)
+        where[rows] = np.arange(rows.size)
+        out = np.zeros((rows.size, F + 1), dtype=np.float64)
         f = self._forest
         if f is not None:
-            nan = np.isnan(x)
-            x2 = np.zeros(2 * F + 1, dtype=np.float32)
-            x2[:F] = np.where(nan, _INF, x)
-            x2[F : 2 * F] = np.where(nan, -_INF, x)
-            goes_right = np.repeat(x2, f.slot_counts) >= f.cond_thr
-            n_tree_products = f.tree_starts.size
-            acc = np.zeros(n_tree_products * (F + 1), dtype=np.float64)
-            idx = np.arange(f.n_trees, dtype=np.intp)
-            row = self._tree_product * (F + 1)
-            for level in range(f.depth):
-                child = 2 * idx + goes_right[f.cond[level][idx]]
-                delta = f.mean[level + 1][child].astype(np.float64) - f.mean[level][idx]
-                acc += np.bincount(row + f.feature[level][idx], weights=delta, minlength=acc.size)
-                idx = child
-            contrib = acc.reshape(n_tree_products, F + 1)
-            # feature index F collected the (zero) padding steps; it becomes the bias
-            contrib[:, F] = np.add.reduceat(f.mean[0].astype(np.float64), f.tree_starts)
-            contrib[:, F] += f.base_margin
-            if self._tree_unique:
-                out[self._tree_cols] = contrib
-            else:
-                np.add.at(out, self._tree_cols, contrib)
+            boosters = np.flatnonzero(where[self._tree_cols] >= 0)
+            if boosters.size:
+                self._tree_contributions(x, f, boosters, where, out)
         if self._linear_cols.size:
-            xf = np.where(np.isnan(x)[None, :], self._fill, x.astype(np.float64)[None, :])
-            linear = np.concatenate([self._coef * xf, self._intercept[:, None]], axis=1)
-            np.add.at(out, self._linear_cols, linear)
+            parts = np.flatnonzero(where[self._linear_cols] >= 0)
+            if parts.size:
+                xf = np.where(np.isnan(x)[None, :], self._fill[parts], x.astype(np.float64))
+                linear = np.concatenate(
+                    [self._coef[parts] * xf, self._intercept[parts, None]], axis=1
+                )
+                np.add.at(out, where[self._linear_cols[parts]], linear)
         return out
+
+    def _tree_contributions(
+        self,
+        x: np.ndarray,
+        f: FlatForest,
+        boosters: np.ndarray,
+        where: np.ndarray,
+        out: np.ndarray,
+    ) -> None:
+        """Adds the path attributions of the trees of ``boosters`` (flattened boosters, each
+        feeding product column ``_tree_cols[b]``) into ``out`` rows ``where[column]``."""
+        F = self.n_features
+        nan = np.isnan(x)
+        x2 = np.zeros(2 * F + 1, dtype=np.float32)
+        x2[:F] = np.where(nan, _INF, x)
+        x2[F : 2 * F] = np.where(nan, -_INF, x)
+        goes_right = np.repeat(x2, f.slot_counts) >= f.cond_thr
+        if boosters.size == f.tree_starts.size:
+            trees = np.arange(f.n_trees, dtype=np.intp)
+            owner = self._tree_product
+            starts = f.tree_starts
+        else:
+            ends = np.append(f.tree_starts[1:], f.n_trees)
+            counts = ends[boosters] - f.tree_starts[boosters]
+            trees = np.concatenate(
+                [np.arange(f.tree_starts[b], ends[b], dtype=np.intp) for b in boosters]
+            )
+            owner = np.repeat(np.arange(boosters.size), counts)
+            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        acc = np.zeros(boosters.size * (F + 1), dtype=np.float64)
+        row = owner * (F + 1)
+        idx = trees
+        for level in range(f.depth):
+            child = 2 * idx + goes_right[f.cond[level][idx]]
+            delta = f.mean[level + 1][child].astype(np.float64) - f.mean[level][idx]
+            acc += np.bincount(row + f.feature[level][idx], weights=delta, minlength=acc.size)
+            idx = child
+        contrib = acc.reshape(boosters.size, F + 1)
+        # feature index F collected the (zero) padding steps; it becomes the bias
+        contrib[:, F] = np.add.reduceat(f.mean[0][trees].astype(np.float64), starts)
+        contrib[:, F] += f.base_margin[boosters]
+        np.add.at(out, where[self._tree_cols[boosters]], contrib)
 
     # ----------------------------------------------------------------- persistence
     def _arrays(self) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -70,13 +70,14 @@ class Bundle:
         """Calibrated probabilities, one per product, for one feature vector."""
         return self.scorer.score(x)
 
-    def contributions(self, x: np.ndarray) -> np.ndarray:
+    def contributions(self, x: np.ndarray, products: Sequence[int] | None = None) -> np.ndarray:
         """Each product's per-feature contributions to its margin, (products, F + 1), with
         only the features the visitor has credited: a feature that is missing (NaN) or 0 (a
         presence flag, holding, view, level or count the visitor does not have) moves its
         share into the bias (the last column), so no explanation rests on what is absent.
-        Rows still sum to the margins."""
-        contrib = self.scorer.contributions(x)
+        Rows still sum to the margins. ``products`` (positions in ``product_ids``) limits the
+        rows to those, in that order."""
+        contrib = self.scorer.contributions(x, products)
         absent = ~np.isfinite(x) | (x == 0)
         if absent.any():
             contrib[:, -1] += contrib[:, :-1][:, absent].sum(axis=1)
@@ -108,15 +109,23 @@ class Bundle:
         best = sums.argmax(axis=1)
         return [groups[b] if sums[i, b] > 0 else None for i, b in enumerate(best)]
 
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Each product's position in ``product_ids`` (the scorer's rows)."""
+        return {pid: i for i, pid in enumerate(self.scorer.product_ids)}
+
     def explain(
-        self, x: np.ndarray, top: int = 3, contrib: np.ndarray | None = None
+        self, x: np.ndarray, top: int = 3, products: Sequence[str] | None = None
     ) -> dict[str, list[dict]]:
         """Top features behind each product's score (tree path contributions, coef x value for
-        linear models), only among the features the visitor has (see ``contributions``)."""
-        contrib = (self.contributions(x) if contrib is None else contrib)[:, :-1]
+        linear models), only among the features the visitor has (see ``contributions``);
+        for ``products`` (ids of this version's products) only, when given."""
+        ids = self.product_ids if products is None else list(products)
+        rows = None if products is None else [self.positions[p] for p in ids]
+        contrib = self.contributions(x, rows)[:, :-1]
         names = self.builder.feature_names
         out = {}
-        for i, pid in enumerate(self.product_ids):
+        for i, pid in enumerate(ids):
             idx = np.argsort(-np.abs(contrib[i]))[:top]
             out[pid] = [
                 {"feature": names[j], "contribution": round(float(contrib[i, j]), 5)}

@@ -141,3 +141,42 @@ def test_identified_visitors_keep_the_customer_model(world, trained, client) -> 
     assert bundle.anonymous is not None
     crm = [n for n in bundle.builder.feature_names if n.startswith("crm_")]
     assert crm and np.isfinite(len(crm))
+
+
+def test_model_offers_beside_a_campaign_keep_the_reasons_their_scores_give(
+    world, trained, client
+) -> None:
+    """Reasons are told once campaigns have taken their slots (only the shown model offers are
+    explained): a model offer shown beside a campaign's offer has the reason it has without
+    the campaign, not the generic one."""
+    from store.tenants import rotate_keys
+
+    keys = rotate_keys(world.r, world.tenant)
+    site, admin = keys["site_key"], {"Authorization": f"Bearer {keys['admin_key']}"}
+    holder = next(i for i, row in enumerate(world.data.holds) if not row.any())
+    events = [{"id": "c1", "type": "identify", "ts": int(time.time() * 1000),
+               "customer_id": world.data.customer_ids[holder]}]  # fmt: skip
+    sent = client.post("/v1/collect", json={"site": site, "visitor": "cust-2", "events": events})
+    assert sent.status_code == 200
+
+    def offers() -> list[dict]:
+        out = client.get(f"/v1/recommend?site={site}&visitor=cust-2&n=3").json
+        assert out["source"].startswith("model:"), out
+        return out["offers"]
+
+    alone = {o["product_id"]: o["reason_code"] for o in offers()}
+    assert alone and all(code.startswith("model") for code in alone.values()), alone
+    campaign_product = world.data.products[-1]
+    spec = {"name": "beside", "audience": {}, "control_share": 0.0,
+            "offer": {"product_id": campaign_product}}  # fmt: skip
+    created = client.post("/v1/admin/campaigns", json=spec, headers=admin)
+    assert created.status_code in (200, 201), created.json
+    try:
+        shown = offers()
+        assert shown[0]["reason_code"] == "campaign", shown
+        beside = [o for o in shown[1:] if o["product_id"] in alone]
+        assert beside, (shown, alone)
+        for o in beside:
+            assert o["reason_code"] == alone[o["product_id"]], (o, alone)
+    finally:
+        client.post("/v1/admin/campaigns/beside/end", headers=admin)

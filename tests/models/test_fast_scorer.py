@@ -378,3 +378,28 @@ def test_blends_of_trees_and_linear_models_score_alike_in_real_time_and_batch(
     again = _read_model(tmp_path / "blend.json")
     assert isinstance(again, Blend) and again.names == ["xgboost", "logistic"]
     np.testing.assert_allclose(again.margin(X), tree_lr.margin(X), atol=1e-6)
+
+
+def test_contributions_of_a_few_products_are_those_rows_of_all(boosters, linear_models):
+    """Serving explains only the products it offers: the rows asked for, in the order asked,
+    equal those rows of every product's contributions, for trees, linear models and blends
+    (several parts feeding one row), on rows with missing values too."""
+    from models.blend import blend_of
+
+    lr = linear_models["lr_pipeline"][0]
+    models = {
+        "deep": boosters["deep"],
+        "tree_lr": blend_of([boosters["shallow"], lr], ["x", "l"], [0.6, 0.4], offset=-1.2),
+        "lr_plain": linear_models["lr_plain"][0],
+        "one_tree": boosters["one_tree"],
+        "two_trees": blend_of([boosters["deep"], boosters["one_tree"]], ["a", "b"], [0.5, 0.5]),
+    }
+    s = MultiProductScorer.from_boosters(models, NAMES)
+    X, _ = make_data(5, n=40)
+    X[::3, 1] = np.nan
+    for x in X:
+        every = s.contributions(x)
+        for rows in ([4, 0], [1], [2, 3, 1], [], list(range(5))):
+            np.testing.assert_array_equal(s.contributions(x, rows), every[rows])
+    with pytest.raises(ScorerError, match="positions"):
+        s.contributions(X[0], [5])
