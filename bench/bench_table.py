@@ -31,11 +31,13 @@ the trivial Flask route of ``bench/floor_app.py``), loaded by wrk on 127.0.0.1:
    above, the servers stop and a local cluster starts (``bench/local_cluster.py``: 3 masters,
    one replica each, loopback TCP, the embedded server's persistence settings, Redis's default
    15 s node timeout) with a single server beside it for the job queue, as an operator runs
-   one (``REDIS_URL=redis+cluster://...``, ``OFFERWISE_QUEUE_REDIS_URL``). Both tenants are
-   seeded through the cluster client, the floor and the app start on it, and the rounds and
-   the archiver run again: the same rows, prefixed "Redis Cluster 3+3", Redis CPU summed over
-   every node process. Memory per profile and the soak are not repeated (their row says why).
-   ``--cluster-only`` skips the single-server part (a quicker look at the cluster alone).
+   one (``REDIS_URL=redis+cluster://...``, ``OFFERWISE_QUEUE_REDIS_URL``). The single
+   server's keys as seeded (before any load) are RESTOREd into the cluster and its data dir put
+   back as it was, so the same tenants and champion serve both and training runs once; the
+   floor and the app start again, and the rounds and the archiver run again: the same rows,
+   prefixed "Redis Cluster 3+3", Redis CPU summed over every node process. Memory per profile
+   and the soak are not repeated (their row says why). ``--cluster-only`` skips the
+   single-server part and seeds through the cluster client instead.
 
 ``--baseline DIR`` (a checkout of another commit, e.g. ``git archive main | tar -x -C DIR``
 with its snippet built) also starts that tree's app under the same gunicorn configuration on
