@@ -23,7 +23,7 @@ BENCH = ROOT / "bench" / "bench_table.py"
 TINY = [
     "--cluster-only", "--rounds", "1", "--duration", "1", "--warmup", "0", "--prewarm", "1",
     "--workers", "1", "--threads", "2", "--connections", "4", "--wrk-threads", "1",
-    "--customers", "300", "--visitors", "300", "--soak", "0", "--quick-train", "--no-paced",
+    "--customers", "200", "--visitors", "200", "--soak", "0", "--quick-train", "--no-paced",
 ]  # fmt: skip
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
