@@ -58,7 +58,8 @@ CLUSTER_TESTS ?= tests/store tests/clickstream/test_collect.py tests/clickstream
 	tests/campaigns/test_recommend.py tests/campaigns/test_campaigns.py \
 	tests/enrichment/test_crm_import.py tests/app/test_erasure.py tests/app/test_admin_staff.py \
 	tests/app/test_store_outage.py tests/models/test_registry.py \
-	tests/system/test_cluster_failover.py tests/system/test_multi_node.py
+	tests/system/test_cluster_failover.py tests/system/test_multi_node.py \
+	tests/system/test_bench_table_cluster_smoke.py
 
 test-cluster: $(BIN)/offerwise system-deps snippet
 	$(BIN)/pytest --redis-cluster $(CLUSTER_TESTS)
@@ -72,10 +73,12 @@ lint: $(BIN)/offerwise
 bench: $(BIN)/offerwise system-deps
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# One table of every HTTP and pipeline figure (README "Benchmarks"); SOAK=60 for a short soak.
+# One table of every HTTP and pipeline figure (README "Benchmarks"); SOAK=60 for a short soak,
+# CLUSTER=1 to measure the same on a local 3+3 Redis Cluster afterwards (rows beside).
 SOAK ?= 600
+CLUSTER ?=
 bench-table: $(BIN)/offerwise system-deps snippet
-	$(BIN)/python bench/bench_table.py --soak $(SOAK)
+	$(BIN)/python bench/bench_table.py --soak $(SOAK) $(if $(CLUSTER),--redis-cluster)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -219,6 +219,22 @@ def cpu_seconds(proc: subprocess.Popen | None) -> float:
     return total
 
 
+def redis_cpu_seconds(procs) -> float:
+    """CPU of the store's server processes: one redis-server, or every node of a cluster
+    (masters and replicas: replication is part of what a write costs)."""
+    if isinstance(procs, subprocess.Popen):
+        return cpu_seconds(procs)
+    return sum(cpu_seconds(p) for p in procs)
+
+
+def every_node(r) -> dict:
+    """Keyword arguments that send a server command to every node of a cluster client (redis-py
+    sends INFO, CONFIG RESETSTAT... to one node by default); none for one server's client."""
+    from store.redis_client import is_cluster
+
+    return {"target_nodes": "all"} if is_cluster(r) else {}
+
+
 def children_cpu_seconds() -> float:
     """CPU of reaped children: around one wrk run this is wrk's own CPU."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -459,8 +475,8 @@ class Target:
 
 @dataclass
 class Context:
-    r: object  # redis.Redis of the benchmark's server
-    redis_proc: subprocess.Popen
+    r: object  # redis.Redis of the benchmark's server, or a RedisCluster
+    redis_proc: subprocess.Popen | list[subprocess.Popen]  # a cluster's: every node
     load: Load
     duration: float
     warmup: float
@@ -475,10 +491,10 @@ def measure(ctx: Context, scenario: str, target: Target, rnd: int, rate: float |
     args = [a.replace("{nonce}", nonce) for a in target.args]
     before = settled_stream_length(ctx.r, target.tenant) if target.kind == "collect" else 0
     broad = broad_exposures(ctx.r) if target.tenant == CAMPAIGN_TENANT else 0
-    ctx.r.config_resetstat()
-    app0, redis0 = cpu_seconds(target.server), cpu_seconds(ctx.redis_proc)
+    ctx.r.config_resetstat(**every_node(ctx.r))
+    app0, redis0 = cpu_seconds(target.server), redis_cpu_seconds(ctx.redis_proc)
     raw, wrk_cpu = run_wrk(target.url, target.script, args, ctx.duration, ctx.load, rate)
-    cpu = (cpu_seconds(target.server) - app0, cpu_seconds(ctx.redis_proc) - redis0, wrk_cpu)
+    cpu = (cpu_seconds(target.server) - app0, redis_cpu_seconds(ctx.redis_proc) - redis0, wrk_cpu)
     run = to_run(scenario, "paced" if rate else "max", rnd, rate, raw, cpu)
     run.redis_commands = redis_command_stats(ctx.r, run.requests)
     if target.kind == "collect":
@@ -511,7 +527,17 @@ def campaign_check(run: Run, exposures: int) -> dict:
 
 def redis_command_stats(r, requests: int, top: int = 8) -> dict:
     """The commands Redis spent most time in: calls and microseconds per HTTP request."""
-    stats = r.info("commandstats")
+    stats = r.info("commandstats", **every_node(r))
+    if every_node(r):  # one dict per node: summed over the cluster
+        merged: dict[str, dict] = {}
+        for node_stats in stats.values():
+            for name, v in node_stats.items():
+                m = merged.setdefault(name, {"calls": 0, "usec": 0})
+                m["calls"] += v.get("calls", 0)
+                m["usec"] += v.get("usec", 0)
+        for m in merged.values():
+            m["usec_per_call"] = round(m["usec"] / m["calls"], 2) if m["calls"] else None
+        stats = merged
     rows = sorted(stats.items(), key=lambda kv: kv[1].get("usec", 0), reverse=True)[:top]
     per = max(requests, 1)
     return {

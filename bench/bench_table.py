@@ -27,7 +27,17 @@ the trivial Flask route of ``bench/floor_app.py``), loaded by wrk on 127.0.0.1:
    half their measured rates together, the archiver draining the stream every second; the RSS
    of every gunicorn worker sampled every ``--soak-sample`` seconds; flat means no worker grew
    by more than ``--rss-slack-mb`` between the end of the first fifth and the end; no error.
-6. **Redis Cluster**: not measured by this script yet (its row says so).
+6. **Redis Cluster** (``--redis-cluster``; ``make bench-table CLUSTER=1``): after all of the
+   above, the servers stop and a local cluster starts (``bench/local_cluster.py``: 3 masters,
+   one replica each, loopback TCP, the embedded server's persistence settings, Redis's default
+   15 s node timeout) with a single server beside it for the job queue, as an operator runs
+   one (``REDIS_URL=redis+cluster://...``, ``OFFERWISE_QUEUE_REDIS_URL``). The single
+   server's keys as seeded (before any load) are RESTOREd into the cluster and its data dir put
+   back as it was, so the same tenants and champion serve both and training runs once; the
+   floor and the app start again, and the rounds and the archiver run again: the same rows,
+   prefixed "Redis Cluster 3+3", Redis CPU summed over every node process. Memory per profile
+   and the soak are not repeated (their row says why). ``--cluster-only`` skips the
+   single-server part and seeds through the cluster client instead.
 
 ``--baseline DIR`` (a checkout of another commit, e.g. ``git archive main | tar -x -C DIR``
 with its snippet built) also starts that tree's app under the same gunicorn configuration on
@@ -127,7 +137,17 @@ def model_campaigns(product_ids: list[str], crm_attr: str | None) -> list[dict]:
     ]
 
 
-def seed_model_tenant(r, settings, customers: int, seed: int = 7) -> dict:
+# --quick-train (smoke tests): the demo's one-validation-split training, seconds instead of
+# minutes; the table's own runs keep the defaults, whose cross-validated selection on small
+# products is what a tenant's champion goes through.
+QUICK_TRAIN = {"max_rounds": 60, "max_depth": 4, "early_stopping": 10, "min_positives": 10,
+               "min_validation_positives": 3, "baselines": ("popularity",), "nthread": 1,
+               "cv_max_positives": 0}  # fmt: skip
+
+
+def seed_model_tenant(
+    r, settings, customers: int, anonymous: int = 3000, seed: int = 7, quick: bool = False
+) -> dict:
     """The trained tenant: synthetic CRM + web history, a 20-product champion, campaigns,
     simulated anonymous visitors; returns its site key and the identified visitors' ids."""
     from campaigns.definitions import create_campaign, tenant_facts
@@ -145,7 +165,8 @@ def seed_model_tenant(r, settings, customers: int, seed: int = 7) -> dict:
     data = generate(config, settings)
     install(r, settings, MODEL_TENANT, data)
     t_install = time.perf_counter() - t0
-    trained = train_and_register(r, settings, MODEL_TENANT, params=TrainParams(max_rounds=100))
+    params = TrainParams(**QUICK_TRAIN) if quick else TrainParams(max_rounds=100)
+    trained = train_and_register(r, settings, MODEL_TENANT, params=params)
     if not trained["registry"].get("promoted"):
         raise TableError(f"the trained model was not promoted: {trained['registry']}")
     t_train = time.perf_counter() - t0 - t_install
@@ -158,7 +179,6 @@ def seed_model_tenant(r, settings, customers: int, seed: int = 7) -> dict:
     tenant = get_tenant(r, MODEL_TENANT)
     assert tenant is not None
     ingestor = Ingestor(r)
-    anonymous = 3000
     for visitor, batch in simulate(data.catalog, anonymous, seed=hb.SIM_SEED):
         ingestor.ingest(tenant, visitor, batch)
     site = rotate_keys(r, MODEL_TENANT)["site_key"]
@@ -176,9 +196,12 @@ def seed_model_tenant(r, settings, customers: int, seed: int = 7) -> dict:
     }
 
 
-def start_servers(procs, args, workdir: Path, redis_url: str, settings) -> dict:
+def start_servers(
+    procs, args, workdir: Path, redis_url: str, settings, extra_env: dict | None = None
+) -> dict:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "REDIS_URL": redis_url,
         "OFFERWISE_DATA_DIR": str(settings.data_dir),
         "OFFERWISE_GEO_DIR": str(settings.geo_dir),
@@ -188,7 +211,7 @@ def start_servers(procs, args, workdir: Path, redis_url: str, settings) -> dict:
     floor_url, floor = hb.start_gunicorn(procs, "floor", workdir, args.workers, args.threads, env)
     real_url, real = hb.start_gunicorn(procs, "real", workdir, args.workers, args.threads, env)
     servers = {"floor": (floor_url, floor), "real": (real_url, real)}
-    if args.baseline:
+    if args.baseline and not extra_env:  # before/after is a single-server comparison
         servers["base"] = start_baseline(procs, args, workdir, env)
     return servers
 
@@ -590,7 +613,56 @@ def machine() -> str:
             f"{platform.release()}, Python {platform.python_version()}")  # fmt: skip
 
 
-def markdown(rows: dict, pipeline: dict, memory: dict, soak_out: dict | None, meta: dict) -> str:
+def _scenario_line(label: str, name: str, row: dict) -> str:
+    share, p99 = TARGETS[name]
+    ratio = "100%" if name == "floor" else (
+        f"{row['ratio']:.0%} ({row['ratio_range'][0]:.0%} to {row['ratio_range'][1]:.0%})"
+        if row["ratio"] is not None else "-"
+    )  # fmt: skip
+    paced = (f"{row['paced_p99_ms']:.1f} @ {row['paced_offered']:.0f}/s"
+             if "paced_p99_ms" in row else "")  # fmt: skip
+    cpu = "100%" if name == "floor" else (
+        f"{row['cpu_ratio']:.0%} ({row['cpu_ratio_range'][0]:.0%} to "
+        f"{row['cpu_ratio_range'][1]:.0%})" if row.get("cpu_ratio") else "-"
+    )  # fmt: skip
+    cost = f"{row['app_cpu_us_per_req']:.0f} + {row['redis_cpu_us_per_req']:.0f}"
+    target = "" if share is None else f"≥ {share:.0%}, p99 < {p99:g} ms"
+    return (f"| {label} | {row['rps']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
+            f"{ratio} | {cpu} | {cost} | {paced} | {target} | {row['verdict']} |")  # fmt: skip
+
+
+def _pipeline_lines(prefix: str, rows: dict, pipeline: dict) -> list[str]:
+    lines = []
+    if "collect" in rows:
+        ev = rows["collect"]["rps"] * hb.EVENTS_PER_BATCH
+        lines.append(f"| {prefix}events into the stream (collect, 5 a batch) | {ev:.0f} events/s"
+                     f" | | | | | | | | |")  # fmt: skip
+    if pipeline:
+        lines.append(
+            f"| {prefix}events into the Parquet archive (archiver, one process) | "
+            f"{pipeline['events_per_s']:.0f} events/s | | | | | | | "
+            f"{pipeline['bytes_per_event']} B/event on disk | |"
+        )
+    return lines
+
+
+def _cluster_lines(cluster: dict | None) -> list[str]:
+    if cluster is None:
+        return ["| the same on a local Redis Cluster | not measured | | | | | | | | "
+                "run with `--redis-cluster` |"]  # fmt: skip
+    n = cluster["nodes"]["masters"]
+    prefix = f"Redis Cluster {n}+{n}: "
+    lines = [_scenario_line(prefix + LABELS[name], name, row)
+             for name, row in cluster["rows"].items()]  # fmt: skip
+    lines += _pipeline_lines(prefix, cluster["rows"], cluster["pipeline"])
+    lines.append(f"| {prefix}memory per profile, soak | not repeated on the cluster | | | | | | |"
+                 f" | profiles are the same keys and encodings on a node; the soak watches "
+                 f"the app workers' RSS, measured on one server |")  # fmt: skip
+    return lines
+
+
+def markdown(rows: dict, pipeline: dict, memory: dict, soak_out: dict | None, meta: dict,
+             cluster: dict | None = None) -> str:  # fmt: skip
     lines = [
         f"Machine: {meta['machine']}. gunicorn {meta['workers']} workers x {meta['threads']} "
         f"threads (the `offerwise serve` configuration) on both sides; wrk {meta['connections']} "
@@ -601,36 +673,25 @@ def markdown(rows: dict, pipeline: dict, memory: dict, soak_out: dict | None, me
         "| scenario | req/s | p50 ms | p99 ms | vs floor (range) | vs floor by CPU (range) | app + Redis CPU µs/req | p99 ms at target rate | target | verdict |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]  # fmt: skip
+    if cluster is not None:
+        n = cluster["nodes"]["masters"]
+        seeded = {"the cluster": "seeded through the cluster client"}.get(
+            cluster.get("seeded_through", ""), "the single server's seeded keys RESTOREd into it"
+        )
+        lines[0] += (
+            f" Redis Cluster rows: a local cluster of {n} masters and {n} replicas "
+            f"(`bench/local_cluster.py`) on loopback TCP on the same machine, same persistence, "
+            f"`REDIS_URL=redis+cluster://...`, the same tenants and champion ({seeded}), its "
+            f"own rounds and floor, measured after the single-server rows; Redis CPU summed over the "
+            f"{2 * n} node processes (replication included; the job queue's server, idle "
+            f"here, not counted)."
+        )
+    if not rows and cluster is not None:
+        lines.append("| one Redis server | not measured in this run (`--cluster-only`) "
+                     "| | | | | | | | |")  # fmt: skip
     for name, row in rows.items():
-        share, p99 = TARGETS[name]
-        ratio = "100%" if name == "floor" else (
-            f"{row['ratio']:.0%} ({row['ratio_range'][0]:.0%} to {row['ratio_range'][1]:.0%})"
-            if row["ratio"] is not None else "-"
-        )  # fmt: skip
-        paced = (f"{row['paced_p99_ms']:.1f} @ {row['paced_offered']:.0f}/s"
-                 if "paced_p99_ms" in row else "")  # fmt: skip
-        cpu = "100%" if name == "floor" else (
-            f"{row['cpu_ratio']:.0%} ({row['cpu_ratio_range'][0]:.0%} to "
-            f"{row['cpu_ratio_range'][1]:.0%})" if row.get("cpu_ratio") else "-"
-        )  # fmt: skip
-        cost = f"{row['app_cpu_us_per_req']:.0f} + {row['redis_cpu_us_per_req']:.0f}"
-        target = "" if share is None else f"≥ {share:.0%}, p99 < {p99:g} ms"
-        lines.append(f"| {LABELS[name]} | {row['rps']:.0f} | {row['p50_ms']:.1f} | "
-                     f"{row['p99_ms']:.1f} | {ratio} | {cpu} | {cost} | {paced} | {target} | "
-                     f"{row['verdict']} |")  # fmt: skip
-    if "collect" in rows:
-        ev = rows["collect"]["rps"] * hb.EVENTS_PER_BATCH
-        lines.append(
-            f"| events into the stream (collect, 5 a batch) | {ev:.0f} events/s | | | | | | | | |"
-        )
-    if pipeline:
-        lines.append(
-            f"| events into the Parquet archive (archiver, one process) | "
-            f"{pipeline['events_per_s']:.0f} events/s | | | | | | | "
-            f"{pipeline['bytes_per_event']} B/event on disk | |"
-        )
-    lines.append("| the same on a local Redis Cluster | not measured | | | | | | | | "
-                 "cluster support not on main when this ran |")  # fmt: skip
+        lines.append(_scenario_line(LABELS[name], name, row))
+    lines += _pipeline_lines("", rows, pipeline)
     if soak_out:
         rss = soak_out["rss_mb"]
         ok = "PASS" if soak_out["ok"] else "FAIL"
@@ -644,6 +705,7 @@ def markdown(rows: dict, pipeline: dict, memory: dict, soak_out: dict | None, me
             f"RSS per worker flat (max growth {rss['max_growth']} MB over "
             f"{rss['workers']} workers), 0 errors ({len(soak_out['errors'])}) | {ok} |"
         )
+    lines += _cluster_lines(cluster)
     if memory:
         lines += ["", f"Live profile memory (MEMORY USAGE over every key of {memory['visitors']} "
                   f"visitors after the load): mean {memory['mean_bytes']:.0f} B, p50 "
@@ -685,12 +747,177 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--keep-logs", action="store_true")
     add("--baseline", type=Path, help="another checkout to measure beside this one (A/B)")
     add("--render", type=Path, help="print the table of a results file again; runs nothing")
+    add(
+        "--visitors",
+        type=int,
+        default=3000,
+        help="simulated visitors seeded per tenant (default 3000)",
+    )
+    add(
+        "--redis-cluster",
+        action="store_true",
+        help="then measure the same on a local Redis Cluster (masters + one replica each)",
+    )
+    add(
+        "--cluster-only",
+        action="store_true",
+        help="measure on the local cluster only (implies --redis-cluster)",
+    )
+    add("--cluster-masters", type=int, default=3, help="masters of the local cluster (default 3)")
+    add(
+        "--quick-train",
+        action="store_true",
+        help="train the champion with one validation split (smoke tests; not for the table)",
+    )
     args = p.parse_args(argv)
+    args.redis_cluster = args.redis_cluster or args.cluster_only
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if unknown := [s for s in chosen if s not in SCENARIOS]:
         p.error(f"--scenarios: unknown {unknown}; choose from {', '.join(SCENARIOS)}")
     args.scenarios = chosen
     return args
+
+
+def seed_and_measure(args, procs, workdir: Path, load, r, redis_procs, redis_url: str,
+                     extra_env: dict | None = None, seeded: dict | None = None,
+                     keep_seed: bool = False) -> dict:  # fmt: skip
+    """One store's share of the run: seed both tenants through it (or restore ``seeded``, the
+    state another store was seeded with), start the floor and the app on it, prewarm, the
+    rounds, then the archiver over the stream the rounds filled. ``keep_seed``: the result's
+    ``seeded`` holds the store's keys and data dir as seeded, before any load."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if seeded is None:
+        settings = prepare_data_dir(workdir)
+        bench = hb.seed(r, 200, args.visitors)
+        model = seed_model_tenant(r, settings, args.customers, args.visitors,
+                                  quick=args.quick_train)  # fmt: skip
+        print(f"seeded in {time.perf_counter() - t0:.0f} s: {len(model['identified'])} "
+              f"identified visitors, model {model['version']} ({model['seconds']})",
+              flush=True)  # fmt: skip
+    else:
+        settings, bench, model = seeded["settings"], seeded["bench"], seeded["model"]
+        restore_seed(seeded, r)
+        print(f"restored the seeded store in {time.perf_counter() - t0:.0f} s: "
+              f"{len(seeded['keys'])} keys, model {model['version']}", flush=True)  # fmt: skip
+    if keep_seed:
+        seeded = {
+            "settings": settings,
+            "bench": bench,
+            "model": model,
+            **snapshot_seed(r, settings),
+        }
+    ids_file = workdir / "identified.txt"
+    ids_file.write_text("\n".join(model["identified"]) + "\n")
+    servers = start_servers(procs, args, workdir, redis_url, settings, extra_env)
+    tg = targets(servers, bench, model, ids_file)
+    ctx = hb.Context(r, redis_procs, load, args.duration, args.warmup)
+    # Every worker loads the champion and fills its caches before anything is measured
+    # (a cold first run measured 14 req/s, p99 7 s, while four workers loaded the model).
+    for name, target in tg.items():
+        if name != "floor":
+            warm = [a.replace("{nonce}", "prewarm") for a in target.args]
+            hb.run_wrk(target.url, target.script, warm, args.prewarm, load)
+    runs = run_rounds(ctx, tg, args.rounds, not args.no_paced)
+    rows = summarize(runs)
+    pipeline = archive_rate(r, settings, hb.TENANT) if "collect" in rows else {}
+    return {"ctx": ctx, "tg": tg, "settings": settings, "model": model, "runs": runs,
+            "rows": rows, "pipeline": pipeline, "seeded": seeded}  # fmt: skip
+
+
+def snapshot_seed(r, settings) -> dict:
+    """The seeded store (every key's DUMP and TTL) and data dir (copied aside), so the cluster's
+    rounds start from the same tenants, visitors and champion as the single server's: the same
+    model serves both, and training (minutes) runs once."""
+    snap = []
+    for key in r.scan_iter(count=1000):
+        pipe = r.pipeline(transaction=False)
+        pipe.pttl(key)
+        pipe.dump(key)
+        ttl, value = pipe.execute()
+        if value is not None:
+            snap.append((key, max(int(ttl), 0), value))
+    data = Path(settings.data_dir)
+    aside = data.with_name(data.name + ".seeded")
+    shutil.copytree(data, aside, symlinks=True)
+    return {"keys": snap, "data_aside": aside}
+
+
+def restore_seed(seeded: dict, r) -> None:
+    """Back to the seeded state: the data dir as it was (same path, so every setting still
+    holds) and the keys RESTOREd into ``r`` (a cluster client routes each by its slot)."""
+    data = Path(seeded["settings"].data_dir)
+    shutil.rmtree(data)
+    seeded["data_aside"].rename(data)
+    batch = 500
+    for i in range(0, len(seeded["keys"]), batch):
+        pipe = r.pipeline(transaction=False)
+        for key, ttl, value in seeded["keys"][i : i + batch]:
+            pipe.restore(key, ttl, value, replace=True)
+        pipe.execute()
+
+
+def measure_single(args, procs, workdir: Path, load) -> dict:
+    """On one redis-server (Unix socket), as `offerwise serve` runs it: rounds, pipeline,
+    memory per profile and the soak."""
+    (workdir / "redis").mkdir(parents=True)
+    redis_url, r, redis_proc = hb.start_redis(procs, workdir / "redis")
+    got = seed_and_measure(args, procs, workdir, load, r, redis_proc, redis_url,
+                           keep_seed=args.redis_cluster)  # fmt: skip
+    rows, model, settings = got["rows"], got["model"], got["settings"]
+    sample = model["identified"][:500] + [f"{model['sim_prefix']}{i}" for i in range(500)]
+    memory = profile_memory(r, MODEL_TENANT, sample)
+    memory["crm"] = crm_memory(r, MODEL_TENANT)
+    memory["redis_used_memory"] = int(r.info("memory")["used_memory"])
+    soak_out = None
+    if args.soak > 0 and {"collect", "recommend_identified"} <= set(rows):
+        rates = {
+            "recommend_identified": 0.5 * rows["recommend_identified"]["rps"],
+            "collect": 0.5 * rows["collect"]["rps"],
+        }
+        print(f"soak: {args.soak:g} s at {rates}", flush=True)
+        soak_out = soak(got["ctx"], got["tg"], rates, args.soak, args.soak_sample, settings,
+                        args.rss_slack_mb)  # fmt: skip
+        print(f"soak: ok={soak_out['ok']} rss growth {soak_out['rss_mb']['growth']} MB"
+              f" errors {soak_out['errors']}", flush=True)  # fmt: skip
+    return {"runs": got["runs"], "pipeline": got["pipeline"], "memory": memory, "soak": soak_out,
+            "seeded": got["seeded"]}  # fmt: skip
+
+
+def measure_cluster(args, procs, workdir: Path, load, seeded: dict | None) -> dict:
+    """The same tenants, servers and rounds on a local Redis Cluster (``bench.local_cluster``:
+    masters and one replica each, on loopback TCP, the embedded server's persistence settings),
+    as an operator runs it: ``REDIS_URL=redis+cluster://...`` and the job queue on a single
+    server (rq cannot use a cluster). Redis CPU is summed over every node. ``seeded``: the
+    single server's seeded state, restored into the cluster instead of seeding again."""
+    from bench.local_cluster import LocalCluster
+    from store.redis_client import cluster_client
+
+    (workdir / "queue").mkdir(parents=True)
+    queue_url, _queue, _queue_proc = hb.start_redis(procs, workdir / "queue")
+    # Redis's default node timeout, not the tests' 1 s: on a loaded machine a 1 s stall under
+    # the benchmark's own load would fail a master over in the middle of a round.
+    cluster = LocalCluster(workdir / "nodes", masters=args.cluster_masters,
+                           node_timeout_ms=15_000, tie_to_parent=True)  # fmt: skip
+    try:
+        cluster.start()
+        print(f"cluster: {cluster.url} ({args.cluster_masters} masters + "
+              f"{args.cluster_masters} replicas)", flush=True)  # fmt: skip
+        r = cluster_client(cluster.url)
+        nodes = [n.proc for n in cluster.nodes if n.proc is not None]
+        got = seed_and_measure(args, procs, workdir, load, r, nodes, cluster.url,
+                               {"OFFERWISE_QUEUE_REDIS_URL": queue_url}, seeded)  # fmt: skip
+        masters = sorted(n.address for n in cluster.masters())
+        shard = cluster.master_of(hb_keys().event_stream(hb.TENANT)).address
+        r.close()
+    finally:
+        # The servers first: a gunicorn worker that loses the store mid-request logs noise.
+        procs.stop_all()
+        cluster.stop()
+    return {"runs": got["runs"], "pipeline": got["pipeline"],
+            "seeded_through": "restored from the single server" if seeded else "the cluster",
+            "nodes": {"masters": args.cluster_masters, "replicas_per_master": 1,
+                      "master_addresses": masters, "collect_tenant_shard": shard}}  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -701,44 +928,15 @@ def run(args: argparse.Namespace) -> int:
     procs = hb.Processes()
     workdir = Path(tempfile.mkdtemp(prefix="offerwise-table-"))
     load = hb.Load(connections=args.connections, threads=args.wrk_threads)
+    single: dict = {"runs": [], "pipeline": {}, "memory": {}, "soak": None, "seeded": None}
+    cluster = None
     try:
-        (workdir / "redis").mkdir()
-        redis_url, r, redis_proc = hb.start_redis(procs, workdir / "redis")
-        t0 = time.perf_counter()
-        settings = prepare_data_dir(workdir)
-        bench = hb.seed(r, 200, 3000)
-        model = seed_model_tenant(r, settings, args.customers)
-        ids_file = workdir / "identified.txt"
-        ids_file.write_text("\n".join(model["identified"]) + "\n")
-        print(f"seeded in {time.perf_counter() - t0:.0f} s: {len(model['identified'])} identified"
-              f" visitors, model {model['version']} ({model['seconds']})", flush=True)  # fmt: skip
-        servers = start_servers(procs, args, workdir, redis_url, settings)
-        tg = targets(servers, bench, model, ids_file)
-        ctx = hb.Context(r, redis_proc, load, args.duration, args.warmup)
-        # Every worker loads the champion and fills its caches before anything is measured
-        # (a cold first run measured 14 req/s, p99 7 s, while four workers loaded the model).
-        for name, target in tg.items():
-            if name != "floor":
-                warm = [a.replace("{nonce}", "prewarm") for a in target.args]
-                hb.run_wrk(target.url, target.script, warm, args.prewarm, load)
-        runs = run_rounds(ctx, tg, args.rounds, not args.no_paced)
-        rows = summarize(runs)
-        pipeline = archive_rate(r, settings, hb.TENANT) if "collect" in rows else {}
-        sample = model["identified"][:500] + [f"{model['sim_prefix']}{i}" for i in range(500)]
-        memory = profile_memory(r, MODEL_TENANT, sample)
-        memory["crm"] = crm_memory(r, MODEL_TENANT)
-        memory["redis_used_memory"] = int(r.info("memory")["used_memory"])
-        soak_out = None
-        if args.soak > 0 and {"collect", "recommend_identified"} <= set(rows):
-            rates = {
-                "recommend_identified": 0.5 * rows["recommend_identified"]["rps"],
-                "collect": 0.5 * rows["collect"]["rps"],
-            }
-            print(f"soak: {args.soak:g} s at {rates}", flush=True)
-            soak_out = soak(ctx, tg, rates, args.soak, args.soak_sample, settings,
-                            args.rss_slack_mb)  # fmt: skip
-            print(f"soak: ok={soak_out['ok']} rss growth {soak_out['rss_mb']['growth']} MB"
-                  f" errors {soak_out['errors']}", flush=True)  # fmt: skip
+        if not args.cluster_only:
+            single = measure_single(args, procs, workdir / "single", load)
+            procs.stop_all()  # the cluster's run gets the machine to itself
+        if args.redis_cluster:
+            cluster = measure_cluster(args, procs, workdir / "cluster", load, single["seeded"])
+            single["seeded"] = None
     finally:
         procs.stop_all()
         if args.keep_logs:
@@ -755,9 +953,11 @@ def run(args: argparse.Namespace) -> int:
         "duration_s": args.duration,
         "rounds": args.rounds,
         "customers": args.customers,
+        "visitors": args.visitors,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    return report(args, runs, pipeline, memory, soak_out, meta)
+    return report(args, single["runs"], single["pipeline"], single["memory"], single["soak"],
+                  meta, cluster)  # fmt: skip
 
 
 def render(args: argparse.Namespace) -> int:
@@ -767,20 +967,29 @@ def render(args: argparse.Namespace) -> int:
 
     doc = json.loads(args.render.read_text())
     runs = [SimpleNamespace(**run) for run in doc["runs"]]
+    cluster = doc.get("cluster")
+    if cluster:
+        cluster = {**cluster, "runs": [SimpleNamespace(**run) for run in cluster["runs"]]}
     global SCENARIOS
-    SCENARIOS = tuple(s for s in TARGETS if any(r.scenario == s for r in runs))
-    return report(args, runs, doc["pipeline"], doc["memory"], doc["soak"], doc["meta"])
+    everything = runs + (cluster["runs"] if cluster else [])
+    SCENARIOS = tuple(s for s in TARGETS if any(r.scenario == s for r in everything))
+    return report(args, runs, doc["pipeline"], doc["memory"], doc["soak"], doc["meta"], cluster)
 
 
-def report(args, runs: list, pipeline: dict, memory: dict, soak_out, meta: dict) -> int:
+def report(args, runs: list, pipeline: dict, memory: dict, soak_out, meta: dict,
+           cluster: dict | None = None) -> int:  # fmt: skip
     rows = summarize(runs)
     compared = before_after(runs)
-    table = markdown(rows, pipeline, memory, soak_out, meta)
+    cluster_doc = None
+    if cluster is not None:
+        cluster_doc = {**cluster, "rows": summarize(cluster["runs"]),
+                       "runs": [vars(x) for x in cluster["runs"]]}  # fmt: skip
+    table = markdown(rows, pipeline, memory, soak_out, meta, cluster_doc)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows, "pipeline": pipeline,
                                     "memory": memory, "soak": soak_out, "before_after": compared,
-                                    "runs": [vars(x) for x in runs], "markdown": table},
-                                   indent=2) + "\n")  # fmt: skip
+                                    "runs": [vars(x) for x in runs], "cluster": cluster_doc,
+                                    "markdown": table}, indent=2) + "\n")  # fmt: skip
     print()
     print(table)
     for scenario, c in compared.items():
@@ -794,12 +1003,16 @@ def report(args, runs: list, pipeline: dict, memory: dict, soak_out, meta: dict)
     print(f"\nresults written to {args.out}")
     problems = [f"{k}: non-2xx/errors/check" for k, row in rows.items()
                 if row["non_2xx"] or row["socket_errors"] or not row["checks_ok"]]  # fmt: skip
+    if cluster_doc is not None:
+        problems += [f"cluster {k}: non-2xx/errors/check" for k, row in cluster_doc["rows"].items()
+                     if row["non_2xx"] or row["socket_errors"] or not row["checks_ok"]]  # fmt: skip
     if soak_out is not None and not soak_out["ok"]:
         problems.append(f"soak: flat={soak_out['flat']} errors={soak_out['errors']}")
     if problems:
         print("INVALID RUN: " + "; ".join(problems), file=sys.stderr)
         return 2
-    if args.strict and any(r["verdict"].startswith("FAIL") for r in rows.values()):
+    judged = [*rows.values(), *(cluster_doc["rows"].values() if cluster_doc else [])]
+    if args.strict and any(r["verdict"].startswith("FAIL") for r in judged):
         return 1
     return 0
 

@@ -20,9 +20,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from bench.local_cluster import LocalCluster
 from store.embedded import find_redis_server
 from store.redis_client import cluster_client
-from tests.cluster import LocalCluster
 from tests.helpers import free_port
 from tests.object_store import s3_server, s3_url  # noqa: F401  (fixtures for every package)
 

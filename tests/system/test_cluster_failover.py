@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.local_cluster import LocalCluster
 from store import keys
-from tests.cluster import LocalCluster
 from tests.helpers import wait_for
 from tests.system.collect_load import CollectLoad
 from tests.system.service import Service

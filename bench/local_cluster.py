@@ -1,4 +1,5 @@
-"""A local Redis Cluster for tests: 3 masters and 3 replicas on free loopback ports.
+"""A local Redis Cluster: 3 masters and 3 replicas on free loopback ports, for the tests
+(``make test-cluster``) and the benchmark table (``bench/bench_table.py --redis-cluster``).
 
 Started with the redis-server the project already uses (``store.embedded.find_redis_server``),
 each node in its own folder with the embedded server's persistence settings, joined with CLUSTER
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import redis
 
+from bench.child_processes import die_with_parent, free_port
 from store.embedded import find_redis_server, persistence_args
-from tests.helpers import free_port
 
 SLOTS = 16384
 
@@ -48,12 +49,17 @@ class LocalCluster:
         replicas: int = 1,
         fsync: str = "everysec",
         node_timeout_ms: int = 1000,
+        tie_to_parent: bool = False,
     ) -> None:
         self.workdir = workdir
         self.n_masters = masters
         self.replicas = replicas
         self.fsync = fsync
         self.node_timeout_ms = node_timeout_ms
+        # A benchmark killed by SIGKILL must not leave six servers behind. Opt-in: the signal
+        # comes when the *thread* that started a node ends, and a test may restart one from a
+        # short-lived thread.
+        self.tie_to_parent = tie_to_parent
         self.binary = find_redis_server()
         self.nodes: list[Node] = []
 
@@ -76,6 +82,7 @@ class LocalCluster:
              "--cluster-replica-validity-factor", "0",
              "--dir", str(node.folder), *persistence_args(self.fsync)],
             stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent if self.tie_to_parent else None,
         )  # fmt: skip
         log.close()
 
