@@ -1,7 +1,7 @@
 """Shared fixtures: a real redis-server per test session on a free port, never a fake.
 
 With ``--redis-cluster`` (``make test-cluster``) the store is a local Redis Cluster instead
-(3 masters, 3 replicas, ``tests/cluster.py``) started once for the session, and the single
+(3 masters, 3 replicas, ``bench/local_cluster.py``) started once for the session, and the single
 server holds only the job queue, as in a cluster deployment (rq cannot use a cluster). Tests
 marked ``single_redis`` need one server's view (its Unix socket, its embedded life cycle,
 client kills) and are skipped there.
