@@ -98,18 +98,20 @@ CATEGORIES = ("kids", "beauty", "jewellery", "outdoor", "electronics")
 PER_CATEGORY = 4
 N_OFFERS = 3
 CAP = 2  # max_per_category (the service's default rule)
-CLICK_BASE = -5.0
+CLICK_BASE = -5.5
 ZIP_FACTORS = ("log income", "log density", "urban share", "household size")
-PRODUCT_ZIP_SD = 0.75  # per factor and product
-CATEGORY_ZIP_SD = 0.3
-TASTE_SD = 0.6  # personal category taste
-IDIOSYNC_SD = 0.5  # personal product taste
-COMPLEMENT = 2.0  # holding a product raises its complement (the next of its category)
-SUBSTITUTE = -0.8  # ... and lowers its substitute (the one after)
-CROSS_CATEGORY = 1.2  # a few complements across categories
-INTENT = 0.8
-INTENT_SHARE = 0.6
-PURCHASE_RATE = 0.35  # purchase occasions per year of tenure
+PRODUCT_ZIP_SD = 0.2  # per factor and product
+CATEGORY_ZIP_SD = 0.1
+TASTE_SD = 0.3  # personal category taste
+IDIOSYNC_SD = 0.6  # personal product taste
+COMPLEMENT = 2.5  # holding a product raises its complement (the next of its category)
+SUBSTITUTE = -1.0  # ... and lowers its substitute (the one after)
+CROSS_CATEGORY = 1.5  # a few complements across categories
+INTENT = 0.5
+MISSION = 1.0  # the product a visit is for
+INTENT_SHARE = 0.5
+BROWSE_FOCUS = 0.5
+PURCHASE_RATE = 0.45  # purchase occasions per year of tenure
 GIFT_SHARE = 0.2
 NOW_YEAR = 2026.0
 KINDS = ("identified", "anonymous_zip", "anonymous_no_zip")
@@ -125,6 +127,9 @@ class WorldParams:
     zips: int = 120
     seed: int = 0
     threads: int = 8
+    # The first k of CATEGORIES (4 products each): fewer for a quicker run (a system test),
+    # whose training time grows with the number of products.
+    categories: int = len(CATEGORIES)
 
 
 @dataclass
@@ -199,14 +204,14 @@ def make_world(params: WorldParams, data: Path) -> World:
     rng = np.random.default_rng(params.seed)
     zips, factors = load_zips(data, params.zips, rng)
     products, cats = [], []
-    for c, cat in enumerate(CATEGORIES):
+    for c, cat in enumerate(CATEGORIES[: params.categories]):
         for k in range(PER_CATEGORY):
             pid = f"p{len(products) + 1:02d}"
             price = round(float(rng.uniform(10, 200)), 2)
             products.append({"product_id": pid, "name": f"{cat} item {k + 1}", "category": cat,
                              "price": price, "margin": round(price * 0.3, 2)})  # fmt: skip
             cats.append(c)
-    P, C, Fz = len(products), len(CATEGORIES), factors.shape[1]
+    P, C, Fz = len(products), params.categories, factors.shape[1]
     cat_index = np.array(cats)
     # Within a category: the next product complements, the one after substitutes; and a few
     # complements across categories.
@@ -231,8 +236,8 @@ def make_world(params: WorldParams, data: Path) -> World:
         M=rng.normal(0.0, CATEGORY_ZIP_SD, (C, Fz)),
         age_slope=rng.normal(0.0, 0.3, C),
         age_peak=rng.uniform(22, 72, P),
-        age_width=rng.uniform(8, 16, P),
-        age_amp=rng.uniform(1.0, 2.5, P),
+        age_width=rng.uniform(4, 10, P),
+        age_amp=rng.uniform(2.5, 4.5, P),
         cross=cross,
         rng=rng,
     )
@@ -253,9 +258,9 @@ def make_person(world: World, *, customer: bool) -> Person:
     z = int(rng.integers(len(world.zips)))
     f = world.zip_factors[z]
     # Larger households and denser places are younger on average.
-    age = float(np.clip(rng.normal(46 - 4 * f[3] - 2 * f[1], 15), 18, 88))
+    age = float(np.clip(rng.normal(46 - 6 * f[3] - 3 * f[1], 14), 18, 88))
     person = Person(
-        z, age, rng.normal(0.0, TASTE_SD, len(CATEGORIES)),
+        z, age, rng.normal(0.0, TASTE_SD, world.params.categories),
         rng.normal(0.0, IDIOSYNC_SD, world.n_products), np.zeros(world.n_products, dtype=bool),
     )  # fmt: skip
     if customer:
@@ -279,12 +284,16 @@ def make_person(world: World, *, customer: bool) -> Person:
 
 
 def session_liking(world: World, person: Person, rng: np.random.Generator) -> np.ndarray:
-    """The person's liking in one visit: a category they came for, often."""
+    """The person's liking in one visit: often a product they came for (drawn by their liking),
+    which lifts it, its category and its complements."""
     if rng.random() >= INTENT_SHARE:
         return person.liking
-    w = np.exp(person.taste)
-    intent = rng.choice(len(CATEGORIES), p=w / w.sum())
-    return person.liking + INTENT * (world.category_index == intent)
+    w = np.exp(person.liking)
+    m = rng.choice(world.n_products, p=w / w.sum())
+    lift = INTENT * (world.category_index == world.category_index[m])
+    lift = lift + 0.5 * MISSION * np.clip(world.cross[m], 0.0, None) / COMPLEMENT
+    lift[m] += MISSION
+    return person.liking + lift
 
 
 def click_prob(liking: np.ndarray) -> np.ndarray:
@@ -292,8 +301,9 @@ def click_prob(liking: np.ndarray) -> np.ndarray:
 
 
 def browse(world: World, liking: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
-    """``k`` product views, drawn in proportion to exp(liking)."""
-    w = np.exp(liking)
+    """``k`` product views, drawn in proportion to exp(BROWSE_FOCUS x liking): people look at
+    more than they would buy, so views point at what they like, less sharply than clicks."""
+    w = np.exp(BROWSE_FOCUS * liking)
     return [int(i) for i in rng.choice(world.n_products, size=k, p=w / w.sum())]
 
 
