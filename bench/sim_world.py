@@ -8,35 +8,49 @@ How much a person likes product j (its log-odds, ``liking``) is the sum of:
 - the product's base appeal (``a``: some products sell far more than others);
 - the person's ZIP (standardized log income, log density, urban share and household size):
   product by product (``B``, a pram sells in large households, a watch in rich ZIPs) and by
-  category (``M``);
+  category (``M``), both small (``PRODUCT_ZIP_SD``, ``CATEGORY_ZIP_SD``): a ZIP says little
+  about one person, and what it says the service's segment popularity already knows. The ZIP
+  also shifts the age of its people (larger households and denser places are younger);
 - the person's age, product by product and not linearly: each product has an age of peak
-  appeal (``age_peak``) and a width, with its own amplitude (``age_amp``), plus a category
-  slope (``age_slope``);
+  appeal (``age_peak``, 22 to 72), a width (4 to 10 years) and an amplitude (``age_amp``), plus
+  a category slope (``age_slope``): products are made for a stage of life;
 - the products the person holds: complements raise (``COMPLEMENT``: a case for the phone, a
   second item of a set), substitutes lower (``SUBSTITUTE``: nobody needs a second pram), and a
   few cross-category pairs (a tent -> a headlamp) raise too;
 - a personal taste per category (``TASTE_SD``) and per product (``IDIOSYNC_SD``) that only the
-  person's browsing reveals, and in each session a category the person came for (with
-  probability ``INTENT_SHARE``, drawn by their tastes), which adds ``INTENT`` to its products.
+  person's browsing reveals, and in half of the visits (``INTENT_SHARE``) a product the person
+  came for (drawn by their liking), which adds ``MISSION`` to it, half of that to its
+  complements and ``INTENT`` to its category.
 
 The true probability that a person clicks an offered product is ``sigmoid(CLICK_BASE +
-liking)`` (about 1% to 10%). Product views are drawn in proportion to ``exp(liking)`` of the
-session.
+liking)`` (a random offer about 1%, the truth's best about 5%). Product views are drawn in
+proportion to ``exp(BROWSE_FOCUS x liking)`` of the visit: people look at more than they
+would click, so views point at what they like less sharply than clicks do.
+
+Why mostly product-level signal: the service's popularity is not global popularity. It is
+segment popularity (ZIP segments are clusters of demographics) nudged by the visitor's category
+affinities, so ZIP effects and category tastes revealed by browsing are what it already
+captures (in a first version of this world with strong ZIP and category effects, popularity
+reached 0.75x of the truth's best for identified customers, leaving no room for any model). A
+model's room is in what popularity cannot see: age, holdings and the products (not categories)
+a visitor looks at.
 
 **Holdings are a purchase history, not the top of the liking.** A customer has been one for
 ``tenure`` years (0.5 to 10, the CRM's ``customer_since``), and bought at ``PURCHASE_RATE``
-occasions a year (Poisson, so about 2 products on average, most products held by a few
-percent of customers). At each occasion the customer buys one product not held yet, chosen by
-the liking *of that time* (their age then, their holdings then, no session intent) with
-probability ``1 - GIFT_SHARE``, else by base appeal alone (a gift, a promotion). So holdings
-say much about a person's tastes (a model can learn from them) while most of what a person
-likes best is still not held (so the excluded holdings do not cap what personalization can
-earn, as they did when holdings were ``sigmoid(liking - 2.5)``).
+occasions a year (Poisson, so about 2.2 products on average, each product held by 3% to 20%
+of customers). At each occasion the customer buys one product not held yet, chosen by the
+liking *of that time* (their age then, their holdings then, no visit) with probability ``1 -
+GIFT_SHARE``, else by base appeal alone (a gift, a promotion). So holdings say much about a
+person's tastes (a model can learn from them) while most of what a person likes best is still
+not held (the excluded holdings do not cap what personalization can earn, as they did when
+holdings were ``sigmoid(liking - 2.5)``).
 
-The figures' bound is the truth's best slate (the three products the person likes most this
-session, under the same rules), reported beside popularity for every visitor kind: it is what
-a model that knew everything would earn, and nothing a model sees reveals the idiosyncratic
-tastes of a visitor who has not browsed them.
+The figures' bound is the truth's best slate (the three products the person likes most in this
+visit, under the same rules), reported beside popularity for every visitor kind: it is what a
+model that knew everything would earn, including the idiosyncratic tastes of a visitor that
+nothing the service sees reveals. Measured (3000 customers, 3000 visitors, 600 sessions per
+kind, seeds 0 and 1), the truth's best over popularity: identified customers 2.07x and 2.09x,
+anonymous visitors with a ZIP 1.95x and 1.60x, without a ZIP 2.19x and 1.76x.
 
 **The run.** Against a real `offerwise serve` (gunicorn) and `offerwise worker` on a private
 Redis:
