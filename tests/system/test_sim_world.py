@@ -5,8 +5,8 @@ HTTP API: tenant, catalog, CRM import, events, archive, training in the worker, 
 Much smaller than the benchmark (which reports the issue's targets on 20 products, 3000
 customers and 3000 visitors): 12 products (three categories), 500 customers, 600 visitors and
 50 ZIPs, so that training, which grows with products and rows, stays a small part of the
-module's setup (195 s of CPU in all, server, worker and Redis included, against about 400 s
-for the former 20 products, 1200 customers and 1500 visitors). The checks are the ones such a world and a hundred sessions per kind can carry:
+module's setup (195 s of CPU in all, server, worker and Redis included, measured on the shared
+2-core machine under load). The checks are the ones such a world and a hundred sessions per kind can carry:
 every kind is served by a model, the model beats random offers for every kind and never the
 truth's best, no kind is served worse than popularity beyond noise (the upper end of the paired
 95% interval of model / popularity is at least 1), and anonymous visitors are never served
