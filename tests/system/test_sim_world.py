@@ -2,12 +2,15 @@
 known click propensities from ZIP demographics, age, holdings and browsing) run through the real
 HTTP API: tenant, catalog, CRM import, events, archive, training in the worker, recommend.
 
-Smaller than the benchmark (which reports the issue's targets; 3000 customers there, 1200
-here, so the customer model learns from fewer holders), so the checks are the ones a few
-hundred sessions and a small extract can carry: every kind is served by a model, the model
-beats random offers for every kind, no kind is served worse than popularity beyond noise (the
-upper end of the paired 95% interval of model / popularity is at least 1), and anonymous
-visitors are never served reasons from CRM data they do not have.
+Much smaller than the benchmark (which reports the issue's targets on 20 products, 3000
+customers and 3000 visitors): 12 products (three categories), 500 customers, 600 visitors and
+50 ZIPs, so that training, which grows with products and rows, stays a small part of the
+module's setup (195 s of CPU in all, server, worker and Redis included, measured on the shared
+2-core machine under load). The checks are the ones such a world and a hundred sessions per kind can carry:
+every kind is served by a model, the model beats random offers for every kind and never the
+truth's best, no kind is served worse than popularity beyond noise (the upper end of the paired
+95% interval of model / popularity is at least 1), and anonymous visitors are never served
+reasons from CRM data they do not have.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import pytest
 from bench.shared_data import shared_data
 from bench.sim_world import KINDS, WorldParams, simulate, table
 
-PARAMS = WorldParams(customers=1200, anonymous=1500, test=150, seed=3, threads=6)
+PARAMS = WorldParams(
+    customers=500, anonymous=600, test=100, zips=50, seed=3, threads=6, categories=3
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +30,7 @@ def result():
     return simulate(PARAMS, shared_data(), log=lambda _line: None)
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(900)
 def test_every_kind_is_served_by_a_model_that_beats_random(result):
     summary = result["summary"]
     assert set(summary) == set(KINDS)
@@ -38,21 +43,11 @@ def test_every_kind_is_served_by_a_model_that_beats_random(result):
     assert result["anonymous_model"]["trained"], result["anonymous_model"]
 
 
-def test_anonymous_visitors_are_not_served_worse_than_popularity(result):
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_kind_is_served_worse_than_popularity(result, kind):
     print(table(result))
-    for kind in ("anonymous_zip", "anonymous_no_zip"):
-        ratio = result["summary"][kind]["model_vs_popularity"]
-        assert ratio["ci95"][1] >= 1.0, (kind, ratio, table(result))
-
-
-@pytest.mark.xfail(
-    reason="on a 1200-customer extract the customer model measured 0.85x-0.95x popularity "
-    "(3000 customers: 1.19x-1.31x); small-data model selection is issue 13 item 1",
-    strict=False,
-)
-def test_identified_visitors_are_not_served_worse_than_popularity(result):
-    ratio = result["summary"]["identified"]["model_vs_popularity"]
-    assert ratio["ci95"][1] >= 1.0, (ratio, table(result))
+    ratio = result["summary"][kind]["model_vs_popularity"]
+    assert ratio["ci95"][1] >= 1.0, (kind, ratio, table(result))
 
 
 def test_anonymous_reasons_never_cite_crm_data(result):
