@@ -127,7 +127,9 @@ def model_campaigns(product_ids: list[str], crm_attr: str | None) -> list[dict]:
     ]
 
 
-def seed_model_tenant(r, settings, customers: int, seed: int = 7) -> dict:
+def seed_model_tenant(
+    r, settings, customers: int, seed: int = 7, anonymous: int = 3000, train_rounds: int = 100
+) -> dict:
     """The trained tenant: synthetic CRM + web history, a 20-product champion, campaigns,
     simulated anonymous visitors; returns its site key and the identified visitors' ids."""
     from campaigns.definitions import create_campaign, tenant_facts
@@ -145,7 +147,9 @@ def seed_model_tenant(r, settings, customers: int, seed: int = 7) -> dict:
     data = generate(config, settings)
     install(r, settings, MODEL_TENANT, data)
     t_install = time.perf_counter() - t0
-    trained = train_and_register(r, settings, MODEL_TENANT, params=TrainParams(max_rounds=100))
+    trained = train_and_register(
+        r, settings, MODEL_TENANT, params=TrainParams(max_rounds=train_rounds)
+    )
     if not trained["registry"].get("promoted"):
         raise TableError(f"the trained model was not promoted: {trained['registry']}")
     t_train = time.perf_counter() - t0 - t_install
@@ -158,7 +162,6 @@ def seed_model_tenant(r, settings, customers: int, seed: int = 7) -> dict:
     tenant = get_tenant(r, MODEL_TENANT)
     assert tenant is not None
     ingestor = Ingestor(r)
-    anonymous = 3000
     for visitor, batch in simulate(data.catalog, anonymous, seed=hb.SIM_SEED):
         ingestor.ingest(tenant, visitor, batch)
     site = rotate_keys(r, MODEL_TENANT)["site_key"]
@@ -675,6 +678,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--workers", type=int, default=default_workers())
     add("--threads", type=int, default=4)
     add("--customers", type=int, default=3000, help="CRM customers of the trained tenant")
+    add("--products", type=int, default=200, help="catalog of collect's tenant (default 200)")
+    add("--visitors", type=int, default=3000,
+        help="simulated visitors seeded into each tenant (default 3000)")  # fmt: skip
+    add("--train-rounds", type=int, default=100,
+        help="boosting rounds at most of the trained tenant's models (default 100)")  # fmt: skip
     add("--prewarm", type=float, default=8, help="unmeasured seconds per target first")
     add("--soak", type=float, default=600, help="soak seconds (default 600; 0: none)")
     add("--soak-sample", type=float, default=10, help="seconds between RSS samples")
@@ -706,8 +714,9 @@ def run(args: argparse.Namespace) -> int:
         redis_url, r, redis_proc = hb.start_redis(procs, workdir / "redis")
         t0 = time.perf_counter()
         settings = prepare_data_dir(workdir)
-        bench = hb.seed(r, 200, 3000)
-        model = seed_model_tenant(r, settings, args.customers)
+        bench = hb.seed(r, args.products, args.visitors)
+        model = seed_model_tenant(r, settings, args.customers, anonymous=args.visitors,
+                                  train_rounds=args.train_rounds)  # fmt: skip
         ids_file = workdir / "identified.txt"
         ids_file.write_text("\n".join(model["identified"]) + "\n")
         print(f"seeded in {time.perf_counter() - t0:.0f} s: {len(model['identified'])} identified"
@@ -724,7 +733,9 @@ def run(args: argparse.Namespace) -> int:
         runs = run_rounds(ctx, tg, args.rounds, not args.no_paced)
         rows = summarize(runs)
         pipeline = archive_rate(r, settings, hb.TENANT) if "collect" in rows else {}
-        sample = model["identified"][:500] + [f"{model['sim_prefix']}{i}" for i in range(500)]
+        sample = model["identified"][:500] + [
+            f"{model['sim_prefix']}{i}" for i in range(min(500, model["sim_visitors"]))
+        ]
         memory = profile_memory(r, MODEL_TENANT, sample)
         memory["crm"] = crm_memory(r, MODEL_TENANT)
         memory["redis_used_memory"] = int(r.info("memory")["used_memory"])

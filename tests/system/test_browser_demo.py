@@ -2,15 +2,14 @@
 their reason, when the visitor gives a ZIP from another segment, browses a category or logs in as
 a demo customer; an unknown ZIP is told; no cookie is ever set.
 
-One demo tenant is installed for the module, as `offerwise demo` installs it (CRM import,
-seeded traffic, trained models, a campaign), on the real ZIP census table with the test
-suite's small segmentation. It owns the session's Redis while the module runs (see
-tests/synth_world.py), so these tests do not use the ``r``/``app`` fixtures, which flush it.
+The shop is `offerwise demo` itself (gunicorn, its own embedded Redis), on the session's demo
+data dir (tests/system/conftest.py): the demo tenant installed by the command's first start (CRM
+import, seeded traffic, trained models, a campaign), on the real ZIP census table with the test
+suite's small segmentation. These tests read its store, not the session's Redis.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from itertools import count
@@ -23,12 +22,18 @@ from campaigns import tokens
 from campaigns.assignment import HOLDOUT, TREATED, draw
 from store import keys
 from store.config import Settings
+from store.embedded import EmbeddedRedis
 from store.tenants import get_tenant
-from tests.browser import browser, require_chromium, serve_in_thread
-from tests.helpers import free_port
-from tests.synth_world import base_artifacts
+from tests.browser import browser, require_chromium
+from tests.system.conftest import DEMO_GROUP, Demo
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# The first test may wait for the demo's first start (install and training: minutes when the
+# machine is busy), beyond the suite's 300 s.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.xdist_group(DEMO_GROUP),
+    pytest.mark.timeout(900),
+]
 
 
 @dataclass
@@ -40,26 +45,15 @@ class Shop:
 
 
 @pytest.fixture(scope="module")
-def shop(redis_server, shared_data, geo_dir, tmp_path_factory):
+def shop(demo: Demo, geo_dir) -> Shop:
     require_chromium()
-    from app import create_app
-    from app.demo.setup import prepare_demo, read_world
+    from app.demo.setup import read_world
 
-    tmp = tmp_path_factory.mktemp("demo-shop")
-    base_dir = base_artifacts(shared_data, geo_dir, tmp.parent)
-    shutil.copytree(base_dir / "artifacts", tmp / "var" / "artifacts")
-    settings = Settings(data_dir=tmp / "var", redis_url=redis_server, geo_dir=geo_dir, demo=True)
-    r = redis.Redis.from_url(redis_server)
-    r.flushall()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    demo = prepare_demo(r, settings, base)
-    assert demo.steps["models"].startswith("trained"), demo.steps
-    app = create_app(settings)
-    with serve_in_thread(app, port) as served:
-        assert served == base
-        yield Shop(base, r, read_world(settings), settings)
-    r.flushall()
+    demo.running()
+    assert "models    trained" in demo.first.banner(), demo.first.banner()
+    settings = Settings(data_dir=demo.data_dir, geo_dir=geo_dir, demo=True)
+    r = EmbeddedRedis(demo.data_dir / "redis").client()
+    return Shop(demo.base, r, read_world(settings), settings)
 
 
 _visitors = count()
