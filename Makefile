@@ -44,8 +44,12 @@ snippet: $(SNIPPET)
 demo: $(BIN)/offerwise snippet
 	$(BIN)/offerwise demo --port $(PORT)
 
+# Two test processes (pytest-xdist), one test file at a time each (tests/conftest.py groups
+# tests by file; the demo's two modules share a group), the system tests' long files first.
+# Every session fixture (Redis on a free port, temp dirs, the demo) is per process.
+TEST_PROCS ?= 2
 test: $(BIN)/offerwise system-deps snippet
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCS) --dist loadgroup --no-loadscope-reorder
 
 # The integration tests that cover every path's Redis use (collect, recommend, campaigns, CRM,
 # registry and serving, archiver, jobs, erasure), the failover under load and the two-node

@@ -1,4 +1,5 @@
-"""The demo, installed once per test session by its own command, for the modules that need it.
+"""Fixtures of the system tests: one headless Chromium per browser module, and the demo,
+installed once per test session by its own command, for the modules that need it.
 
 ``offerwise demo``'s first start (ZIP data, CRM import, seeded traffic, training, campaign) is
 the slow part of both tests/system/test_demo_command.py, which checks what the first and a
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser, require_chromium
 from tests.helpers import free_port
 from tests.synth_world import base_artifacts
 
@@ -30,6 +32,15 @@ CLI = str(Path(sys.executable).with_name("offerwise"))
 
 # The modules that share the demo's session fixture run in one xdist worker.
 DEMO_GROUP = "demo"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """One Chromium for the module's tests; each test opens its contexts within
+    ``tests.browser.closing_contexts(chromium)``, which closes them when the test is done."""
+    require_chromium()
+    with browser() as b:
+        yield b
 
 
 @dataclass

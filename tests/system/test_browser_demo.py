@@ -24,7 +24,7 @@ from store import keys
 from store.config import Settings
 from store.embedded import EmbeddedRedis
 from store.tenants import get_tenant
-from tests.browser import browser, require_chromium
+from tests.browser import closing_contexts, require_chromium
 from tests.system.conftest import DEMO_GROUP, Demo
 
 # The first test may wait for the demo's first start (install and training: minutes when the
@@ -122,10 +122,10 @@ def _events(r, until: int, timeout: float = 10.0) -> list[dict]:
         time.sleep(0.1)
 
 
-def test_demo_shop_sends_beacons_and_shows_offers(shop):
+def test_demo_shop_sends_beacons_and_shows_offers(shop, chromium):
     r = shop.r
     seeded = r.xlen(keys.event_stream("demo"))
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         page = b.new_page()
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
@@ -158,9 +158,9 @@ def test_demo_shop_sends_beacons_and_shows_offers(shop):
         assert page.context.cookies() == []
 
 
-def test_global_privacy_control_means_no_profile(shop):
+def test_global_privacy_control_means_no_profile(shop, chromium):
     seeded = shop.r.xlen(keys.event_stream("demo"))
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         context = b.new_context()
         context.add_init_script(
             "Object.defineProperty(navigator, 'globalPrivacyControl', {get: () => true})"
@@ -175,11 +175,11 @@ def test_global_privacy_control_means_no_profile(shop):
     assert shop.r.xlen(keys.event_stream("demo")) == seeded
 
 
-def test_a_zip_from_another_segment_changes_the_offers(shop):
+def test_a_zip_from_another_segment_changes_the_offers(shop, chromium):
     by_theme = {s["theme"]: s for s in shop.world["segments"]}
     first, second = by_theme["city"], by_theme["country"]  # dense urban, then remote rural
     assert first["id"] != second["id"]
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         page = new_page(b, shop, visitor_outside_holdout(shop))
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
@@ -202,8 +202,8 @@ def test_a_zip_from_another_segment_changes_the_offers(shop):
         assert page.context.cookies() == []
 
 
-def test_an_unknown_zip_is_told(shop):
-    with browser() as b:
+def test_an_unknown_zip_is_told(shop, chromium):
+    with closing_contexts(chromium) as b:
         page = new_page(b, shop)
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector(".offerwise-zip input", timeout=10_000)
@@ -216,8 +216,8 @@ def test_an_unknown_zip_is_told(shop):
         assert page.context.cookies() == []
 
 
-def test_browsing_a_category_changes_the_offers(shop):
-    with browser() as b:
+def test_browsing_a_category_changes_the_offers(shop, chromium):
+    with closing_contexts(chromium) as b:
         page = new_page(b, shop, visitor_outside_holdout(shop))
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
@@ -238,11 +238,11 @@ def test_browsing_a_category_changes_the_offers(shop):
         assert page.context.cookies() == []
 
 
-def test_logging_in_as_a_demo_customer_changes_the_offers(shop):
+def test_logging_in_as_a_demo_customer_changes_the_offers(shop, chromium):
     listed = shop.world["customers"]
     assert len(listed) >= 3
     treated = next(c for c in listed if c["campaign_group"] == "treated")
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         page = new_page(b, shop, visitor_outside_holdout(shop))
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
