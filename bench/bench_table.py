@@ -128,7 +128,7 @@ def model_campaigns(product_ids: list[str], crm_attr: str | None) -> list[dict]:
 
 
 def seed_model_tenant(
-    r, settings, customers: int, seed: int = 7, anonymous: int = 3000, train_rounds: int = 100
+    r, settings, customers: int, anonymous: int = 3000, seed: int = 7, train_rounds: int = 100
 ) -> dict:
     """The trained tenant: synthetic CRM + web history, a 20-product champion, campaigns,
     simulated anonymous visitors; returns its site key and the identified visitors' ids."""
@@ -678,9 +678,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--workers", type=int, default=default_workers())
     add("--threads", type=int, default=4)
     add("--customers", type=int, default=3000, help="CRM customers of the trained tenant")
-    add("--products", type=int, default=200, help="catalog of collect's tenant (default 200)")
-    add("--visitors", type=int, default=3000,
-        help="simulated visitors seeded into each tenant (default 3000)")  # fmt: skip
+    add(
+        "--visitors",
+        type=int,
+        default=3000,
+        help="simulated visitors seeded per tenant (default 3000)",
+    )
     add("--train-rounds", type=int, default=100,
         help="boosting rounds at most of the trained tenant's models (default 100)")  # fmt: skip
     add("--prewarm", type=float, default=8, help="unmeasured seconds per target first")
@@ -714,9 +717,10 @@ def run(args: argparse.Namespace) -> int:
         redis_url, r, redis_proc = hb.start_redis(procs, workdir / "redis")
         t0 = time.perf_counter()
         settings = prepare_data_dir(workdir)
-        bench = hb.seed(r, args.products, args.visitors)
-        model = seed_model_tenant(r, settings, args.customers, anonymous=args.visitors,
-                                  train_rounds=args.train_rounds)  # fmt: skip
+        bench = hb.seed(r, 200, args.visitors)
+        model = seed_model_tenant(
+            r, settings, args.customers, args.visitors, train_rounds=args.train_rounds
+        )
         ids_file = workdir / "identified.txt"
         ids_file.write_text("\n".join(model["identified"]) + "\n")
         print(f"seeded in {time.perf_counter() - t0:.0f} s: {len(model['identified'])} identified"

@@ -16,6 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+# XGBoost's OpenMP threads spin while they wait for each other (libgomp's default). With the 2
+# cores busy (other processes, the other test process), a spinning thread holds the core its
+# partner needs: 5 trainings of 60 rounds took 232 s with nthread=2 on the loaded 2-core
+# machine, 4 s with PASSIVE (threads sleep while they wait), the same models. Set before
+# anything loads xgboost; the servers and commands the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import redis
 from redis.cluster import RedisCluster
@@ -55,7 +62,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # while its module runs), unless its module joins a named group (the demo's modules).
         if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-    if getattr(config.option, "dist", "no") != "no":
+    if hasattr(config, "workerinput"):  # an xdist worker: its collection's order is the run's
         # The system tests first: they are the long files (up to minutes each), and each
         # worker takes the next file when it is done, so long files last would leave one
         # worker running them alone at the end.

@@ -23,7 +23,7 @@ SMALL = [
     "--customers", "400", "--soak", "6", "--soak-sample", "1", "--rss-slack-mb", "64",
     # Small tenants: seeding 2 x 3,000 simulated visitors and a 100-round training took most
     # of the test's 110 s; the rows need traffic and a promoted champion, not their size.
-    "--products", "30", "--visitors", "300", "--train-rounds", "30",
+    "--visitors", "300", "--train-rounds", "30",
 ]  # fmt: skip
 
 
