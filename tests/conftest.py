@@ -57,15 +57,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(single)
         if not on_cluster and item.get_closest_marker("cluster"):
             item.add_marker(cluster)
-        # With xdist (`make test`: -n 2 --dist loadgroup) a test file runs whole in one worker,
-        # as its module fixtures and synthetic worlds expect (a world owns its worker's Redis
-        # while its module runs), unless its module joins a named group (the demo's modules).
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     if hasattr(config, "workerinput"):  # an xdist worker: its collection's order is the run's
-        # The system tests first: they are the long files (up to minutes each), and each
-        # worker takes the next file when it is done, so long files last would leave one
-        # worker running them alone at the end.
+        # With xdist (`make test`: -n 2 --dist loadfile, each file whole in one worker, as its
+        # module fixtures and synthetic worlds expect) the system tests first: they are the
+        # long files (up to minutes each), and each worker takes the next file when it is
+        # done, so long files last would leave one worker running them alone at the end.
         items.sort(key=lambda item: not item.nodeid.startswith("tests/system/"))
 
 

@@ -1,12 +1,9 @@
-"""Fixtures of the system tests: one headless Chromium per browser module, and the demo,
-installed once per test session by its own command, for the modules that need it.
+"""Fixtures of the system tests: one headless Chromium per browser module, and the demo.
 
 ``offerwise demo``'s first start (ZIP data, CRM import, seeded traffic, training, campaign) is
-the slow part of both tests/system/test_demo_command.py, which checks what the first and a
-second start print, and tests/system/test_browser_demo.py, which drives the shop in a browser:
-they share one first start instead of installing and training the demo twice (about 3 minutes
-of a loaded 2-core machine). Both modules are in one xdist group, so with ``-n`` they still
-run in the same process, which owns the session fixture.
+the slow part of tests/system/test_demo.py, both of its browser tests of the shop and of its
+test of what the first and a second start print: they share one first start instead of
+installing and training the demo twice (about 3 minutes of a loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -29,9 +26,6 @@ from tests.helpers import free_port
 from tests.synth_world import base_artifacts
 
 CLI = str(Path(sys.executable).with_name("offerwise"))
-
-# The modules that share the demo's session fixture run in one xdist worker.
-DEMO_GROUP = "demo"
 
 
 @pytest.fixture(scope="module")

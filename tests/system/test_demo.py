@@ -1,18 +1,26 @@
-"""The demo shop in a real browser: the snippet sends beacons and shows offers that change, with
-their reason, when the visitor gives a ZIP from another segment, browses a category or logs in as
-a demo customer; an unknown ZIP is told; no cookie is ever set.
+"""`offerwise demo` as `make demo` runs it, one first start shared by every test here (the
+``demo`` fixture, tests/system/conftest.py: installing and training the demo is the slow part).
 
-The shop is `offerwise demo` itself (gunicorn, its own embedded Redis), on the session's demo
-data dir (tests/system/conftest.py): the demo tenant installed by the command's first start (CRM
-import, seeded traffic, trained models, a campaign), on the real ZIP census table with the test
-suite's small segmentation. These tests read its store, not the session's Redis.
+The demo shop in a real browser: the snippet sends beacons and shows offers that change, with
+their reason, when the visitor gives a ZIP from another segment, browses a category or logs in as
+a demo customer; an unknown ZIP is told; no cookie is ever set. The shop is the command's own
+server (gunicorn, its own embedded Redis): the demo tenant its first start installed (CRM import,
+seeded traffic, trained models, a campaign), on the real ZIP census table with the test suite's
+small segmentation. These tests read its store, not the session's Redis.
+
+The command: the banner comes once the server answers, with the shop, dashboard and API docs
+URLs and the admin key; the first start installs the demo tenant, a second start on the same
+data dir reuses all of it (last in this file: it stops the first start).
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from itertools import count
+from pathlib import Path
 
 import orjson
 import pytest
@@ -25,13 +33,14 @@ from store.config import Settings
 from store.embedded import EmbeddedRedis
 from store.tenants import get_tenant
 from tests.browser import closing_contexts, require_chromium
-from tests.system.conftest import DEMO_GROUP, Demo
+from tests.system.conftest import Demo
+
+REPO = Path(__file__).resolve().parents[2]
 
 # The first test may wait for the demo's first start (install and training: minutes when the
 # machine is busy), beyond the suite's 300 s.
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.xdist_group(DEMO_GROUP),
     pytest.mark.timeout(900),
 ]
 
@@ -262,3 +271,40 @@ def test_logging_in_as_a_demo_customer_changes_the_offers(shop, chromium):
         page.goto(f"{shop.base}/demo/cart")
         page.goto(f"{shop.base}/demo/p/p-kayak")
         assert page.context.cookies() == []
+
+
+# -- the command ----------------------------------------------------------------------------
+def test_make_demo_passes_the_port():
+    out = subprocess.run(
+        ["make", "-n", "demo", "PORT=8123"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert "offerwise demo --port 8123" in out
+
+
+def test_banner_once_listening_and_a_second_start_reuses_the_demo(demo: Demo):
+    first = demo.first
+    shop = demo.base
+    # Printed once the server answers: the shop was there at once (fetched on the banner).
+    assert first.first_page is not None
+    status, page = first.first_page
+    assert status == 200, page[-2000:]
+    assert b"Trailhead Outfitters" in page
+    banner = first.banner()
+    demo_keys = orjson.loads((demo.data_dir / "demo" / "keys.json").read_bytes())
+    for line in (f"{shop}/demo/", f"{shop}/dashboard/", f"{shop}/v1/docs", demo_keys["admin_key"]):
+        assert line in banner, banner
+    assert "people    1200 CRM customers imported" in banner, banner
+    assert "models    trained" in banner, banner
+    assert "campaign  'Welcome back' running" in banner, banner
+
+    demo.current.stop()
+    started = time.monotonic()
+    second = demo.start()
+    assert second.up.wait(300), second.tail()
+    took = time.monotonic() - started
+    banner = second.banner()
+    assert "people    reused" in banner and "models    reused" in banner, banner
+    assert demo_keys["admin_key"] in banner  # the same keys: the shop's pages keep working
+    with urllib.request.urlopen(f"{shop}/demo/", timeout=5) as res:
+        assert res.status == 200
+    print(f"second start: banner after {took:.1f} s")
