@@ -44,8 +44,12 @@ snippet: $(SNIPPET)
 demo: $(BIN)/offerwise snippet
 	$(BIN)/offerwise demo --port $(PORT)
 
+# Two test processes (pytest-xdist), each running one test file at a time, whole (module
+# fixtures, synthetic worlds), the system tests' long files first (tests/conftest.py). Every
+# session fixture (Redis on a free port, temp dirs, the demo) is per process.
+TEST_PROCS ?= 2
 test: $(BIN)/offerwise system-deps snippet
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCS) --dist loadfile --no-loadscope-reorder
 
 # The integration tests that cover every path's Redis use (collect, recommend, campaigns, CRM,
 # registry and serving, archiver, jobs, erasure), the failover under load and the two-node

@@ -19,7 +19,13 @@ import time
 import redis
 
 from app.jobs import QUEUE_NAME
-from clickstream.archiver import DEFAULT_BATCH_SIZE, ArchiveBusy, ArchiveLockLost, Archiver
+from clickstream.archiver import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LOCK_TTL_MS,
+    ArchiveBusy,
+    ArchiveLockLost,
+    Archiver,
+)
 from store.artifacts import events_store
 from store.config import Settings
 from store.redis_client import get_redis, queue_redis, redis_url
@@ -111,16 +117,19 @@ def run_worker(
     burst: bool = False,
     archive_interval: float = 5.0,
     archive_max_delay: float = ARCHIVE_MAX_DELAY_S,
+    archive_lock_ttl: float = DEFAULT_LOCK_TTL_MS / 1000,
 ) -> dict:
     """Run jobs from the "offerwise" queue and the archiver until SIGTERM/SIGINT.
 
     With ``burst`` it runs the queued jobs, then archives every tenant once and returns.
+    ``archive_lock_ttl``: seconds a dead archiver's tenant lock outlives its last renewal
+    (another worker's archiver takes the tenant over then).
     Must be called from the main thread (signal handling). Returns a summary dict.
     """
     # Hold a "worker" lease on the embedded Redis so it stays up while this process runs.
     redis_url(settings, role="worker")
     conn = get_redis(settings, decode=False)
-    archiver = Archiver(conn, events_store(settings))
+    archiver = Archiver(conn, events_store(settings), lock_ttl_ms=round(archive_lock_ttl * 1000))
     # The queue may live on another Redis than the store (a cluster store: queue_redis).
     worker = _WorkerClass([QUEUE_NAME], connection=queue_redis(settings))
     loop = None

@@ -41,6 +41,21 @@ def serve_in_thread(app, port: int = 0) -> Iterator[str]:
 
 
 @contextmanager
+def closing_contexts(b) -> Iterator[object]:
+    """``b``, a browser shared by a module's tests (the ``chromium`` fixture), for one test's
+    block: every context the block opened (``new_context``, ``new_page``) is closed at its end,
+    as closing a browser of its own would, so no page, cookie or storage outlives the block.
+    Launching Chromium took 8 to 11 s on the loaded 2-core machine, 16 times per suite."""
+    before = set(b.contexts)
+    try:
+        yield b
+    finally:
+        for context in b.contexts:
+            if context not in before:
+                context.close()
+
+
+@contextmanager
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 

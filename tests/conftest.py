@@ -16,6 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+# XGBoost's OpenMP threads spin while they wait for each other (libgomp's default). With the 2
+# cores busy (other processes, the other test process), a spinning thread holds the core its
+# partner needs: 5 trainings of 60 rounds took 232 s with nthread=2 on the loaded 2-core
+# machine, 4 s with PASSIVE (threads sleep while they wait), the same models. Set before
+# anything loads xgboost; the servers and commands the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import redis
 from redis.cluster import RedisCluster
@@ -50,6 +57,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(single)
         if not on_cluster and item.get_closest_marker("cluster"):
             item.add_marker(cluster)
+    if hasattr(config, "workerinput"):  # an xdist worker: its collection's order is the run's
+        # With xdist (`make test`: -n 2 --dist loadfile, each file whole in one worker, as its
+        # module fixtures and synthetic worlds expect) the system tests first: they are the
+        # long files (up to minutes each), and each worker takes the next file when it is
+        # done, so long files last would leave one worker running them alone at the end.
+        items.sort(key=lambda item: not item.nodeid.startswith("tests/system/"))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,13 @@ from app.cli.output import emit, fail, store
 from app.observability import configure_logging
 from app.settings import load_settings
 from app.worker import ARCHIVE_MAX_DELAY_S, ArchiverLoop, run_worker
-from clickstream.archiver import DEFAULT_BATCH_SIZE, ArchiveBusy, ArchiveLockLost, Archiver
+from clickstream.archiver import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LOCK_TTL_MS,
+    ArchiveBusy,
+    ArchiveLockLost,
+    Archiver,
+)
 from store.artifacts import events_store
 from store.tenants import TenantError, get_tenant, list_tenants, validate_name
 
@@ -28,11 +34,19 @@ from store.tenants import TenantError, get_tenant, list_tenants, validate_name
     show_default=True,
     help="Archive a tenant once its oldest waiting event is this old (sooner when a full batch waits).",
 )  # fmt: skip
-def worker(burst: bool, archive_interval: float, archive_max_delay: float) -> None:
+@click.option(
+    "--archive-lock-ttl", type=click.FloatRange(min=1), default=DEFAULT_LOCK_TTL_MS / 1000,
+    show_default=True,
+    help="Seconds a tenant's archiver lock outlives its last renewal: how long a crashed "
+    "worker's tenants wait before another worker archives them.",
+)  # fmt: skip
+def worker(
+    burst: bool, archive_interval: float, archive_max_delay: float, archive_lock_ttl: float
+) -> None:
     """Run the background worker: queued jobs (rq) and the event archiver, until SIGTERM/Ctrl-C."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    summary = run_worker(settings, burst, archive_interval, archive_max_delay)
+    summary = run_worker(settings, burst, archive_interval, archive_max_delay, archive_lock_ttl)
     if burst:
         emit(summary)
 

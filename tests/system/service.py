@@ -80,10 +80,12 @@ class Service:
         created = self.cli("tenant", "create", name, "--rate-limit", "1000000")
         return orjson.loads(created)["site_key"]
 
-    def start_worker(self, wait: bool = True) -> subprocess.Popen:
-        """``offerwise worker`` archiving every half second; with ``wait``, once it runs."""
+    def start_worker(self, wait: bool = True, lock_ttl: float | None = None) -> subprocess.Popen:
+        """``offerwise worker`` archiving every half second; with ``wait``, once it runs.
+        ``lock_ttl``: its archiver lock's expiry in seconds (the worker's default: 60)."""
+        ttl = ["--archive-lock-ttl", f"{lock_ttl:g}"] if lock_ttl is not None else []
         proc = self._spawn(
-            "worker", "worker", "--archive-interval", "0.2", "--archive-max-delay", "0.5"
+            "worker", "worker", "--archive-interval", "0.2", "--archive-max-delay", "0.5", *ttl
         )
         self.workers.append(proc)
         if wait:

@@ -27,7 +27,7 @@ from models.pipeline import train_and_register
 from models.synthetic import SyntheticConfig
 from models.training import TrainParams
 from store.tenants import rotate_keys
-from tests.browser import browser, require_chromium, serve_in_thread
+from tests.browser import closing_contexts, require_chromium, serve_in_thread
 from tests.helpers import batch, event
 from tests.synth_world import World, make_world
 
@@ -167,9 +167,11 @@ PAGES = [  # route, a selector present once its data is shown, canvases expected
 ]
 
 
-def test_every_page_renders_its_charts_without_a_console_error(seeded: Seeded, artifacts: Path):
+def test_every_page_renders_its_charts_without_a_console_error(
+    seeded: Seeded, artifacts: Path, chromium
+):
     problems: list[str] = []
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         context = b.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         _watch(page, problems)
@@ -203,7 +205,9 @@ def test_every_page_renders_its_charts_without_a_console_error(seeded: Seeded, a
     assert not problems, problems
 
 
-def test_uploads_show_their_validation_report_row_by_row(seeded: Seeded, artifacts, tmp_path):
+def test_uploads_show_their_validation_report_row_by_row(
+    seeded: Seeded, artifacts, tmp_path, chromium
+):
     problems: list[str] = []
     catalog = tmp_path / "catalog.csv"
     rows = [f"{p['product_id']},{p['name']},{p['category']},{p['price']}" for p in seeded.world.data.catalog]  # fmt: skip
@@ -214,7 +218,7 @@ def test_uploads_show_their_validation_report_row_by_row(seeded: Seeded, artifac
         + "".join(f"d{i},{seeded.world.data.zips[i]},{30 + i}\n" for i in range(30))
         + "d-bad,123456789012,x\n"
     )
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         context = b.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         _watch(page, problems)
@@ -259,9 +263,11 @@ def test_uploads_show_their_validation_report_row_by_row(seeded: Seeded, artifac
     assert not problems, problems
 
 
-def test_campaigns_and_models_can_be_changed_from_the_page(seeded: Seeded, artifacts, monkeypatch):
+def test_campaigns_and_models_can_be_changed_from_the_page(
+    seeded: Seeded, artifacts, monkeypatch, chromium
+):
     problems: list[str] = []
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         context = b.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         _watch(page, problems)
@@ -317,8 +323,8 @@ def test_campaigns_and_models_can_be_changed_from_the_page(seeded: Seeded, artif
     assert not problems, problems
 
 
-def test_the_pages_pass_axe_and_can_be_used_by_keyboard(seeded: Seeded):
-    with browser() as b:
+def test_the_pages_pass_axe_and_can_be_used_by_keyboard(seeded: Seeded, chromium):
+    with closing_contexts(chromium) as b:
         context = b.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
         page = context.new_page()
         _log_in(page, seeded.base, seeded.admin_key, STAFF)
@@ -347,9 +353,9 @@ def test_the_pages_pass_axe_and_can_be_used_by_keyboard(seeded: Seeded):
     assert not any(found.values()), found
 
 
-def test_staff_alone_sees_the_models_and_a_wrong_key_is_refused(seeded: Seeded):
+def test_staff_alone_sees_the_models_and_a_wrong_key_is_refused(seeded: Seeded, chromium):
     problems: list[str] = []
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         context = b.new_context()
         page = context.new_page()
         _watch(page, problems)

@@ -17,7 +17,7 @@ from campaigns.assignment import HOLDOUT
 from clickstream import catalog
 from store import keys
 from store.tenants import create_tenant, get_tenant
-from tests.browser import browser, require_chromium, serve_in_thread
+from tests.browser import closing_contexts, require_chromium, serve_in_thread
 from tests.helpers import free_port, wait_for
 
 GPC = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})"
@@ -156,8 +156,8 @@ def visitor_traces(r, visitors: set[str]) -> list[bytes]:
     ]
 
 
-def test_views_from_another_origin_reach_the_store_and_no_cookie_is_set(site, r):
-    with browser() as b:
+def test_views_from_another_origin_reach_the_store_and_no_cookie_is_set(site, r, chromium):
+    with closing_contexts(chromium) as b:
         context = b.new_context()
         page = open_shop(context, f"{site.base}/p/p3")
         visitor = page.evaluate("offerwise.visitor")
@@ -180,8 +180,8 @@ def test_views_from_another_origin_reach_the_store_and_no_cookie_is_set(site, r)
     assert r.exists(keys.visitor_key("acme", visitor))  # with consent: a profile
 
 
-def test_offer_click_is_counted_with_a_verified_token(site, r):
-    with browser() as b:
+def test_offer_click_is_counted_with_a_verified_token(site, r, chromium):
+    with closing_contexts(chromium) as b:
         context = b.new_context()
         page = open_shop(context, f"{site.base}/")
         visitor = page.evaluate("offerwise.visitor")
@@ -214,8 +214,8 @@ def test_offer_click_is_counted_with_a_verified_token(site, r):
     assert impressions_counted == len(impressions), counters
 
 
-def test_events_queued_before_pagehide_arrive(site, r):
-    with browser() as b:
+def test_events_queued_before_pagehide_arrive(site, r, chromium):
+    with closing_contexts(chromium) as b:
         context = b.new_context()
         page = open_shop(context, f"{site.base}/")
         visitor = page.evaluate("offerwise.visitor")
@@ -239,8 +239,8 @@ def test_events_queued_before_pagehide_arrive(site, r):
         assert [c.mode for c in site.log.carrying(ids)] == ["no-cors"], "by sendBeacon, once"
 
 
-def test_global_privacy_control_leaves_no_visitor_profile(site, r):
-    with browser() as b:
+def test_global_privacy_control_leaves_no_visitor_profile(site, r, chromium):
+    with closing_contexts(chromium) as b:
         context = b.new_context()
         context.add_init_script(GPC)
         page = open_shop(context, f"{site.base}/p/p3")
@@ -263,9 +263,9 @@ def test_global_privacy_control_leaves_no_visitor_profile(site, r):
     assert stored(r) == []
 
 
-def test_without_consent_nothing_leaves_and_no_visitor_profile_exists(site, r):
+def test_without_consent_nothing_leaves_and_no_visitor_profile_exists(site, r, chromium):
     site.shop.script_attrs["data-consent"] = "required"
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         context = b.new_context()
         page = open_shop(context, f"{site.base}/p/p3")
         page.evaluate("offerwise.identify('CRM-1')")

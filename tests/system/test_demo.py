@@ -1,19 +1,26 @@
-"""The demo shop in a real browser: the snippet sends beacons and shows offers that change, with
-their reason, when the visitor gives a ZIP from another segment, browses a category or logs in as
-a demo customer; an unknown ZIP is told; no cookie is ever set.
+"""`offerwise demo` as `make demo` runs it, one first start shared by every test here (the
+``demo`` fixture, tests/system/conftest.py: installing and training the demo is the slow part).
 
-One demo tenant is installed for the module, as `offerwise demo` installs it (CRM import,
-seeded traffic, trained models, a campaign), on the real ZIP census table with the test
-suite's small segmentation. It owns the session's Redis while the module runs (see
-tests/synth_world.py), so these tests do not use the ``r``/``app`` fixtures, which flush it.
+The demo shop in a real browser: the snippet sends beacons and shows offers that change, with
+their reason, when the visitor gives a ZIP from another segment, browses a category or logs in as
+a demo customer; an unknown ZIP is told; no cookie is ever set. The shop is the command's own
+server (gunicorn, its own embedded Redis): the demo tenant its first start installed (CRM import,
+seeded traffic, trained models, a campaign), on the real ZIP census table with the test suite's
+small segmentation. These tests read its store, not the session's Redis.
+
+The command: the banner comes once the server answers, with the shop, dashboard and API docs
+URLs and the admin key; the first start installs the demo tenant, a second start on the same
+data dir reuses all of it (last in this file: it stops the first start).
 """
 
 from __future__ import annotations
 
-import shutil
+import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from itertools import count
+from pathlib import Path
 
 import orjson
 import pytest
@@ -23,12 +30,19 @@ from campaigns import tokens
 from campaigns.assignment import HOLDOUT, TREATED, draw
 from store import keys
 from store.config import Settings
+from store.embedded import EmbeddedRedis
 from store.tenants import get_tenant
-from tests.browser import browser, require_chromium, serve_in_thread
-from tests.helpers import free_port
-from tests.synth_world import base_artifacts
+from tests.browser import closing_contexts, require_chromium
+from tests.system.conftest import Demo
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+REPO = Path(__file__).resolve().parents[2]
+
+# The first test may wait for the demo's first start (install and training: minutes when the
+# machine is busy), beyond the suite's 300 s.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.timeout(900),
+]
 
 
 @dataclass
@@ -40,26 +54,15 @@ class Shop:
 
 
 @pytest.fixture(scope="module")
-def shop(redis_server, shared_data, geo_dir, tmp_path_factory):
+def shop(demo: Demo, geo_dir) -> Shop:
     require_chromium()
-    from app import create_app
-    from app.demo.setup import prepare_demo, read_world
+    from app.demo.setup import read_world
 
-    tmp = tmp_path_factory.mktemp("demo-shop")
-    base_dir = base_artifacts(shared_data, geo_dir, tmp.parent)
-    shutil.copytree(base_dir / "artifacts", tmp / "var" / "artifacts")
-    settings = Settings(data_dir=tmp / "var", redis_url=redis_server, geo_dir=geo_dir, demo=True)
-    r = redis.Redis.from_url(redis_server)
-    r.flushall()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    demo = prepare_demo(r, settings, base)
-    assert demo.steps["models"].startswith("trained"), demo.steps
-    app = create_app(settings)
-    with serve_in_thread(app, port) as served:
-        assert served == base
-        yield Shop(base, r, read_world(settings), settings)
-    r.flushall()
+    demo.running()
+    assert "models    trained" in demo.first.banner(), demo.first.banner()
+    settings = Settings(data_dir=demo.data_dir, geo_dir=geo_dir, demo=True)
+    r = EmbeddedRedis(demo.data_dir / "redis").client()
+    return Shop(demo.base, r, read_world(settings), settings)
 
 
 _visitors = count()
@@ -128,10 +131,10 @@ def _events(r, until: int, timeout: float = 10.0) -> list[dict]:
         time.sleep(0.1)
 
 
-def test_demo_shop_sends_beacons_and_shows_offers(shop):
+def test_demo_shop_sends_beacons_and_shows_offers(shop, chromium):
     r = shop.r
     seeded = r.xlen(keys.event_stream("demo"))
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         page = b.new_page()
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
@@ -164,9 +167,9 @@ def test_demo_shop_sends_beacons_and_shows_offers(shop):
         assert page.context.cookies() == []
 
 
-def test_global_privacy_control_means_no_profile(shop):
+def test_global_privacy_control_means_no_profile(shop, chromium):
     seeded = shop.r.xlen(keys.event_stream("demo"))
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         context = b.new_context()
         context.add_init_script(
             "Object.defineProperty(navigator, 'globalPrivacyControl', {get: () => true})"
@@ -181,11 +184,11 @@ def test_global_privacy_control_means_no_profile(shop):
     assert shop.r.xlen(keys.event_stream("demo")) == seeded
 
 
-def test_a_zip_from_another_segment_changes_the_offers(shop):
+def test_a_zip_from_another_segment_changes_the_offers(shop, chromium):
     by_theme = {s["theme"]: s for s in shop.world["segments"]}
     first, second = by_theme["city"], by_theme["country"]  # dense urban, then remote rural
     assert first["id"] != second["id"]
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         page = new_page(b, shop, visitor_outside_holdout(shop))
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
@@ -208,8 +211,8 @@ def test_a_zip_from_another_segment_changes_the_offers(shop):
         assert page.context.cookies() == []
 
 
-def test_an_unknown_zip_is_told(shop):
-    with browser() as b:
+def test_an_unknown_zip_is_told(shop, chromium):
+    with closing_contexts(chromium) as b:
         page = new_page(b, shop)
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector(".offerwise-zip input", timeout=10_000)
@@ -222,8 +225,8 @@ def test_an_unknown_zip_is_told(shop):
         assert page.context.cookies() == []
 
 
-def test_browsing_a_category_changes_the_offers(shop):
-    with browser() as b:
+def test_browsing_a_category_changes_the_offers(shop, chromium):
+    with closing_contexts(chromium) as b:
         page = new_page(b, shop, visitor_outside_holdout(shop))
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
@@ -244,11 +247,11 @@ def test_browsing_a_category_changes_the_offers(shop):
         assert page.context.cookies() == []
 
 
-def test_logging_in_as_a_demo_customer_changes_the_offers(shop):
+def test_logging_in_as_a_demo_customer_changes_the_offers(shop, chromium):
     listed = shop.world["customers"]
     assert len(listed) >= 3
     treated = next(c for c in listed if c["campaign_group"] == "treated")
-    with browser() as b:
+    with closing_contexts(chromium) as b:
         page = new_page(b, shop, visitor_outside_holdout(shop))
         page.goto(f"{shop.base}/demo/")
         page.wait_for_selector("#offers .offerwise-offer", timeout=10_000)
@@ -268,3 +271,40 @@ def test_logging_in_as_a_demo_customer_changes_the_offers(shop):
         page.goto(f"{shop.base}/demo/cart")
         page.goto(f"{shop.base}/demo/p/p-kayak")
         assert page.context.cookies() == []
+
+
+# -- the command ----------------------------------------------------------------------------
+def test_make_demo_passes_the_port():
+    out = subprocess.run(
+        ["make", "-n", "demo", "PORT=8123"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert "offerwise demo --port 8123" in out
+
+
+def test_banner_once_listening_and_a_second_start_reuses_the_demo(demo: Demo):
+    first = demo.first
+    shop = demo.base
+    # Printed once the server answers: the shop was there at once (fetched on the banner).
+    assert first.first_page is not None
+    status, page = first.first_page
+    assert status == 200, page[-2000:]
+    assert b"Trailhead Outfitters" in page
+    banner = first.banner()
+    demo_keys = orjson.loads((demo.data_dir / "demo" / "keys.json").read_bytes())
+    for line in (f"{shop}/demo/", f"{shop}/dashboard/", f"{shop}/v1/docs", demo_keys["admin_key"]):
+        assert line in banner, banner
+    assert "people    1200 CRM customers imported" in banner, banner
+    assert "models    trained" in banner, banner
+    assert "campaign  'Welcome back' running" in banner, banner
+
+    demo.current.stop()
+    started = time.monotonic()
+    second = demo.start()
+    assert second.up.wait(300), second.tail()
+    took = time.monotonic() - started
+    banner = second.banner()
+    assert "people    reused" in banner and "models    reused" in banner, banner
+    assert demo_keys["admin_key"] in banner  # the same keys: the shop's pages keep working
+    with urllib.request.urlopen(f"{shop}/demo/", timeout=5) as res:
+        assert res.status == 200
+    print(f"second start: banner after {took:.1f} s")
