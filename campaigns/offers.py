@@ -312,12 +312,11 @@ class Recommender:
             explanations = bundle.explain(x, products=[o.product["product_id"] for o in offers])
         by_product = dict(zip(bundle.product_ids, (float(s) for s in scores), strict=True))
         result = Recommendation(offers, f"model:{bundle.version}", explanations)
-        unexplained = {id(o) for o in offers if o.reason_code != "pinned"}
 
         def tell_reasons(shown: list[Offer]) -> None:
             # Reasons come from the explanation of each shown model offer's score, once the
             # campaigns have taken their places: only those few products' trees are walked.
-            told = [o for o in shown if id(o) in unexplained]
+            told = [o for o in shown if o.campaign_id is None and o.reason_code != "pinned"]
             if not told:
                 return
             rows = [bundle.positions[o.product["product_id"]] for o in told]
