@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import redis
@@ -68,3 +68,27 @@ def make_world(
         edit(data)
     report = install(r, settings, tenant, data)
     return World(settings, r, redis_server, tenant, data, report)
+
+
+def recommend_identified(world: World, visitor: str) -> dict:
+    """``GET /v1/recommend`` (n=3) from a fresh app for ``visitor`` once it has identified as a
+    customer who does not hold every product (so the model has something to offer)."""
+    from app import create_app
+    from store.redis_client import reset_clients
+    from store.tenants import rotate_keys
+
+    reset_clients()
+    client = create_app(replace(world.settings, redis_url=world.url)).test_client()
+    site = rotate_keys(world.r, world.tenant)["site_key"]
+    buyer = next(i for i, held in enumerate(world.data.holds) if not held.all())
+    identify = {
+        "id": "i1",
+        "type": "identify",
+        "ts": int(world.data.end_time * 1000) - 1000,
+        "customer_id": world.data.customer_ids[buyer],
+    }
+    res = client.post("/v1/collect", json={"site": site, "visitor": visitor, "events": [identify]})
+    assert res.status_code == 200, res.json
+    out = client.get(f"/v1/recommend?site={site}&visitor={visitor}&n=3").json
+    reset_clients()
+    return out

@@ -20,7 +20,7 @@ from models.training import TrainParams, train_tenant
 from models.training.distributed import DaskEngine, engine_for, tenant_rows
 from models.web_history import load_events
 from store.artifacts import events_store
-from tests.synth_world import World, make_world
+from tests.synth_world import World, make_world, recommend_identified
 
 CONFIG = SyntheticConfig(
     customers=3000, products=3, dead_products=0, web_share=0.5, days=45, label_days=15, seed=5
@@ -153,12 +153,9 @@ def test_results_match_single_process_training(world, single, on_dask) -> None:
 def test_the_dask_champion_serves_and_scores_like_the_single_process_one(
     world, single, on_dask
 ) -> None:
-    from app import create_app
     from models.evaluation import evaluate_scores
     from models.pipeline import snapshot_data
     from models.training import TrainingResult
-    from store.redis_client import reset_clients
-    from store.tenants import rotate_keys
 
     bundle = load_bundle(world.settings, world.tenant, on_dask["version"])
     assert bundle.product_ids == single.scorer.product_ids
@@ -179,22 +176,8 @@ def test_the_dask_champion_serves_and_scores_like_the_single_process_one(
     assert abs(float(np.mean(diffs))) <= AUC_TOLERANCE_MEAN, diffs
     assert max(abs(d) for d in diffs) <= AUC_TOLERANCE_PRODUCT, diffs
     # And /v1/recommend serves it to an identified visitor.
-    reset_clients()
-    client = create_app(replace(world.settings, redis_url=world.url)).test_client()
-    site = rotate_keys(world.r, world.tenant)["site_key"]
-    ts = int(world.data.end_time * 1000) - 1000
-    buyer = next(i for i, held in enumerate(world.data.holds) if not held.all())  # has offers
-    identify = {
-        "id": "i1",
-        "type": "identify",
-        "ts": ts,
-        "customer_id": world.data.customer_ids[buyer],
-    }
-    res = client.post("/v1/collect", json={"site": site, "visitor": "d1", "events": [identify]})
-    assert res.status_code == 200
-    out = client.get(f"/v1/recommend?site={site}&visitor=d1&n=3").json
+    out = recommend_identified(world, "d1")
     assert out["source"] == f"model:{on_dask['version']}" and out["offers"]
-    reset_clients()
 
 
 def test_the_engine_follows_the_configured_size(world) -> None:

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from store.artifacts.s3 import S3Artifacts
 from store.config import Settings
 from tests.helpers import free_port, wait_until_ok
 from tests.object_store import AWS_ENV, REGION, make_bucket
-from tests.synth_world import World, base_artifacts
+from tests.synth_world import World, base_artifacts, recommend_identified
 
 # A short history keeps the archive to a few dozen day partitions: every file is a few requests
 # to the local S3 server.
@@ -96,10 +95,6 @@ def test_the_archive_and_crm_versions_live_in_the_bucket(world) -> None:
 
 
 def test_train_publishes_into_the_bucket_and_serves_from_a_local_cache(world, trained) -> None:
-    from app import create_app
-    from store.redis_client import reset_clients
-    from store.tenants import rotate_keys
-
     assert trained["registry"]["promoted"] is True
     store = artifacts_for(world.settings)
     key = f"artifacts/models/{TENANT}/{trained['version']}"
@@ -108,22 +103,8 @@ def test_train_publishes_into_the_bucket_and_serves_from_a_local_cache(world, tr
                  "lineage.bloom"):  # fmt: skip
         assert store.exists(f"{key}/{name}"), name
     assert trained["summary"]["snapshot"]["events"] == world.report["events"]
-    reset_clients()
-    client = create_app(replace(world.settings, redis_url=world.url)).test_client()
-    site = rotate_keys(world.r, world.tenant)["site_key"]
-    ts = int(world.data.end_time * 1000) - 1000
-    buyer = next(i for i, held in enumerate(world.data.holds) if not held.all())  # has offers
-    identify = {
-        "id": "i1",
-        "type": "identify",
-        "ts": ts,
-        "customer_id": world.data.customer_ids[buyer],
-    }
-    res = client.post("/v1/collect", json={"site": site, "visitor": "s3-1", "events": [identify]})
-    assert res.status_code == 200
-    out = client.get(f"/v1/recommend?site={site}&visitor=s3-1&n=3").json
+    out = recommend_identified(world, "s3-1")
     assert out["source"] == f"model:{trained['version']}" and out["offers"]
-    reset_clients()
     cached = world.settings.cache_dir / "objects" / key
     assert (cached / "scorer.npz").is_file()  # the scorer was read from the local cache
 
