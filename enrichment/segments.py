@@ -33,8 +33,10 @@ import numpy as np
 
 from enrichment.demographics import (
     N_ZIPS,
+    SUPERSEDED_BY,
     CurrentArtifact,
     DemographicsTable,
+    character_figures,
     demographics,
     new_version,
     publish_to,
@@ -45,15 +47,6 @@ from store.config import Settings
 SEGMENT_FORMAT = 1
 DEFAULT_K = 40
 MAX_K = 500
-# Figures that measure size rather than character; never clustered by default.
-SIZE_FIGURES = {"population", "housing_units", "land_area_sqmi", "water_area_sqmi"}
-SIZE_PREFIXES = ("total_", "count_", "n_")
-SIZE_SUFFIXES = ("_count", "_total")
-# A figure a better one replaces when the table has both: ACS median household income (this
-# decade, per household) over the 2010 IRS-derived wages per resident, which correlate at only
-# 0.07 across the shared table's ZIPs and would let a label say "high wages" and "low household
-# incomes" at once.
-SUPERSEDED_BY = {"wages_per_resident_usd": "median_household_income_usd"}
 SKEW_FOR_LOG = 2.0
 NOTABLE_Z = 0.5
 VERY_Z = 1.5
@@ -124,17 +117,7 @@ class SegmentsError(ValueError):
 
 
 def default_features(table: DemographicsTable) -> list[str]:
-    names = list(table.figures)
-    chosen = []
-    for name in names:
-        if name in SIZE_FIGURES or name.startswith(SIZE_PREFIXES) or name.endswith(SIZE_SUFFIXES):
-            continue
-        if name == "density_per_sqmi" and "log_density" in names:
-            continue  # the log form carries the same information without the skew
-        if SUPERSEDED_BY.get(name) in names:
-            continue
-        chosen.append(name)
-    return chosen
+    return character_figures(table.figures)
 
 
 def _skew(x: np.ndarray) -> float:

@@ -22,7 +22,7 @@ Keys:
 from __future__ import annotations
 
 from enrichment import geo
-from enrichment.demographics import DemographicsTable, demographics
+from enrichment.demographics import DemographicsTable, character_figures, demographics
 from enrichment.segments import segmentation
 from store.config import Settings
 
@@ -44,13 +44,17 @@ def _profile_keys(table: DemographicsTable) -> tuple[tuple[str, str], ...]:
 
 
 def demographic_feature_names(settings: Settings) -> list[str]:
-    """Profile-block keys of the numeric figures, in table order (empty when none loaded).
+    """Profile-block keys of the figures the models learn from, in table order (empty when
+    none loaded): those that say what a ZIP is like (``character_figures``, the segments'
+    choice too), not how big it is.
 
-    The feature builder reads these keys from the block (``demo_population``,
-    ``demo_log_density``, ...); a richer table adds its extra columns here automatically.
+    The feature builder reads these keys from the block (``demo_log_density``,
+    ``demo_urban_share``, ...); a richer table adds its extra columns here automatically.
     """
     table = demographics(settings)
-    return [DEMO_PREFIX + name for name in table.figures] if table is not None else []
+    if table is None:
+        return []
+    return [DEMO_PREFIX + name for name in character_figures(table.figures)]
 
 
 def zip_profile(
