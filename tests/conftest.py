@@ -16,11 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-# XGBoost's OpenMP threads spin while they wait for each other (libgomp's default). With the 2
-# cores busy (other processes, the other test process), a spinning thread holds the core its
-# partner needs: 5 trainings of 60 rounds took 232 s with nthread=2 on the loaded 2-core
-# machine, 4 s with PASSIVE (threads sleep while they wait), the same models. Set before
-# anything loads xgboost; the servers and commands the tests start inherit it.
+# OpenMP threads sleep while they wait (store/openmp.py: why); set here too, before
+# any test module imports xgboost itself; the servers and commands the tests start inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest

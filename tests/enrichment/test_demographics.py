@@ -198,7 +198,9 @@ def test_feature_names_follow_the_table(loaded: tuple[Settings, dict]) -> None:
     names = demographic_feature_names(s)
     sizes = {"population", "housing_units", "land_area_sqmi", "water_area_sqmi", "total_wages_usd"}
     assert sizes <= set(report["figures"])
-    assert names == ["demo_" + f for f in report["figures"] if f not in sizes | {"density_per_sqmi"}]
+    assert names == [
+        "demo_" + f for f in report["figures"] if f not in sizes | {"density_per_sqmi"}
+    ]
     assert {"demo_log_density", "demo_urban_share", "demo_persons_per_housing_unit"} <= set(names)
     out = zip_profile("60614", "US", s)
     assert all(isinstance(out[n], float | type(None)) for n in names)
