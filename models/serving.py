@@ -26,6 +26,12 @@ if TYPE_CHECKING:  # serving loads neither at import; the loader passed in build
 log = logging.getLogger("offerwise.serving")
 RETRY_FAILED_LOAD_S = 30.0
 REASON_GROUPS = ("crm", "holdings", "zip", "web")
+# Web features that say how a visitor visits (page views, first and last seen), not what they
+# looked at: a visitor who has only opened a page has browsed nothing, so these raise or lower
+# scores without ever being told as "what you have been browsing".
+VISIT_FEATURES = frozenset(
+    {"web_log_n_page_view", "web_days_since_first_seen", "web_days_since_last_seen"}
+)
 
 
 @dataclass(frozen=True)
@@ -86,11 +92,13 @@ class Bundle:
 
     @cached_property
     def _groups(self) -> tuple[list[str], np.ndarray]:
-        """The reason groups and the (features, groups) 0/1 matrix that sums into them."""
+        """The reason groups and the (features, groups) 0/1 matrix that sums into them (the
+        presence flags and the visit features in none)."""
         names = self.builder.feature_names
         kinds = self.builder.schema.group_of()
         of = [
-            "holdings" if n.startswith("holds_") else k for n, k in zip(names, kinds, strict=True)
+            "holdings" if n.startswith("holds_") else "" if n in VISIT_FEATURES else k
+            for n, k in zip(names, kinds, strict=True)
         ]
         groups = [g for g in REASON_GROUPS if g in of]
         matrix = np.zeros((len(names), len(groups)))

@@ -104,7 +104,12 @@ def _keys(r: redis.Redis, settings: Settings, origins: list[str]) -> dict:
 
 
 def prepare_demo(
-    r: redis.Redis, settings: Settings, base_url: str, *, customers: int = 1200, visitors: int = 400
+    r: redis.Redis,
+    settings: Settings,
+    base_url: str,
+    *,
+    customers: int = 1200,
+    visitors: int = 1000,
 ) -> Demo:
     """Idempotent; ``base_url`` is where the shop is served (its origin and offer links)."""
     started = time.perf_counter()

@@ -70,3 +70,26 @@ def test_a_customer_is_explained_by_what_they_have() -> None:
     assert set(groups) <= {"crm", "holdings"}
     names = bundle.builder.feature_names
     assert contrib[0, names.index("holds_p1")] == 0.0  # not held: not credited
+
+
+def test_a_visitor_who_only_opened_a_page_is_not_told_of_browsing() -> None:
+    """How a visitor visits (page views, first and last seen) may move the score, but is not
+    "what you have been browsing": only what they looked at is."""
+    schema = draft_schema({}, products=["p1"], categories=["kids"], has_web=True)
+    builder = FeatureBuilder(schema)
+    names = builder.feature_names
+    coef = np.zeros(len(names))
+    coef[names.index("web_log_n_page_view")] = 1.0
+    coef[names.index("web_days_since_first_seen")] = 0.5
+    coef[names.index("web_aff_kids")] = 0.2
+    scorer = MultiProductScorer.from_boosters(
+        {"p1": LinearModel(coef, -2.0, np.zeros(len(names)))}, names
+    )
+    bundle = Bundle(version="v1", builder=builder, scorer=scorer)
+    visit = {"has_crm": [0.0], "has_zip": [0.0], "has_web": [1.0], "web.n_page_view": [3.0],
+             "web.first_seen": [0.0]}  # fmt: skip
+    x = builder.transform(visit, 1, as_of=86_400.0 * 2)[0]
+    assert bundle.contributions(x)[0, names.index("web_log_n_page_view")] > 0
+    assert bundle.reason_groups(bundle.contributions(x)) == [None]
+    x = builder.transform({**visit, "web.aff.kids": [0.9]}, 1, as_of=86_400.0 * 2)[0]
+    assert bundle.reason_groups(bundle.contributions(x)) == ["web"]
