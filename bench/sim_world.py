@@ -141,7 +141,6 @@ INTENT_SHARE = 0.5
 BROWSE_FOCUS = 0.5
 PURCHASE_RATE = 0.45  # purchase occasions per year of tenure
 GIFT_SHARE = 0.2
-NOW_YEAR = 2026.0
 KINDS = ("identified", "anonymous_zip", "anonymous_no_zip")
 POLICIES = ("model", "popularity", "viewed", "random", "seen_best", "best")
 # Visitors drawn from the prior per anonymous test session to compute ``seen_best``.
@@ -273,13 +272,37 @@ def make_world(params: WorldParams, data: Path) -> World:
     )
 
 
+def liking_of(
+    world: World, f: np.ndarray, age: np.ndarray | float, taste: np.ndarray, own: np.ndarray
+) -> np.ndarray:
+    """Liking before holdings and session intent of people with ZIP factors ``f``, ``age``,
+    category ``taste`` and product taste ``own``: one person (``f`` (4,)) or many (``f``
+    (n, 4), ``age`` (n, 1)), by the same statements."""
+    age_z = (age - 45) / 15
+    bump = world.age_amp * (np.exp(-0.5 * ((age - world.age_peak) / world.age_width) ** 2) - 0.5)
+    tastes = f @ world.M.T + world.age_slope * age_z + taste
+    return world.a + f @ world.B.T + bump + tastes[..., world.category_index] + own
+
+
 def base_liking(world: World, person: Person, age: float) -> np.ndarray:
     """Liking at ``age`` before holdings and session intent."""
     f = world.zip_factors[person.zip_index]
-    age_z = (age - 45) / 15
-    bump = world.age_amp * (np.exp(-0.5 * ((age - world.age_peak) / world.age_width) ** 2) - 0.5)
-    taste = world.M @ f + world.age_slope * age_z + person.taste
-    return world.a + world.B @ f + bump + taste[world.category_index] + person.own
+    return liking_of(world, f, age, person.taste, person.own)
+
+
+def draw_age(f: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ages of people with ZIP factors ``f``: larger households and denser places are younger
+    on average."""
+    return np.clip(rng.normal(46 - 6 * f[..., 3] - 3 * f[..., 1], 14), 18, 88)
+
+
+def intent_lift(world: World, mission: np.ndarray) -> np.ndarray:
+    """(n, P): what a visit for product ``mission[i]`` adds to the liking: the product, its
+    category and its complements."""
+    same = world.category_index[None, :] == world.category_index[mission][:, None]
+    lift = INTENT * same + 0.5 * MISSION * np.clip(world.cross[mission], 0.0, None) / COMPLEMENT
+    lift[np.arange(len(mission)), mission] += MISSION
+    return lift
 
 
 def make_person(world: World, *, customer: bool) -> Person:
@@ -287,8 +310,7 @@ def make_person(world: World, *, customer: bool) -> Person:
     rng = world.rng
     z = int(rng.integers(len(world.zips)))
     f = world.zip_factors[z]
-    # Larger households and denser places are younger on average.
-    age = float(np.clip(rng.normal(46 - 6 * f[3] - 3 * f[1], 14), 18, 88))
+    age = float(draw_age(f, rng))
     person = Person(
         z, age, rng.normal(0.0, TASTE_SD, world.params.categories),
         rng.normal(0.0, IDIOSYNC_SD, world.n_products), np.zeros(world.n_products, dtype=bool),
@@ -320,10 +342,7 @@ def session_liking(world: World, person: Person, rng: np.random.Generator) -> np
         return person.liking
     w = np.exp(person.liking)
     m = rng.choice(world.n_products, p=w / w.sum())
-    lift = INTENT * (world.category_index == world.category_index[m])
-    lift = lift + 0.5 * MISSION * np.clip(world.cross[m], 0.0, None) / COMPLEMENT
-    lift[m] += MISSION
-    return person.liking + lift
+    return person.liking + intent_lift(world, np.array([m]))[0]
 
 
 def seen_best(
@@ -342,22 +361,14 @@ def seen_best(
     P, C = world.n_products, world.params.categories
     z = np.full(n, zip_index) if zip_index is not None else rng.integers(len(world.zips), size=n)
     f = world.zip_factors[z]
-    age = np.clip(rng.normal(46 - 6 * f[:, 3] - 3 * f[:, 1], 14), 18, 88)
-    bump = world.age_amp * (
-        np.exp(-0.5 * ((age[:, None] - world.age_peak) / world.age_width) ** 2) - 0.5
-    )
-    taste = f @ world.M.T + world.age_slope * ((age[:, None] - 45) / 15)
-    taste = taste + rng.normal(0.0, TASTE_SD, (n, C))
-    liking = world.a + f @ world.B.T + bump + taste[:, world.category_index]
-    liking = liking + rng.normal(0.0, IDIOSYNC_SD, (n, P))
+    age = draw_age(f, rng)[:, None]
+    taste = rng.normal(0.0, TASTE_SD, (n, C))
+    liking = liking_of(world, f, age, taste, rng.normal(0.0, IDIOSYNC_SD, (n, P)))
     # Half of the visits are for a product drawn by the visitor's liking (session_liking).
     w = np.exp(liking - liking.max(axis=1, keepdims=True))
     cum = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
     mission = np.minimum((cum < rng.random(n)[:, None]).sum(axis=1), P - 1)
-    same = world.category_index[None, :] == world.category_index[mission][:, None]
-    lift = INTENT * same + 0.5 * MISSION * np.clip(world.cross[mission], 0.0, None) / COMPLEMENT
-    lift[np.arange(n), mission] += MISSION
-    liking = liking + lift * (rng.random(n) < INTENT_SHARE)[:, None]
+    liking = liking + intent_lift(world, mission) * (rng.random(n) < INTENT_SHARE)[:, None]
     focus = BROWSE_FOCUS * liking
     top = focus.max(axis=1, keepdims=True)
     log_norm = (top + np.log(np.exp(focus - top).sum(axis=1, keepdims=True)))[:, 0]
