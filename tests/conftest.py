@@ -16,19 +16,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-# OpenMP threads sleep while they wait (store/openmp.py: why); set here too, before
-# any test module imports xgboost itself; the servers and commands the tests start inherit it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import pytest
 import redis
 from redis.cluster import RedisCluster
 
 from bench.local_cluster import LocalCluster
 from store.embedded import find_redis_server
+from store.openmp import passive_waits
 from store.redis_client import cluster_client
 from tests.helpers import free_port
 from tests.object_store import s3_server, s3_url  # noqa: F401  (fixtures for every package)
+
+# Before any test module imports xgboost itself (none of the imports above does); the servers
+# and commands the tests start inherit it (store/openmp.py says why).
+passive_waits()
 
 SHARED_DATA = Path(
     os.environ.get(

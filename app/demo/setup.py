@@ -54,9 +54,9 @@ CAMPAIGN = {
     "priority": 5,
     "planned_people": 1000,
 }
-# Small and quick: 30 products on 1,200 customers train in about 7 s of CPU. One thread: with
-# the cores busy (the server starting, other work), XGBoost's OpenMP threads spin waiting for
-# each other, and two threads took 4 times as long as one on the 2-core development machine.
+# Small and quick: 30 products on 1,200 customers train in about 7 s of CPU. One thread: the
+# demo trains while its server starts on the same cores, and with libgomp's spinning default
+# (before store/openmp.py) two threads took 4 times as long as one on the 2-core machine.
 # cv_max_positives=0: one validation split. Cross-validated selection (for real extracts with
 # few buyers) took the first start from about a minute to about three on 2 cores.
 TRAIN = TrainParams(
