@@ -261,4 +261,9 @@ def train_and_register(
         decision["retrain"] = why
     if progress is not None:
         progress("done", 2, 2)
-    return {"version": result.version, "summary": result.summary(), "registry": decision}
+    return {
+        "version": result.version,
+        "summary": result.summary(),
+        "registry": decision,
+        "anonymous": anon_meta,  # trained, or why anonymous visitors get the customer model
+    }

@@ -45,6 +45,9 @@ def show(tenant_name: str, version: str | None) -> None:
         "champion": registry.champion(r, tenant_name) == version,
         "label_source": result.snapshot.get("label_source"),
         "timings": result.timings,
+        # Whether anonymous visitors have a model of their own, or why not (they are then
+        # scored by the customer model).
+        "anonymous": (registry.get_version(r, tenant_name, version) or {}).get("anonymous"),
         "products": comparison(result),
     })  # fmt: skip
 

@@ -153,6 +153,7 @@ def train(
             fail(str(err))
     summary = out["summary"]
     summary["registry"] = out["registry"]
+    summary["anonymous"] = out["anonymous"]
     summary["path"] = str(registry.version_dir(settings, tenant, out["version"]))
     emit(summary)
 

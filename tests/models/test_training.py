@@ -277,6 +277,9 @@ def test_cli_train_and_evaluate(world: World, monkeypatch: pytest.MonkeyPatch) -
     assert summary["products_trained"] == ["p0", "p1"]
     assert Path(summary["path"]).is_dir()
     assert summary["registry"]["version"] == summary["version"]  # registered (and compared)
+    # Staff see whether anonymous visitors got a model of their own, or why not.
+    anonymous = summary["anonymous"]
+    assert isinstance(anonymous["trained"], bool) and (anonymous["trained"] or anonymous["why"])
     out = runner.invoke(cli, ["evaluate", "--tenant", world.tenant, "--quiet"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
@@ -286,6 +289,7 @@ def test_cli_train_and_evaluate(world: World, monkeypatch: pytest.MonkeyPatch) -
     assert "verdict" in report["products"]["p1"]["xgboost_vs_logistic"]
     shown = runner.invoke(cli, ["models", "show", "--tenant", world.tenant, summary["version"]])
     assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["anonymous"] == anonymous
     p1 = json.loads(shown.stdout)["products"]["p1"]
     assert p1["selection"]["method"] == "cross-validation" and "served" in p1["note"]
     assert {"auc_mean", "auc_sd", "folds"} <= set(p1["candidates"][p1["served"]]["cv"])
