@@ -256,6 +256,10 @@ def test_uploads_show_their_validation_report_row_by_row(
         # A tenant admin reads the models (versions, figures, gains) but changes nothing.
         _visit(page, seeded.base, "models", "figure canvas")
         _charts_drawn(page, 1)
+        # Each version says how it serves visitors without CRM data (and why, without a model).
+        assert page.get_by_role("columnheader", name="Anonymous visitors").count() == 1
+        said = page.get_by_role("cell", name=re.compile(r"^(own model|customer model: .+)$"))
+        assert said.count() == 2, page.content()[-3000:]
         assert page.get_by_role("button", name="Promote").count() == 0
         assert page.get_by_role("button", name="Train a new version").count() == 0
         page.screenshot(path=str(artifacts / "models-admin.png"), full_page=True)

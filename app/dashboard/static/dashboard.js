@@ -489,6 +489,8 @@
         { label: "Trained", render: (v) => when(v.trained_at) },
         { label: "Products", num: true, render: (v) => { const p = v.trained_products || v.products; return num(Array.isArray(p) ? p.length : p && typeof p === "object" ? Object.keys(p).length : null); } },
         { label: "Holdout score", num: true, render: (v) => fixed(v.holdout_score) },
+        // Visitors without CRM data: a model of their own, or the customer model and why.
+        { label: "Anonymous visitors", render: (v) => (!v.anonymous ? "–" : v.anonymous.trained ? "own model" : `customer model: ${v.anonymous.why}`) },
         { label: "State", render: (v) => (v.champion ? badge("champion") : v.retrain_because ? badge("failed") : "") },
         { label: "Actions", header: false, render: (v) => {
           const view = el("button", { type: "button", class: "secondary" }, "Show figures");
