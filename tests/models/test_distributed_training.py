@@ -81,7 +81,7 @@ def test_the_cli_hands_the_scheduler_to_the_run(world, monkeypatch) -> None:
 
     def fake(r, settings, tenant, *args, **kwargs):
         seen.update(scheduler=settings.dask_scheduler, min_rows=settings.dask_min_rows)
-        return {"version": "v", "summary": {}, "registry": {}}
+        return {"version": "v", "summary": {}, "registry": {}, "anonymous": {"trained": False}}
 
     monkeypatch.setattr("app.cli.train.train_and_register", fake)
     monkeypatch.setattr("app.cli.train.store", lambda: world.r)
