@@ -45,10 +45,11 @@ def test_the_queue_needs_its_own_server_beside_a_cluster() -> None:
 
 def test_wait_for_more_replicas_than_answer_is_refused(r: redis.Redis) -> None:
     """The session's single server has no replica, each cluster master one: asking for one
-    more than there are fails after the timeout, as a ConnectionError (collect: 503)."""
+    more than there are fails after the timeout, as a ConnectionError (collect: 503). A busy
+    replica may miss the short timeout too, so the count confirmed may be below its number."""
     replicas = 1 if is_cluster(r) else 0
     hot = HotScript(r, "return redis.call('INCR', KEYS[1])", replicas + 1, wait_timeout_ms=50)
-    with pytest.raises(NotReplicated, match=f"only {replicas} of {replicas + 1} replicas"):
+    with pytest.raises(NotReplicated, match=f"only [0-{replicas}] of {replicas + 1} replicas"):
         hot(["{hs}:n"], [])
     assert isinstance(NotReplicated("x"), redis.ConnectionError)
     # The write was made (the master has it); enough replicas let the call through.
