@@ -292,7 +292,8 @@ class Recommender:
         drift sample counts for every visitor) monitors."""
         # zip_block is chosen as training chose it (CRM ZIP first, then the typed one).
         x = bundle.builder.live_vector(profile if profile.known else None, customer, zip_block, now)
-        scores = bundle.scores(x)
+        walk = bundle.walk(x)
+        scores = walk.scores
         ranked = rank(bundle.product_ids, scores, products, rules, ctx, n)
         offers = [
             Offer(
@@ -320,7 +321,7 @@ class Recommender:
             if not told:
                 return
             rows = [bundle.positions[o.product["product_id"]] for o in told]
-            groups = bundle.reason_groups(bundle.contributions(x, rows))
+            groups = bundle.reasons(x, rows, walk)
             for o, group in zip(told, groups, strict=True):
                 o.reason, o.reason_code = _reason(o.product, group, profile)
 

@@ -20,6 +20,8 @@ import io
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -46,12 +48,27 @@ _INF = np.float32(np.inf)
 VERIFY_MARGIN_TOL = 1e-4
 
 
+SUBSET_CACHE = 4096  # product combinations whose trees contributions keeps at hand
+
+
 class ScorerError(ValueError):
     """Bad scorer input or artifact, with a message naming what is wrong."""
 
 
 def _sigmoid(m: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-m))
+
+
+@dataclass(frozen=True)
+class Walk:
+    """One feature vector's pass through a scorer (``MultiProductScorer.walk``)."""
+
+    margins: np.ndarray  # (n_products,) log-odds
+    path: np.ndarray | None  # (depth + 1, n_trees) node per level; None without trees
+
+    @property
+    def scores(self) -> np.ndarray:
+        return _sigmoid(self.margins)
 
 
 def _add(out: np.ndarray, cols: np.ndarray, values: np.ndarray, unique: bool) -> None:
@@ -95,7 +112,9 @@ class MultiProductScorer:
                 np.arange(f.tree_starts.size),
                 np.diff(np.append(f.tree_starts, f.n_trees)),
             )
-            self._root_right = 2 * np.arange(f.n_trees, dtype=np.intp)
+            self._tree_ids = np.arange(f.n_trees, dtype=np.intp)
+            self._root_right = 2 * self._tree_ids
+            self._subsets: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
             self._x2_template = np.zeros(2 * self.n_features + 1, dtype=np.float32)
 
     # ----------------------------------------------------------------- construction
@@ -233,10 +252,13 @@ class MultiProductScorer:
             )
         return X
 
-    def margins(self, x) -> np.ndarray:
-        """Log-odds per product (order = product_ids) for one float32 feature vector."""
+    def walk(self, x) -> Walk:
+        """One float32 feature vector's pass through every product: margins (order =
+        product_ids), and the node each tree reached at each level, which ``contributions``
+        reads instead of walking the trees again."""
         x = self._check_row(x)
         out = np.zeros(len(self.product_ids), dtype=np.float64)
+        path = None
         f = self._forest
         if f is not None:
             F = self.n_features
@@ -248,11 +270,17 @@ class MultiProductScorer:
             x2[:F][nan] = _INF
             x2[F : 2 * F][nan] = -_INF
             goes_right = np.repeat(x2, f.slot_counts) >= f.cond_thr
+            # path[l]: each tree's node at level l (level-l nodes of tree t are t * 2**l ...)
+            path = np.empty((f.depth + 1, f.n_trees), dtype=np.intp)
+            path[0] = self._tree_ids
+            idx = path[0]
             if f.depth:
-                idx = self._root_right + goes_right[f.cond[0]]
-                for cond in f.cond[1:]:
+                idx = path[1]
+                np.add(self._root_right, goes_right[f.cond[0]], out=idx)
+                for level, cond in enumerate(f.cond[1:], start=2):
                     step = goes_right[cond[idx]]
-                    idx *= 2
+                    idx = path[level]
+                    np.multiply(path[level - 1], 2, out=idx)
                     idx += step
                 leaves = f.leaf[idx]
             else:
@@ -261,7 +289,11 @@ class MultiProductScorer:
             _add(out, self._tree_cols, tree, self._tree_unique)
         if self._linear_cols.size:
             _add(out, self._linear_cols, self._linear_margins(x[None, :])[0], self._linear_unique)
-        return out
+        return Walk(out, path)
+
+    def margins(self, x) -> np.ndarray:
+        """Log-odds per product (order = product_ids) for one float32 feature vector."""
+        return self.walk(x).margins
 
     def score(self, x) -> np.ndarray:
         """Probability per product (order = product_ids) for one feature vector."""
@@ -326,11 +358,14 @@ class MultiProductScorer:
         filled = np.where(np.isnan(X)[:, None, :], self._fill, X[:, None, :].astype(np.float64))
         return (filled * self._coef).sum(axis=2) + self._intercept
 
-    def contributions(self, x, products: Sequence[int] | None = None) -> np.ndarray:
+    def contributions(
+        self, x, products: Sequence[int] | None = None, walk: Walk | None = None
+    ) -> np.ndarray:
         """Per-feature contributions to each product's margin, shape (n_products, F + 1);
         the last column is the bias, and each row sums to that product's margin. With
         ``products`` (positions in ``product_ids``), only those rows, in that order: serving
-        explains the few products it offers, and walks only their trees.
+        explains the few products it offers, from the ``walk`` of ``x`` it scored with
+        (walked here when not given).
 
         Trees use the path attribution (Saabas) that xgboost computes with
         ``pred_contribs=True, approx_contribs=True``; linear products give coef * value
@@ -350,7 +385,10 @@ class MultiProductScorer:
         if f is not None:
             boosters = np.flatnonzero(where[self._tree_cols] >= 0)
             if boosters.size:
-                self._tree_contributions(x, f, boosters, where, out)
+                path = (walk if walk is not None else self.walk(x)).path
+                assert path is not None
+                contrib = self._tree_contributions(path, f, boosters)
+                _add(out.T, where[self._tree_cols[boosters]], contrib.T, self._tree_unique)
         if self._linear_cols.size:
             parts = np.flatnonzero(where[self._linear_cols] >= 0)
             if parts.size:
@@ -362,46 +400,66 @@ class MultiProductScorer:
         return out
 
     def _tree_contributions(
-        self,
-        x: np.ndarray,
-        f: FlatForest,
-        boosters: np.ndarray,
-        where: np.ndarray,
-        out: np.ndarray,
-    ) -> None:
-        """Adds the path attributions of the trees of ``boosters`` (flattened boosters, each
-        feeding product column ``_tree_cols[b]``) into ``out`` rows ``where[column]``."""
+        self, path: np.ndarray, f: FlatForest, boosters: np.ndarray
+    ) -> np.ndarray:
+        """The path attributions of the trees of ``boosters`` (flattened boosters), one row
+        each, (boosters, F + 1), from a walk's ``path``: a handful of gathers over the few
+        trees asked for, whatever the depth."""
         F = self.n_features
-        nan = np.isnan(x)
-        x2 = np.zeros(2 * F + 1, dtype=np.float32)
-        x2[:F] = np.where(nan, _INF, x)
-        x2[F : 2 * F] = np.where(nan, -_INF, x)
-        goes_right = np.repeat(x2, f.slot_counts) >= f.cond_thr
-        if boosters.size == f.tree_starts.size:
-            trees = np.arange(f.n_trees, dtype=np.intp)
-            owner = self._tree_product
-            starts = f.tree_starts
+        trees, row, starts = self._subset(boosters)
+        mean_flat, mean_at, feature_flat, feature_at = self._levels
+        nodes = path[:, trees]  # (depth + 1, trees asked)
+        means = mean_flat[nodes + mean_at]
+        acc_size = boosters.size * (F + 1)
+        if f.depth:
+            # each step down a level credits its split feature with the change in mean
+            delta = means[1:] - means[:-1]
+            at = feature_flat[nodes[:-1] + feature_at] + row
+            acc = np.bincount(at.ravel(), weights=delta.ravel(), minlength=acc_size)
         else:
-            ends = np.append(f.tree_starts[1:], f.n_trees)
-            counts = ends[boosters] - f.tree_starts[boosters]
-            trees = np.concatenate(
-                [np.arange(f.tree_starts[b], ends[b], dtype=np.intp) for b in boosters]
-            )
-            owner = np.repeat(np.arange(boosters.size), counts)
-            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        acc = np.zeros(boosters.size * (F + 1), dtype=np.float64)
-        row = owner * (F + 1)
-        idx = trees
-        for level in range(f.depth):
-            child = 2 * idx + goes_right[f.cond[level][idx]]
-            delta = f.mean[level + 1][child].astype(np.float64) - f.mean[level][idx]
-            acc += np.bincount(row + f.feature[level][idx], weights=delta, minlength=acc.size)
-            idx = child
+            acc = np.zeros(acc_size, dtype=np.float64)
         contrib = acc.reshape(boosters.size, F + 1)
         # feature index F collected the (zero) padding steps; it becomes the bias
-        contrib[:, F] = np.add.reduceat(f.mean[0][trees].astype(np.float64), starts)
-        contrib[:, F] += f.base_margin[boosters]
-        np.add.at(out, where[self._tree_cols[boosters]], contrib)
+        contrib[:, F] = np.add.reduceat(means[0], starts) + f.base_margin[boosters]
+        return contrib
+
+    def _subset(self, boosters: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For flattened boosters: their trees, each tree's first cell in the (boosters,
+        F + 1) accumulator, and each booster's first position among those trees. Cached:
+        serving asks for the same few products' boosters again and again."""
+        key = boosters.tobytes()
+        found = self._subsets.get(key)
+        if found is not None:
+            return found
+        f = self._forest
+        assert f is not None
+        ends = np.append(f.tree_starts[1:], f.n_trees)
+        counts = ends[boosters] - f.tree_starts[boosters]
+        trees = np.concatenate(
+            [np.arange(f.tree_starts[b], ends[b], dtype=np.intp) for b in boosters]
+        )
+        row = np.repeat(np.arange(boosters.size) * (self.n_features + 1), counts)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        if len(self._subsets) >= SUBSET_CACHE:
+            self._subsets.clear()  # bounded; a serving process meets few combinations
+        self._subsets[key] = found = (trees, row, starts)
+        return found
+
+    @cached_property
+    def _levels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The forest's per-level node means and split features, each flattened into one
+        array with each level's offset as a column, so a path gathers all levels at once."""
+        f = self._forest
+        assert f is not None
+        mean_flat = np.concatenate([m.astype(np.float64) for m in f.mean])
+        mean_at = np.cumsum([0] + [m.size for m in f.mean[:-1]])[:, None]
+        if f.depth:
+            feature_flat = np.concatenate([a.astype(np.intp) for a in f.feature])
+            feature_at = np.cumsum([0] + [a.size for a in f.feature[:-1]])[:, None]
+        else:
+            feature_flat = np.zeros(0, dtype=np.intp)
+            feature_at = np.zeros((0, 1), dtype=np.intp)
+        return mean_flat, mean_at, feature_flat, feature_at
 
     # ----------------------------------------------------------------- persistence
     def _arrays(self) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # serving loads neither at import; the loader passed in builds them
     from models.drift import LiveSample
-    from models.fast_scorer import MultiProductScorer
+    from models.fast_scorer import MultiProductScorer, Walk
     from models.features import FeatureBuilder
 
 log = logging.getLogger("offerwise.serving")
@@ -76,14 +76,21 @@ class Bundle:
         """Calibrated probabilities, one per product, for one feature vector."""
         return self.scorer.score(x)
 
-    def contributions(self, x: np.ndarray, products: Sequence[int] | None = None) -> np.ndarray:
+    def walk(self, x: np.ndarray) -> Walk:
+        """The scores of one feature vector (``walk.scores``) with the tree paths that
+        ``contributions`` reuses to explain a few of them."""
+        return self.scorer.walk(x)
+
+    def contributions(
+        self, x: np.ndarray, products: Sequence[int] | None = None, walk: Walk | None = None
+    ) -> np.ndarray:
         """Each product's per-feature contributions to its margin, (products, F + 1), with
         only the features the visitor has credited: a feature that is missing (NaN) or 0 (a
         presence flag, holding, view, level or count the visitor does not have) moves its
         share into the bias (the last column), so no explanation rests on what is absent.
         Rows still sum to the margins. ``products`` (positions in ``product_ids``) limits the
-        rows to those, in that order."""
-        contrib = self.scorer.contributions(x, products)
+        rows to those, in that order; ``walk`` is ``x``'s, when it was scored already."""
+        contrib = self.scorer.contributions(x, products, walk)
         absent = ~np.isfinite(x) | (x == 0)
         if absent.any():
             contrib[:, -1] += contrib[:, :-1][:, absent].sum(axis=1)
@@ -111,9 +118,23 @@ class Bundle:
         """Per product, the feature group that raised its score most (crm, holdings, zip,
         web), from ``contributions``; None when no group the visitor has raised it."""
         groups, matrix = self._groups
+        return self._strongest(groups, contrib[:, :-1] @ matrix)
+
+    def reasons(
+        self, x: np.ndarray, products: Sequence[int], walk: Walk | None = None
+    ) -> list[str | None]:
+        """``reason_groups(contributions(x, products, walk))`` as serving asks it, without
+        moving each absent feature's share into the bias first: the group sums leave out
+        the features the visitor lacks, which is all that move would change here."""
+        groups, matrix = self._groups
+        contrib = self.scorer.contributions(x, products, walk)
+        present = np.isfinite(x) & (x != 0)
+        return self._strongest(groups, contrib[:, :-1] @ (matrix * present[:, None]))
+
+    @staticmethod
+    def _strongest(groups: list[str], sums: np.ndarray) -> list[str | None]:
         if not groups:
-            return [None] * contrib.shape[0]
-        sums = contrib[:, :-1] @ matrix
+            return [None] * sums.shape[0]
         best = sums.argmax(axis=1)
         return [groups[b] if sums[i, b] > 0 else None for i, b in enumerate(best)]
 

@@ -35,6 +35,16 @@ def _anonymous_row(bundle: Bundle, kids: float) -> np.ndarray:
     return bundle.builder.transform(cols, 1)[0]
 
 
+def _told(bundle: Bundle, x: np.ndarray) -> list[str | None]:
+    """The reason groups of every product, checked against the way serving asks for them
+    (from the scoring walk, absent features left out of the sums)."""
+    groups = bundle.reason_groups(bundle.contributions(x))
+    rows = list(range(len(bundle.product_ids)))
+    assert bundle.reasons(x, rows, bundle.walk(x)) == groups
+    assert bundle.reasons(x, rows[::-1]) == groups[::-1]
+    return groups
+
+
 def test_missing_features_contribute_nothing_and_rows_still_sum_to_the_margin() -> None:
     bundle = _bundle()
     x = _anonymous_row(bundle, kids=0.9)
@@ -52,10 +62,10 @@ def test_an_anonymous_visitor_is_never_explained_by_crm_or_holdings() -> None:
     for items in bundle.explain(x).values():
         assert all(not i["feature"].startswith(("crm_", "holds_", "has_")) for i in items), items
         assert [i["feature"] for i in items] == ["web_aff_kids"]
-    assert bundle.reason_groups(bundle.contributions(x)) == ["web", "web"]
+    assert _told(bundle, x) == ["web", "web"]
     # Nothing the visitor has raised the score: no group is credited.
     x0 = _anonymous_row(bundle, kids=0.0)
-    assert bundle.reason_groups(bundle.contributions(x0)) == [None, None]
+    assert _told(bundle, x0) == [None, None]
 
 
 def test_a_customer_is_explained_by_what_they_have() -> None:
@@ -66,7 +76,7 @@ def test_a_customer_is_explained_by_what_they_have() -> None:
     contrib = bundle.contributions(x)
     # holds_p2 (1.5) beats age (0.05 x 30 = 1.5 for p1 ... 0.75 x 2 for p2): ties go to the
     # first group in REASON_GROUPS; with holdings only on p2's features the groups differ.
-    groups = bundle.reason_groups(contrib)
+    groups = _told(bundle, x)
     assert set(groups) <= {"crm", "holdings"}
     names = bundle.builder.feature_names
     assert contrib[0, names.index("holds_p1")] == 0.0  # not held: not credited
@@ -90,6 +100,6 @@ def test_a_visitor_who_only_opened_a_page_is_not_told_of_browsing() -> None:
              "web.first_seen": [0.0]}  # fmt: skip
     x = builder.transform(visit, 1, as_of=86_400.0 * 2)[0]
     assert bundle.contributions(x)[0, names.index("web_log_n_page_view")] > 0
-    assert bundle.reason_groups(bundle.contributions(x)) == [None]
+    assert _told(bundle, x) == [None]
     x = builder.transform({**visit, "web.aff.kids": [0.9]}, 1, as_of=86_400.0 * 2)[0]
-    assert bundle.reason_groups(bundle.contributions(x)) == ["web"]
+    assert _told(bundle, x) == ["web"]

@@ -383,7 +383,8 @@ def test_blends_of_trees_and_linear_models_score_alike_in_real_time_and_batch(
 def test_contributions_of_a_few_products_are_those_rows_of_all(boosters, linear_models):
     """Serving explains only the products it offers: the rows asked for, in the order asked,
     equal those rows of every product's contributions, for trees, linear models and blends
-    (several parts feeding one row), on rows with missing values too."""
+    (several parts feeding one row), on rows with missing values too; and reading the paths
+    of the walk that scored the row (as serving does) gives the same rows as walking again."""
     from models.blend import blend_of
 
     lr = linear_models["lr_pipeline"][0]
@@ -399,7 +400,11 @@ def test_contributions_of_a_few_products_are_those_rows_of_all(boosters, linear_
     X[::3, 1] = np.nan
     for x in X:
         every = s.contributions(x)
+        walk = s.walk(x)
+        np.testing.assert_array_equal(walk.margins, s.margins(x))
+        np.testing.assert_allclose(every.sum(axis=1), walk.margins, atol=1e-9)
         for rows in ([4, 0], [1], [2, 3, 1], [], list(range(5))):
             np.testing.assert_array_equal(s.contributions(x, rows), every[rows])
+            np.testing.assert_array_equal(s.contributions(x, rows, walk), every[rows])
     with pytest.raises(ScorerError, match="positions"):
         s.contributions(X[0], [5])
