@@ -242,11 +242,13 @@ class CampaignEvents:
         self._script: HotScript | None = None
         self._campaigns: dict[str, tuple[int, list[Campaign]]] = {}
 
-    def campaigns(self, r: redis.Redis, tenant: str) -> list[Campaign]:
+    def campaigns(self, r: redis.Redis, tenant: str, version: int | None = None) -> list[Campaign]:
         """Every campaign of the tenant, reloaded when the version moves: a campaign created a
         moment ago already counts (a time-based cache lost its first second's purchases and
-        triggers), and only batches with campaign-relevant events pay the one GET."""
-        version = int(r.get(keys.campaigns_version(tenant)) or 0)
+        triggers). ``version`` is the campaigns version when the caller read it already (the
+        ingest script returns it); without it, one GET."""
+        if version is None:
+            version = int(r.get(keys.campaigns_version(tenant)) or 0)
         hit = self._campaigns.get(tenant)
         if hit is None or hit[0] != version:
             hit = self._campaigns[tenant] = (version, list_campaigns(r, tenant))
@@ -260,9 +262,11 @@ class CampaignEvents:
         accepted: list[dict],
         claims: dict[str, tokens.TokenClaims],
         now: float | None = None,
+        campaigns_version: int | None = None,
     ) -> list[str]:
         """Apply the accepted events of one batch; ``claims`` by event id. Returns what moved
-        (``<campaign>|<group>|conversion`` and ``<campaign>||trigger`` entries)."""
+        (``<campaign>|<group>|conversion`` and ``<campaign>||trigger`` entries).
+        ``campaigns_version``: the tenant's, when the caller has it (``IngestResult``)."""
         now = time.time() if now is None else now
         ops: list[tuple] = []
         known: list[Campaign] | None = None
@@ -270,7 +274,7 @@ class CampaignEvents:
         def every() -> list[Campaign]:
             nonlocal known
             if known is None:
-                known = self.campaigns(r, tenant.name)
+                known = self.campaigns(r, tenant.name, campaigns_version)
             return known
 
         def campaigns() -> list[Campaign]:  # those whose triggers fire now

@@ -80,12 +80,12 @@ if profile then
   fresh = h[2] and tonumber(now) - tonumber(h[2]) < tonumber(ARGV[10])
   identified = h[3]
 end
--- KEYS[15..]: the visitor's dedupe hashes (event id -> 1), today's first (see DEDUPE_DAYS).
+-- KEYS[16..]: the visitor's dedupe hashes (event id -> 1), today's first (see DEDUPE_DAYS).
 local n = (#ARGV - 14) / 5
 local ids = {}
 for i = 1, n do ids[i] = ARGV[14 + (i - 1) * 5 + 1] end
 local known, new_ids = {}, {}
-for k = 15, #KEYS do
+for k = 16, #KEYS do
   local m = redis.call('HMGET', KEYS[k], unpack(ids))
   for i = 1, n do if m[i] then known[ids[i]] = true end end
 end
@@ -123,8 +123,8 @@ for i = 1, n do
     out[i] = 0
   end
 end
-if #new_ids > 0 and redis.call('HSET', KEYS[15], unpack(new_ids)) == redis.call('HLEN', KEYS[15]) then
-  redis.call('EXPIREAT', KEYS[15], ARGV[6])  -- a new hash: it lives until its last check
+if #new_ids > 0 and redis.call('HSET', KEYS[16], unpack(new_ids)) == redis.call('HLEN', KEYS[16]) then
+  redis.call('EXPIREAT', KEYS[16], ARGV[6])  -- a new hash: it lives until its last check
 end
 for pid, w in pairs(pop) do
   redis.call('ZINCRBY', KEYS[4], w * growth, pid)
@@ -192,6 +192,9 @@ if profile then
     for k = 6, 10 do redis.call('EXPIRE', KEYS[k], ttl) end
   end
 end
+-- KEYS[15]: the tenant's campaigns version, last after the flags, so the campaign half of
+-- collect knows whether its campaigns are current without a round trip of its own.
+out[#out + 1] = tonumber(redis.call('GET', KEYS[15]) or '0')
 return out
 """)
 _LUA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -243,6 +246,8 @@ class IngestResult:
     duplicates: int = 0
     # The last accepted ZIP event's answer (see ``zip_answer``), when the batch had one.
     zip: dict[str, str] | None = None
+    # The tenant's campaigns version as the batch was stored (``store.keys.campaigns_version``).
+    campaigns_version: int | None = None
 
 
 # Named in store.keys; kept here under the names callers import.
@@ -297,7 +302,7 @@ class Ingestor:
             vk["profile"], vk["recent"], vk["cart"], vk["bought"], vk["aff"],
             keys.traffic_minutes(name, day), keys.daily_visitors(name, day),
             keys.daily_identified(name, day), keys.segment_events(name, day),
-            *dedupe_keys(name, visitor, now),
+            keys.campaigns_version(name), *dedupe_keys(name, visitor, now),
         ]  # fmt: skip
         # Today's hash is last checked at the end of the day DEDUPE_DAYS - 1 days from now.
         forget_at = (int(now // DAY_S) + DEDUPE_DAYS) * DAY_S
@@ -332,14 +337,15 @@ class Ingestor:
                 event.get("product_id", "") if counted else "",
                 event.get("category", "") if counted else "",
             ]
-        # -1 or -2 when the batch is refused, else one flag per event (1: new, 0: a duplicate).
+        # -1 or -2 when the batch is refused, else one flag per event (1: new, 0: a duplicate)
+        # and the campaigns version.
         reply: list[int] | Literal[-1, -2] = self._script(script_keys, args)
         if reply == -1:
             raise Refused("rate limit exceeded", retry_after=1)
         if reply == -2:
             raise Refused("event backlog full: the archiver is behind", retry_after=30, status=503)
-        result = IngestResult()
-        for record, flag in zip(records, reply, strict=True):
+        result = IngestResult(campaigns_version=int(reply[-1]))
+        for record, flag in zip(records, reply[:-1], strict=True):
             if flag:
                 result.accepted.append(record)
             else:

@@ -144,8 +144,9 @@ def store_batch(
         by_index = dict(good)
         claims = {by_index[i]["id"]: c for i, c in checked.claims.items()} if checked else {}
         moved = here.campaign_events.record(
-            here.redis, tenant, batch["visitor"], result.accepted, claims, now
-        )
+            here.redis, tenant, batch["visitor"], result.accepted, claims, now,
+            campaigns_version=result.campaigns_version,
+        )  # fmt: skip
         count_campaign_events(tenant.name, result.accepted, claims, moved)
     EVENTS_BY(tenant.name, "accepted").inc(len(result.accepted))
     if bad:

@@ -157,3 +157,16 @@ def test_retries_are_recognised_for_at_least_48_hours_in_one_hash_per_visitor_da
     assert r.hlen(dedupe_key("dd", "v", first_day)) == 1
     forget_at = (first_day + DEDUPE_DAYS) * DAY_S
     assert abs(r.ttl(dedupe_key("dd", "v", first_day)) - (forget_at - time.time())) < 5
+
+
+def test_a_batch_is_answered_with_the_campaigns_version_it_was_stored_under(r, shop):
+    """Collect's campaign half reloads the tenant's campaigns when their version moves; the
+    ingest script reads that version in the batch's own call, so it costs no round trip."""
+    from store import keys
+
+    ingestor = Ingestor(r)
+    first = ingestor.ingest(shop, "cv", [_event("page_view", "p0"), _event("add_to_cart", "p1")])
+    assert first.campaigns_version == 0 and len(first.accepted) == 2
+    r.incrby(keys.campaigns_version("agg"), 3)
+    again = ingestor.ingest(shop, "cv", [_event("purchase", "p1")])
+    assert again.campaigns_version == 3 and len(again.accepted) == 1
