@@ -311,7 +311,7 @@ class Recommender:
         explanations = {}
         if explain:
             explanations = bundle.explain(x, products=[o.product["product_id"] for o in offers])
-        by_product = dict(zip(bundle.product_ids, (float(s) for s in scores), strict=True))
+        by_product = dict(zip(bundle.product_ids, scores.tolist(), strict=True))
         result = Recommendation(offers, f"model:{bundle.version}", explanations)
 
         def tell_reasons(shown: list[Offer]) -> None:

@@ -68,16 +68,17 @@ def rank(
 ) -> list[Ranked]:
     """Top ``n`` offers. ``reasons`` may give a (text, code) per product; else a generic one."""
     per_product = rules.get("products", {})
+    how = rules.get("weight", "margin")
+    reasons = reasons or {}
     candidates: list[Ranked] = []
-    for pid, score in zip(product_ids, scores, strict=True):
+    for pid, score in zip(product_ids, np.asarray(scores).tolist(), strict=True):
         if not offerable(pid, catalog, rules, ctx):
             continue
         rule = per_product.get(pid)
-        product = catalog[pid]
         priority = float(rule.get("priority", 1.0)) if rule else 1.0
-        value = float(score) * _weight(product, rules.get("weight", "margin")) * priority
-        text, code = (reasons or {}).get(pid, ("Picked for you", "model"))
-        candidates.append(Ranked(pid, float(score), value, text, code))
+        value = score * _weight(catalog[pid], how) * priority
+        text, code = reasons.get(pid, ("Picked for you", "model"))
+        candidates.append(Ranked(pid, score, value, text, code))
     candidates.sort(key=lambda c: c.value, reverse=True)
     return arrange(candidates, catalog, rules, n)
 

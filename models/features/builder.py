@@ -127,7 +127,10 @@ class FeatureBuilder:
             raw = [cols.get(k, missing) for k in self._num_keys]
         else:
             raw = [_slice(cols.get(k), start, stop, missing) for k in self._num_keys]
-        vals = np.array(raw, dtype=np.float64).reshape(len(self._num_keys), m)
+        if m == 1:  # one live row: a flat list is read three times faster than 70 nested ones
+            vals = np.array([v[0] for v in raw], dtype=np.float64).reshape(-1, 1)
+        else:
+            vals = np.array(raw, dtype=np.float64).reshape(len(self._num_keys), m)
         vals[np.isinf(vals)] = np.nan
         nf = len(FLAGS)
         flags = vals[:nf] == 1.0
