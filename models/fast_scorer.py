@@ -108,10 +108,6 @@ class MultiProductScorer:
         self._linear_unique = np.unique(self._linear_cols).size == self._linear_cols.size
         if forest is not None:
             f = forest
-            self._tree_product = np.repeat(
-                np.arange(f.tree_starts.size),
-                np.diff(np.append(f.tree_starts, f.n_trees)),
-            )
             self._tree_ids = np.arange(f.n_trees, dtype=np.intp)
             self._root_right = 2 * self._tree_ids
             self._subsets: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -273,18 +269,10 @@ class MultiProductScorer:
             # path[l]: each tree's node at level l (level-l nodes of tree t are t * 2**l ...)
             path = np.empty((f.depth + 1, f.n_trees), dtype=np.intp)
             path[0] = self._tree_ids
-            idx = path[0]
-            if f.depth:
-                idx = path[1]
-                np.add(self._root_right, goes_right[f.cond[0]], out=idx)
-                for level, cond in enumerate(f.cond[1:], start=2):
-                    step = goes_right[cond[idx]]
-                    idx = path[level]
-                    np.multiply(path[level - 1], 2, out=idx)
-                    idx += step
-                leaves = f.leaf[idx]
-            else:
-                leaves = f.leaf
+            for level, cond in enumerate(f.cond, start=1):
+                parent = path[level - 1]
+                np.add(2 * parent, goes_right[cond[parent]], out=path[level])
+            leaves = f.leaf[path[-1]]
             tree = np.add.reduceat(leaves.astype(np.float64), f.tree_starts) + f.base_margin
             _add(out, self._tree_cols, tree, self._tree_unique)
         if self._linear_cols.size:
